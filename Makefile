@@ -1,0 +1,31 @@
+# Two commands for a new user: `make demo` and `make test`. Both set themselves up.
+VENV := .venv
+PY := $(VENV)/bin/python
+SRC := agent detectors actions drift_logger
+
+.PHONY: setup setup-test demo test lint typecheck unit bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+setup-test:
+	@bash scripts/setup.sh --test
+
+demo: setup
+	$(VENV)/bin/drift-agent demo $(DEMO_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check $(SRC) tests bench
+	$(VENV)/bin/ruff format --check $(SRC) tests bench
+
+typecheck: setup
+	$(VENV)/bin/mypy $(SRC) tests bench
+
+test: setup-test lint typecheck
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .state

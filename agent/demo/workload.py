@@ -1,0 +1,126 @@
+"""A simulated serving workload: seeded traffic, real torch models, drift injected on a schedule.
+
+Traffic is a binary classification task over six numeric and two categorical features. The true
+decision boundary can move (concept drift) and the inputs can shift (data drift) at known record
+indices, so the demo and its test know exactly when each event starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+NUMERIC = ("x0", "x1", "x2", "x3", "x4", "x5")
+REGIONS = ("eu", "us", "apac")
+DEVICES = ("mobile", "desktop")
+# True boundary weights; concept drift rotates them towards CONCEPT_TARGET.
+BASE_WEIGHTS = np.array([1.2, -0.8, 0.6, 0.0, 0.9, 0.0])  # x3, x5 carry no signal
+CONCEPT_TARGET = np.array([-0.9, 0.3, 0.6, 1.1, -0.4, -0.5])
+
+
+@dataclasses.dataclass(frozen=True)
+class DataShift:
+    """From record ``start`` on, add ``shift`` (in standard deviations) to the named features."""
+
+    start: int
+    features: tuple[str, ...]
+    shift: float
+
+
+@dataclasses.dataclass(frozen=True)
+class ConceptDrift:
+    """Between ``start`` and ``start + ramp`` records the true boundary turns to CONCEPT_TARGET."""
+
+    start: int
+    ramp: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    data_shifts: tuple[DataShift, ...] = ()
+    concept: ConceptDrift | None = None
+
+
+class TabularMLP(torch.nn.Module):
+    """The served model: a small MLP over the one-hot encoded features."""
+
+    def __init__(self, n_inputs: int, hidden: int = 16) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(n_inputs, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 1)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.net(x)).squeeze(-1)
+
+
+def encode(numeric: np.ndarray, regions: Sequence[str], devices: Sequence[str]) -> torch.Tensor:
+    """Numeric features plus one-hot categories, as the model sees them."""
+    region_hot = np.array([[r == name for name in REGIONS] for r in regions], dtype=np.float32)
+    device_hot = np.array([[d == name for name in DEVICES] for d in devices], dtype=np.float32)
+    return torch.from_numpy(np.hstack([numeric.astype(np.float32), region_hot, device_hot]))
+
+
+def true_weights(schedule: Schedule, index: int) -> np.ndarray:
+    concept = schedule.concept
+    if concept is None or index < concept.start:
+        return BASE_WEIGHTS
+    progress = min(1.0, (index - concept.start) / max(1, concept.ramp))
+    weights: np.ndarray = (1 - progress) * BASE_WEIGHTS + progress * CONCEPT_TARGET
+    return weights
+
+
+def sample(
+    rng: np.random.Generator, schedule: Schedule, start: int, count: int
+) -> tuple[np.ndarray, list[str], list[str], np.ndarray]:
+    """``count`` rows of traffic beginning at record ``start``: features and true labels."""
+    numeric = rng.normal(size=(count, len(NUMERIC)))
+    indices = np.arange(start, start + count)
+    for shift in schedule.data_shifts:
+        active = indices >= shift.start
+        for name in shift.features:
+            numeric[active, NUMERIC.index(name)] += shift.shift
+    regions = [REGIONS[i] for i in rng.choice(len(REGIONS), size=count, p=[0.5, 0.3, 0.2])]
+    devices = [DEVICES[i] for i in rng.choice(len(DEVICES), size=count, p=[0.6, 0.4])]
+    logits = np.empty(count)
+    for row, index in enumerate(indices):
+        logits[row] = numeric[row] @ true_weights(schedule, int(index))
+    labels = (rng.random(count) < 1 / (1 + np.exp(-2.5 * logits))).astype(np.int64)
+    return numeric, regions, devices, labels
+
+
+def train_model(
+    seed: int, schedule: Schedule, *, start: int = 0, rows: int = 4000, epochs: int = 60
+) -> TabularMLP:
+    """Train a served model on traffic as it looks at record ``start`` (seeded, CPU, ~1 s)."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    numeric, regions, devices, labels = sample(rng, schedule, start, rows)
+    inputs = encode(numeric, regions, devices)
+    targets = torch.from_numpy(labels.astype(np.float32))
+    model = TabularMLP(inputs.shape[1])
+    optimiser = torch.optim.Adam(model.parameters(), lr=0.02)
+    loss_fn = torch.nn.BCELoss()
+    for _ in range(epochs):
+        optimiser.zero_grad()
+        loss = loss_fn(model(inputs), targets)
+        loss.backward()
+        optimiser.step()
+    model.eval()
+    return model
+
+
+def accuracy(
+    model: TabularMLP, numeric: np.ndarray, regions: Sequence[str], devices: Sequence[str], labels: np.ndarray
+) -> float:
+    with torch.no_grad():
+        predicted = (model(encode(numeric, regions, devices)).numpy() >= 0.5).astype(np.int64)
+    return float(np.mean(predicted == labels))
+
+
+def logistic(x: float) -> float:
+    return 1 / (1 + math.exp(-x))

@@ -1,0 +1,250 @@
+"""`drift-agent run`: the sidecar loop. Thin on purpose: poll, parse, evaluate, checkpoint, commit.
+
+At-least-once: offsets are committed only after a checkpoint has made the engine's state (open
+windows, detector state, policy state) durable. After a crash the agent resumes from the last
+checkpoint and Kafka redelivers what came after it; windows that close again produce the same
+idempotency keys, so no action runs twice.
+
+SIGTERM (kopf-style graceful drain): stop polling, finish the batch in hand, checkpoint, commit,
+flush the dead-letter producer and the audit log, all within ``runtime.drain_timeout_s``, then
+exit; past the bound the process exits hard.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import pathlib
+import pickle
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import prometheus_client
+
+from agent import dlq as dlq_mod
+from agent import engine as engine_mod
+from agent import http as http_mod
+from agent import metrics as metrics_mod
+from agent import records, source
+from agent import settings as settings_mod
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "checkpoint.pkl"
+EvaluationHook = Callable[[engine_mod.Evaluation], None]
+
+
+@dataclasses.dataclass
+class LoopStats:
+    batches: int = 0
+    records: int = 0
+    rejected: int = 0
+    evaluations: int = 0
+    checkpoints: int = 0
+
+
+def save_checkpoint(path: pathlib.Path, state: Any) -> None:
+    """Atomically replace the checkpoint: write, fsync, rename, fsync the directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    with temporary.open("wb") as handle:
+        pickle.dump(state, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def load_checkpoint(path: pathlib.Path) -> Any | None:
+    """The last checkpoint, or None. The file is the agent's own (state_dir), never user input."""
+    if not path.exists():
+        return None
+    with path.open("rb") as handle:
+        return pickle.load(handle)  # noqa: S301 - our own file in state_dir, written by save_checkpoint
+
+
+class Sidecar:
+    """The loop around one ``Engine``. ``step()`` is one batch; ``run()`` loops until stopped."""
+
+    def __init__(
+        self,
+        settings: settings_mod.AgentSettings,
+        *,
+        engine: engine_mod.Engine,
+        registry: prometheus_client.CollectorRegistry,
+        on_evaluation: EvaluationHook | None = None,
+        on_durable: Callable[[], None] | None = None,
+        policy_state: Callable[[], dict[str, Any]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        checkpoint_interval_s: float = 5.0,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.metrics = metrics_mod.AgentMetrics(registry)
+        self.registry = registry
+        self.parser = records.RecordParser(settings.mapping, settings.kafka.max_message_bytes)
+        self.source = source.KafkaSource(settings.kafka, metrics=self.metrics, on_revoked=self._on_revoked)
+        self.dlq = dlq_mod.DeadLetterQueue(settings.kafka, metrics=self.metrics)
+        self.on_evaluation = on_evaluation
+        self.on_durable = on_durable
+        self.policy_state = policy_state
+        self.clock = clock
+        self.checkpoint_interval_s = checkpoint_interval_s
+        self.checkpoint_path = settings.runtime.state_dir / CHECKPOINT_FILE
+        self.stats = LoopStats()
+        self.stop_requested = threading.Event()
+        self._uncommitted: list[source.RawMessage] = []
+        self._last_checkpoint = clock()
+        self._index = 0
+        self._labels_topic = settings.kafka.labels_topic
+
+    # -- one batch ----------------------------------------------------------------------------
+
+    def step(self) -> int:
+        started = time.perf_counter()
+        batch = self.source.poll_batch()
+        for message in batch:
+            self._handle(message)
+        self._uncommitted.extend(batch)
+        if batch:
+            self.stats.batches += 1
+            self.stats.records += len(batch)
+            self.metrics.observe_batch(time.perf_counter() - started)
+        self._export_window_fill()
+        if self.clock() - self._last_checkpoint >= self.checkpoint_interval_s:
+            self.make_durable()
+        self.metrics.set_ready(self.ready())
+        return len(batch)
+
+    def _handle(self, message: source.RawMessage) -> None:
+        if self._labels_topic is not None and message.topic == self._labels_topic:
+            label = self.parser.parse_label(message.value)
+            if isinstance(label, records.Rejected):
+                self._reject(label, message)
+                return
+            self._emit(self.engine.add_label(label))
+            return
+        parsed = self.parser.parse_prediction(message.value)
+        if isinstance(parsed, records.Rejected):
+            self._reject(parsed, message)
+            return
+        self._emit(self.engine.add_prediction(parsed, self._index))
+        self._index += 1
+        self.metrics.record_out()
+
+    def _reject(self, rejected: records.Rejected, message: source.RawMessage) -> None:
+        self.stats.rejected += 1
+        self.dlq.send(rejected, message)
+
+    def _emit(self, evaluations: Sequence[engine_mod.Evaluation]) -> None:
+        for evaluation in evaluations:
+            self.stats.evaluations += 1
+            self.metrics.window_closed(evaluation.window.model_version or "")
+            if self.on_evaluation is not None:
+                self.on_evaluation(evaluation)
+
+    def _export_window_fill(self) -> None:
+        size = self.settings.window.size
+        for (version, segment), count in self.engine.window_fill().items():
+            self.metrics.set_window_fill(version, dict(segment) or None, min(1.0, count / size))
+
+    # -- durability -----------------------------------------------------------------------------
+
+    def make_durable(self) -> bool:
+        """Checkpoint, flush the dead-letter queue, then commit what the checkpoint covers."""
+        self.engine.expire_labels()
+        if not self.dlq.flush(timeout_s=10.0):
+            log.warning("dead-letter queue not flushed; offsets stay uncommitted")
+            return False
+        policy_state = self.policy_state() if self.policy_state is not None else {}
+        save_checkpoint(
+            self.checkpoint_path, {"engine": self.engine, "index": self._index, "policy_state": policy_state}
+        )
+        if self.on_durable is not None:
+            self.on_durable()
+        self.stats.checkpoints += 1
+        self._last_checkpoint = self.clock()
+        committed = self.source.commit(self._uncommitted)
+        if committed:
+            self._uncommitted = []
+        return committed
+
+    def _on_revoked(self, partitions: Sequence[source.Partition]) -> None:
+        # Partitions move to another member: make what we processed from them durable now.
+        log.info("partitions revoked (%d); checkpointing before the rebalance", len(partitions))
+        self.make_durable()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def ready(self) -> bool:
+        return self.source.ready and not self.stop_requested.is_set()
+
+    def readiness_reason(self) -> str:
+        if self.stop_requested.is_set():
+            return "draining"
+        if not self.engine.reference_ready:
+            return "collecting reference data"
+        return self.source.status()
+
+    def run(self) -> LoopStats:
+        while not self.stop_requested.is_set():
+            self.step()
+        return self.stats
+
+    def drain(self) -> None:
+        """Finish what is in hand and make it durable; called after the loop stops."""
+        deadline = time.monotonic() + self.settings.runtime.drain_timeout_s
+        self.make_durable()
+        self.dlq.close(timeout_s=max(0.1, deadline - time.monotonic()))
+        self.source.close()
+
+
+def restore_engine(settings: settings_mod.AgentSettings) -> tuple[engine_mod.Engine | None, int]:
+    state = load_checkpoint(settings.runtime.state_dir / CHECKPOINT_FILE)
+    if state is None:
+        return None, 0
+    engine = state["engine"]
+    if not isinstance(engine, engine_mod.Engine):
+        raise TypeError("checkpoint does not hold an engine; remove it to start afresh")
+    return engine, int(state["index"])
+
+
+def install_signal_handlers(sidecar: Sidecar) -> None:
+    def request_stop(signum: int, _frame: object) -> None:
+        log.info("signal %d: draining (bound %.0fs)", signum, sidecar.settings.runtime.drain_timeout_s)
+        sidecar.stop_requested.set()
+        # Past the drain bound, exit hard: the pod's grace period would kill us anyway.
+        timer = threading.Timer(sidecar.settings.runtime.drain_timeout_s, os._exit, args=(1,))
+        timer.daemon = True
+        timer.start()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+
+
+def run_sidecar(settings: settings_mod.AgentSettings) -> int:
+    from agent import app  # noqa: PLC0415 - app imports the whole agent; only `run` needs it
+
+    return app.run(settings)
+
+
+def start_health_server(
+    settings: settings_mod.AgentSettings, sidecar: Sidecar, registry: prometheus_client.CollectorRegistry
+) -> http_mod.HealthServer:
+    server = http_mod.HealthServer(
+        settings.http.host,
+        settings.http.port,
+        registry,
+        readiness=sidecar.ready,
+        liveness=lambda: True,
+        readiness_reason=sidecar.readiness_reason,
+    )
+    return server.start()

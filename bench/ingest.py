@@ -1,0 +1,355 @@
+"""Ingest benchmark: a bare kafka-python consume loop vs the agent's ingest path.
+
+Both read the same N prediction-log records (20 numeric features, ~670 bytes of JSON) from an
+embedded Tansu broker on loopback. The agent path is what ``runner.Runner.step`` does per
+batch, minus the detectors: ``KafkaSource.poll_batch``, ``RecordParser.parse_prediction`` per
+message, ``WindowManager.add`` per record (closing 1000-record windows into columnar
+``Window`` objects), the ingest metrics, and ``KafkaSource.commit``. Throughput is counted from
+the first record received (group joins and fetch warm-up excluded, for both).
+
+The machine is shared: bare and agent runs alternate (bare, agent, bare, agent, ...) so that a
+change of load hits both, each side reports its median, and the load average is printed. CPU
+time per message (this process, all threads) is printed beside wall time: it moves much less
+with other processes' load. Memory (VmRSS / VmHWM) is sampled at 25, 50, 75 and 100 % of the
+first agent run: windows are bounded, so it must stay flat.
+
+    python -m bench ingest                # N = 200 000
+    BENCH_INGEST_N=50000 python -m bench ingest
+    python -m bench.ingest --n 50000 --repeats 3 --profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import dataclasses
+import io
+import json
+import os
+import pathlib
+import pstats
+import random
+import statistics
+import sys
+import time
+import timeit
+import uuid
+from collections.abc import Iterator
+
+import kafka
+import prometheus_client
+
+from agent import broker, metrics, records, reference, settings, source, windows
+
+DEFAULT_N = 200_000
+GOAL_RATIO = 0.5
+FEATURES = 20
+WINDOW_SIZE = 1000
+PROGRESS_POINTS = (0.25, 0.5, 0.75, 1.0)
+PARSE_SAMPLE = 2000
+
+
+def make_record(index: int, rng: random.Random) -> bytes:
+    record = {
+        "request_id": f"req-{index:09d}",
+        "timestamp": 1_700_000_000 + index * 0.01,
+        "model_name": "fraud",
+        "model_version": "v3",
+        "features": {f"feat_{i:02d}": round(rng.gauss(0.0, 1.0), 5) for i in range(FEATURES)},
+        "prediction": round(rng.random(), 6),
+        "confidence": round(rng.random(), 4),
+        "latency_ms": round(rng.uniform(5, 50), 3),
+        "gpu_latency_ms": round(rng.uniform(1, 10), 3),
+        "status": "ok",
+        "segment": {"region": "eu-west-1"},
+    }
+    return json.dumps(record).encode()
+
+
+def iter_records(n: int) -> Iterator[bytes]:
+    """The benchmark's stream: the same n records on every call (seeded)."""
+    rng = random.Random(7)
+    return (make_record(index, rng) for index in range(n))
+
+
+def produce(bootstrap: str, topic: str, n: int) -> float:
+    """Produce the stream's n records; returns their mean size in bytes."""
+    producer = kafka.KafkaProducer(
+        bootstrap_servers=bootstrap, acks=1, linger_ms=20, batch_size=512 * 1024, compression_type=None
+    )
+    total = 0
+    for value in iter_records(n):
+        total += len(value)
+        producer.send(topic, value=value)
+    producer.flush(timeout=300)
+    producer.close()
+    return total / n
+
+
+def bench_schema() -> reference.FeatureSchema:
+    """The schema the agent would fix from its reference data (built before any timing)."""
+    parser = records.RecordParser()
+    sample = [parser.parse_prediction(value) for value in iter_records(100)]
+    return reference.FeatureSchema.infer(r for r in sample if isinstance(r, records.PredictionRecord))
+
+
+def memory_kib() -> tuple[int, int]:
+    """(VmRSS, VmHWM) of this process in KiB, from /proc (Linux)."""
+    found = {"VmRSS": 0, "VmHWM": 0}
+    for line in pathlib.Path("/proc/self/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in found:
+            found[name] = int(value.split()[0])
+    return found["VmRSS"], found["VmHWM"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One pass over the topic: wall-clock rate and CPU cost, both from the first record."""
+
+    msg_per_s: float
+    cpu_us_per_msg: float
+
+
+class _Timer:
+    """Starts at the first record: group joins and fetch warm-up are not ingest."""
+
+    def __init__(self) -> None:
+        self.wall = 0.0
+        self.cpu = 0.0
+
+    def start_once(self) -> None:
+        if not self.wall:
+            self.wall = time.perf_counter()
+            self.cpu = time.process_time()
+
+    def run(self, n: int) -> Run:
+        wall = time.perf_counter() - self.wall
+        cpu = time.process_time() - self.cpu
+        return Run(n / wall, cpu / n * 1e6)
+
+
+def bare_consume(bootstrap: str, topic: str, n: int, consumer_options: dict[str, int]) -> Run:
+    """A plain KafkaConsumer poll loop that only counts records."""
+    consumer = kafka.KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=f"bench-bare-{uuid.uuid4().hex[:8]}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_interval_ms=2000,
+        session_timeout_ms=2000,
+        heartbeat_interval_ms=600,
+        **consumer_options,
+    )
+    consumer.subscribe([topic])
+    seen = 0
+    timer = _Timer()
+    try:
+        while seen < n:
+            for batch in consumer.poll(timeout_ms=500).values():
+                timer.start_once()
+                seen += len(batch)
+        return timer.run(n)
+    finally:
+        consumer.close(autocommit=False)
+
+
+class AgentIngest:
+    """The agent's ingest path, assembled as ``runner.Runner.step`` does it (no detectors)."""
+
+    def __init__(
+        self, bootstrap: str, topic: str, max_poll_records: int, schema: reference.FeatureSchema
+    ) -> None:
+        self.kafka_settings = settings.KafkaSettings(
+            bootstrap_servers=bootstrap,
+            predictions_topic=topic,
+            group_id=f"bench-agent-{uuid.uuid4().hex[:8]}",
+            max_poll_records=max_poll_records,
+            max_poll_interval_ms=2000,
+            session_timeout_ms=2000,
+        )
+        self.metrics = metrics.AgentMetrics(prometheus_client.CollectorRegistry())
+        self.parser = records.RecordParser()
+        self.manager = windows.WindowManager(settings.WindowSettings(size=WINDOW_SIZE), schema)
+        self.rejected = 0
+        self.windows_closed = 0
+
+    def run(self, n: int, memory_samples: list[tuple[int, int, int]] | None = None) -> Run:
+        kafka_source = source.KafkaSource(self.kafka_settings, metrics=self.metrics)
+        parse = self.parser.parse_prediction
+        add = self.manager.add
+        marks = [int(n * point) for point in PROGRESS_POINTS]
+        seen = 0
+        index = 0
+        timer = _Timer()
+        try:
+            while seen < n:
+                batch = kafka_source.poll_batch()
+                if not batch:
+                    continue
+                timer.start_once()
+                accepted = 0
+                for message in batch:
+                    parsed = parse(message.value)
+                    if isinstance(parsed, records.Rejected):
+                        self.rejected += 1  # the runner sends it to the DLQ: none in this stream
+                        continue
+                    for window in add(parsed, index):
+                        self.windows_closed += 1
+                        self.metrics.window_closed(window.model_version or "")
+                    index += 1
+                    accepted += 1
+                self.metrics.record_out(accepted)
+                for (version, segment), count in self.manager.fill().items():
+                    self.metrics.set_window_fill(version, dict(segment) or None, count / WINDOW_SIZE)
+                seen += len(batch)
+                kafka_source.commit(batch)
+                while marks and seen >= marks[0] and memory_samples is not None:
+                    memory_samples.append((marks.pop(0), *memory_kib()))
+            return timer.run(n)
+        finally:
+            kafka_source.close()
+
+
+def parse_us_per_record(values: list[bytes]) -> float:
+    """``parse_prediction`` alone (no Kafka): best of 5 timeit repeats, in microseconds."""
+    parse = records.RecordParser().parse_prediction
+
+    def parse_all() -> None:
+        for value in values:
+            parse(value)
+
+    return min(timeit.repeat(parse_all, number=3, repeat=5)) / (3 * len(values)) * 1e6
+
+
+def window_us_per_record(values: list[bytes], schema: reference.FeatureSchema) -> float:
+    """``WindowManager.add`` alone, closing windows included: best of 5 runs, in microseconds."""
+    parser = records.RecordParser()
+    parsed = [parser.parse_prediction(value) for value in values]
+    good = [record for record in parsed if isinstance(record, records.PredictionRecord)]
+
+    def add_all() -> None:
+        add = windows.WindowManager(settings.WindowSettings(size=WINDOW_SIZE), schema).add
+        for index, record in enumerate(good):
+            add(record, index)
+
+    return min(timeit.repeat(add_all, number=1, repeat=5)) / len(good) * 1e6
+
+
+def profile_agent(bootstrap: str, topic: str, n: int, max_poll_records: int) -> str:
+    ingest = AgentIngest(bootstrap, topic, max_poll_records, bench_schema())
+    profiler = cProfile.Profile()
+    profiler.enable()
+    ingest.run(n)
+    profiler.disable()
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(15)
+    return out.getvalue()
+
+
+def _load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} CPUs"
+
+
+@dataclasses.dataclass
+class Comparison:
+    bare: list[Run]
+    agent: list[Run]
+    windows_closed: int
+    rejected: int
+    memory: list[tuple[int, int, int]]
+
+    @property
+    def ratio(self) -> float:
+        """Median agent msg/s over median bare msg/s: the number the goal is about."""
+        return _median(self.agent, "msg_per_s") / _median(self.bare, "msg_per_s")
+
+    @property
+    def cpu_ratio(self) -> float:
+        """The same ratio from CPU cost per message (less sensitive to other processes)."""
+        return _median(self.bare, "cpu_us_per_msg") / _median(self.agent, "cpu_us_per_msg")
+
+
+def _median(runs: list[Run], field: str) -> float:
+    return float(statistics.median(getattr(run, field) for run in runs))
+
+
+def compare(bootstrap: str, topic: str, n: int, repeats: int) -> Comparison:
+    """Alternate ``repeats`` bare and agent passes over the first ``n`` records of ``topic``."""
+    max_poll_records = settings.KafkaSettings().max_poll_records
+    consumer_options = {
+        "max_poll_records": max_poll_records,
+        "fetch_max_bytes": source.FETCH_MAX_BYTES,
+        "max_partition_fetch_bytes": source.MAX_PARTITION_FETCH_BYTES,
+    }
+    schema = bench_schema()
+    result = Comparison([], [], 0, 0, [])
+    for attempt in range(repeats):
+        result.bare.append(bare_consume(bootstrap, topic, n, consumer_options))
+        ingest = AgentIngest(bootstrap, topic, max_poll_records, schema)
+        result.agent.append(ingest.run(n, result.memory if attempt == 0 else None))
+        if attempt == 0:
+            result.windows_closed, result.rejected = ingest.windows_closed, ingest.rejected
+    return result
+
+
+def _report(result: Comparison) -> None:
+    print(f"{'path':<34}{'median msg/s':>14}{'CPU us/msg':>12}   runs (msg/s)")
+    for name, runs in (("bare kafka-python poll loop", result.bare), ("agent ingest path", result.agent)):
+        each = ", ".join(f"{run.msg_per_s:,.0f}" for run in runs)
+        rate, cpu = _median(runs, "msg_per_s"), _median(runs, "cpu_us_per_msg")
+        print(f"{name:<34}{rate:>14,.0f}{cpu:>12.1f}   {each}")
+    verdict = "meets" if result.ratio >= GOAL_RATIO else "BELOW"
+    print(f"{'ratio agent / bare (wall)':<34}{result.ratio:>14.2f}   ({verdict} the goal of {GOAL_RATIO})")
+    print(f"{'ratio agent / bare (CPU)':<34}{result.cpu_ratio:>14.2f}")
+    print(f"windows closed per run: {result.windows_closed}, rejected: {result.rejected}")
+    print()
+    print("memory during the first agent run (windows are bounded: RSS must stay flat)")
+    print(f"{'progress':>9}{'records':>10}{'VmRSS MiB':>12}{'VmHWM MiB':>12}")
+    for point, (seen, rss, hwm) in zip(PROGRESS_POINTS, result.memory, strict=False):
+        print(f"{point:>9.0%}{seen:>10}{rss / 1024:>12.1f}{hwm / 1024:>12.1f}")
+
+
+def run(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="bench.ingest", description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=int(os.environ.get("BENCH_INGEST_N", DEFAULT_N)))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--profile", action="store_true", help="print a cProfile of the agent path")
+    args = parser.parse_args([] if argv is None else argv)
+    n, repeats = args.n, args.repeats
+    print(f"ingest benchmark: {n} records, {FEATURES} features, 1 partition")
+    print(f"load average at start: {_load()}")
+    sample = list(iter_records(PARSE_SAMPLE))
+    print(
+        f"without Kafka (best of 5): parse_prediction {parse_us_per_record(sample):.2f} us/record, "
+        f"WindowManager.add {window_us_per_record(sample, bench_schema()):.2f} us/record"
+    )
+
+    with broker.EmbeddedBroker() as embedded:
+        bootstrap = embedded.bootstrap_servers
+        topic = "bench-ingest"
+        embedded.create_topics([topic], partitions=1)
+        started = time.perf_counter()
+        mean_size = produce(bootstrap, topic, n)
+        produce_s = time.perf_counter() - started
+        print(
+            f"produced {mean_size:.0f}-byte records (mean) in {produce_s:.1f}s ({n / produce_s:,.0f} msg/s)"
+        )
+        print(
+            f"consumer: max_poll_records={settings.KafkaSettings().max_poll_records}, "
+            f"fetch_max_bytes={source.FETCH_MAX_BYTES}, "
+            f"max_partition_fetch_bytes={source.MAX_PARTITION_FETCH_BYTES}"
+        )
+        print()
+        result = compare(bootstrap, topic, n, repeats)
+        _report(result)
+        print(f"load average at end: {_load()}")
+        if result.ratio < GOAL_RATIO or args.profile:
+            print()
+            print("cProfile of one agent run (top 15 by own time):")
+            print(profile_agent(bootstrap, topic, n, settings.KafkaSettings().max_poll_records))
+
+
+if __name__ == "__main__":
+    run(sys.argv[1:])

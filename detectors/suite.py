@@ -1,0 +1,93 @@
+"""A configured set of detectors run together on each window (one suite per model version/segment).
+
+The lead wires ``SuiteConfig`` into the settings tree as the ``detectors`` group.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import pydantic
+
+from detectors import base, registry
+from detectors import window as window_mod
+
+
+def _default_detectors() -> dict[str, dict[str, Any]]:
+    # What a production sidecar wants on day one; the rest (mmd, domain_classifier, cbpe, adwin,
+    # ddm, page_hinkley) are opt-in by name.
+    return {
+        "data_drift": {},
+        "prediction_drift": {},
+        "latency": {},
+        "error_rate": {},
+        "performance": {},
+    }
+
+
+class SuiteConfig(pydantic.BaseModel):
+    """Which detectors run, by registry name, each with its config (see each detector's config)."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    detectors: dict[str, dict[str, Any]] = pydantic.Field(
+        default_factory=_default_detectors,
+        description="Detector name -> its config dict, e.g. {data_drift: {drift_share: 0.5}}. "
+        "Unknown names fail at start-up with the list of valid names.",
+    )
+
+
+def split_by_labels(config: SuiteConfig, detectors: registry.Registry) -> tuple[SuiteConfig, SuiteConfig]:
+    """(detectors for the raw prediction stream, detectors for label-joined windows)."""
+    unlabelled = {n: c for n, c in config.detectors.items() if not detectors.get(n).requires_labels}
+    labelled = {n: c for n, c in config.detectors.items() if detectors.get(n).requires_labels}
+    return SuiteConfig(detectors=unlabelled), SuiteConfig(detectors=labelled)
+
+
+@dataclasses.dataclass(frozen=True)
+class Skipped:
+    """A detector that could not run on a window, and why (e.g. no labels yet)."""
+
+    detector: str
+    reason: str
+
+
+class DetectorSuite:
+    """Builds every configured detector up front, so a bad name or config fails at start-up."""
+
+    def __init__(self, config: SuiteConfig, detectors: registry.Registry | None = None) -> None:
+        self.config = config
+        self.registry = detectors if detectors is not None else registry.default_registry()
+        self.detectors: dict[str, base.Detector[Any]] = {
+            name: self.registry.create(name, options) for name, options in config.detectors.items()
+        }
+        # What the last update() skipped; the pipeline reports it (metrics, audit), not an error.
+        self.skipped: list[Skipped] = []
+
+    def set_reference(self, reference: window_mod.Window) -> None:
+        for detector in self.detectors.values():
+            if isinstance(detector, base.NeedsReference):
+                detector.set_reference(reference)
+
+    def update(self, window: window_mod.Window) -> list[base.DetectorResult]:
+        results: list[base.DetectorResult] = []
+        self.skipped = []
+        for name, detector in self.detectors.items():
+            try:
+                results.append(detector.update(window))
+            except base.CannotRun as reason:
+                self.skipped.append(Skipped(name, str(reason)))
+        return results
+
+    def reset(self) -> None:
+        for detector in self.detectors.values():
+            detector.reset()
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.detectors)
+
+    def configs(self) -> Mapping[str, base.DetectorConfig]:
+        """The validated config of each detector (defaults filled in), e.g. for the audit log."""
+        return {name: detector.config for name, detector in self.detectors.items()}

@@ -1,0 +1,93 @@
+"""Real servers for the controller tests: the MLflow registry, and etcd + kube-apiserver (no kubelet)."""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Iterator
+
+import pytest
+from kubernetes import client as k8s_client
+from mlflow.tracking import MlflowClient
+
+from actions import base, registry
+from tests.infra import kube
+from tests.infra import mlflow_server as mlflow_infra
+from tests.k8s import helpers as k8s_helpers
+from tests.registry import helpers as registry_helpers
+
+
+class RecordingAlerts(base.ActionHandler):
+    """The ALERT handler's contract, keeping what it is asked to send (the sinks have their own tests)."""
+
+    kind = base.ActionKind.ALERT
+
+    def __init__(self) -> None:
+        self.requests: list[base.ActionRequest] = []
+
+    def handle(self, request: base.ActionRequest, *, dry_run: bool) -> base.ActionOutcome:
+        self.requests.append(request)
+        return base.ActionOutcome(base.OutcomeStatus.SUCCEEDED)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(request: pytest.FixtureRequest) -> mlflow_infra.MlflowServer:
+    """The session's one MLflow server (shared with the registry and rollback tests)."""
+    return mlflow_infra.session_server(request.config)
+
+
+@pytest.fixture
+def mlflow_client(mlflow_server: mlflow_infra.MlflowServer) -> MlflowClient:
+    return MlflowClient(tracking_uri=mlflow_server.tracking_uri)
+
+
+@pytest.fixture
+def clock() -> registry_helpers.ManualClock:
+    return registry_helpers.ManualClock()
+
+
+@pytest.fixture
+def model(
+    mlflow_server: mlflow_infra.MlflowServer, mlflow_client: MlflowClient, clock: registry_helpers.ManualClock
+) -> registry.ModelRegistry:
+    """A fresh registered model with versions 1 and 2; version 1 is the champion."""
+    name = registry_helpers.unique_model_name("canary")
+    registry_helpers.register_remote_versions(mlflow_client, name, 2)
+    mlflow_client.set_registered_model_alias(name, "champion", "1")
+    return registry.ModelRegistry(mlflow_server.tracking_uri, name, clock=clock)
+
+
+@pytest.fixture
+def alerts() -> RecordingAlerts:
+    return RecordingAlerts()
+
+
+@pytest.fixture
+def store_path(tmp_path: pathlib.Path) -> pathlib.Path:
+    return tmp_path / "state" / "canary.json"
+
+
+@pytest.fixture(scope="session")
+def kube_apiserver() -> Iterator[kube.KubeAPIServer]:
+    try:
+        binary = kube.build_apiserver()
+    except kube.BuildUnavailable as exc:
+        pytest.skip(f"kube-apiserver cannot be built on this machine ({exc}); CI installs apt + Go")
+    with kube.KubeAPIServer(binary) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def admin_api(kube_apiserver: kube.KubeAPIServer) -> Iterator[k8s_client.ApiClient]:
+    api = kube_apiserver.admin_client()
+    with api:
+        yield api
+
+
+@pytest.fixture
+def namespace(admin_api: k8s_client.ApiClient) -> str:
+    return k8s_helpers.create_namespace(admin_api, prefix="canary")
+
+
+@pytest.fixture(scope="session")
+def kserve_crd(admin_api: k8s_client.ApiClient) -> None:
+    k8s_helpers.install_inferenceservice_crd(admin_api)

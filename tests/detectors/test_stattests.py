@@ -1,0 +1,108 @@
+"""Unit checks of the building blocks that parity rests on (numpy/scipy as the oracle)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from detectors import stattests
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 100, 1001, 54321])
+def test_sturges_edges_match_numpy(size: int) -> None:
+    rng = np.random.default_rng(size)
+    values = rng.standard_t(2.0, size)
+    expected = np.histogram_bin_edges(values, bins="sturges")
+    got = stattests.sturges_edges(float(values.min()), float(values.max()), size)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_sturges_edges_of_a_constant_match_numpy() -> None:
+    values = np.full(10, 3.0)
+    np.testing.assert_array_equal(
+        stattests.sturges_edges(3.0, 3.0, 10), np.histogram_bin_edges(values, "sturges")
+    )
+
+
+def test_histogram_of_sorted_values_matches_numpy_including_the_closed_last_bin() -> None:
+    rng = np.random.default_rng(1)
+    values = np.round(rng.normal(size=2000), 1)  # many values sit exactly on edges
+    edges = np.linspace(-2.0, 2.0, 9)
+    np.testing.assert_array_equal(
+        stattests.histogram_sorted(np.sort(values), edges), np.histogram(values, edges)[0]
+    )
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_ks_and_wasserstein_match_scipy(ties: bool) -> None:
+    rng = np.random.default_rng(2)
+    ref = rng.normal(size=700)
+    cur = rng.normal(0.1, 1.2, size=450)
+    if ties:
+        ref, cur = np.round(ref, 1), np.round(cur, 1)
+    reference, current = stattests.numeric_sample(ref), stattests.numeric_sample(cur)
+    ks = stattests.numeric(reference, current, "ks")
+    expected = stats.ks_2samp(ref, cur)
+    assert ks.score == pytest.approx(expected.pvalue, rel=1e-12)
+    assert ks.extras["ks_statistic"] == pytest.approx(expected.statistic, rel=1e-12)
+    wasserstein = stattests.numeric(reference, current, "wasserstein")
+    assert wasserstein.score == pytest.approx(stats.wasserstein_distance(ref, cur) / np.std(ref), rel=1e-12)
+    energy = stattests.numeric(reference, current, "ed")
+    assert energy.score == pytest.approx(stats.energy_distance(ref, cur), rel=1e-12)
+
+
+def test_default_choice_follows_evidently_rules() -> None:
+    num, cat = stattests.ColumnKind.NUMERICAL, stattests.ColumnKind.CATEGORICAL
+    assert stattests.default_test(num, 1000, 6).name == "ks"
+    assert stattests.default_test(num, 1000, 5).name == "chisquare"
+    assert stattests.default_test(num, 1000, 2).name == "z"
+    assert stattests.default_test(cat, 1000, 3).name == "chisquare"
+    assert stattests.default_test(cat, 10, 2).name == "z"
+    assert stattests.default_test(num, 1001, 6).name == "wasserstein"
+    assert stattests.default_test(num, 1001, 5).name == "jensenshannon"
+    assert stattests.default_test(cat, 1001, 2).name == "jensenshannon"
+
+
+def test_verdict_comparisons_differ_by_test_as_in_evidently() -> None:
+    assert stattests.get("ks").is_drift(0.05, 0.05)
+    assert not stattests.get("chisquare").is_drift(0.05, 0.05)
+    assert stattests.get("wasserstein").is_drift(0.1, 0.1)
+    assert not stattests.get("ed").is_drift(0.1, 0.1)
+    assert not stattests.get("psi").is_drift(math.nan, 0.1)
+
+
+def test_unknown_test_names_the_valid_ones() -> None:
+    with pytest.raises(stattests.UnknownStatTestError, match=r"valid names: .*wasserstein"):
+        stattests.get("wasserstien")
+    with pytest.raises(stattests.UnknownStatTestError, match="does not apply to categorical"):
+        stattests.get("ks", stattests.ColumnKind.CATEGORICAL)
+
+
+def test_missing_values_are_dropped_and_counted() -> None:
+    sample = stattests.numeric_sample([1.0, np.nan, np.inf, -np.inf, 2.0])
+    assert sample.size == 2 and sample.missing == 3
+    categories = stattests.categorical_sample(np.array(["a", None, float("nan"), "a"], dtype=object))
+    assert dict(categories.counts) == {"a": 2} and categories.missing == 2
+
+
+def test_z_test_reports_cohens_h_beside_the_p_value() -> None:
+    reference = stattests.categorical_sample(["a"] * 700 + ["b"] * 300)
+    current = stattests.categorical_sample(["a"] * 500 + ["b"] * 500)
+    outcome = stattests.categorical(reference, current)
+    assert outcome.test.name == "z" and outcome.drifted
+    expected_h = abs(2 * math.asin(math.sqrt(0.3)) - 2 * math.asin(math.sqrt(0.5)))
+    assert outcome.effect_size == pytest.approx(expected_h)
+    assert outcome.p_value == outcome.score
+
+
+def test_large_sample_tiny_shift_has_small_p_but_small_effect() -> None:
+    """Why effect size matters: at 100k rows a 0.03-sigma shift is 'significant' but trivial."""
+    rng = np.random.default_rng(3)
+    reference = stattests.numeric_sample(rng.normal(size=100_000))
+    current = stattests.numeric_sample(rng.normal(0.03, 1.0, size=100_000))
+    outcome = stattests.numeric(reference, current, "ks")
+    assert outcome.drifted
+    assert outcome.effect_size is not None and outcome.effect_size < 0.05

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import numpy as np
+import pydantic
+import pytest
+
+from detectors import registry, suite
+from detectors import window as window_mod
+
+
+def _window(
+    rng: np.random.Generator, n: int, shift: float = 0.0, predictions: bool = True
+) -> window_mod.Window:
+    return window_mod.Window(
+        features={"x": rng.normal(shift, 1.0, n)},
+        predictions=rng.normal(shift, 1.0, n) if predictions else None,
+        confidences=rng.random(n) if predictions else None,
+    )
+
+
+def test_runs_every_configured_detector() -> None:
+    rng = np.random.default_rng(0)
+    runner = suite.DetectorSuite(suite.SuiteConfig())
+    runner.set_reference(_window(rng, 400))
+    results = runner.update(_window(rng, 300, shift=2.0))
+    assert [r.detector for r in results] == ["data_drift", "prediction_drift"]
+    assert results[0].drifted
+    assert runner.skipped == []
+
+
+def test_detector_that_cannot_run_is_skipped_with_reason() -> None:
+    rng = np.random.default_rng(1)
+    runner = suite.DetectorSuite(suite.SuiteConfig(), registry.default_registry())
+    runner.set_reference(_window(rng, 400))
+    results = runner.update(_window(rng, 300, predictions=False))
+    assert [r.detector for r in results] == ["data_drift"]
+    assert [s.detector for s in runner.skipped] == ["prediction_drift"]
+    assert "no predictions" in runner.skipped[0].reason
+
+
+def test_unknown_detector_fails_at_construction_with_valid_names() -> None:
+    config = suite.SuiteConfig(detectors={"data_drift": {}, "concept_drfit": {}})
+    with pytest.raises(registry.UnknownDetectorError, match=r"valid names: .*data_drift"):
+        suite.DetectorSuite(config)
+
+
+def test_config_rejects_unknown_keys_and_keeps_detector_configs() -> None:
+    with pytest.raises(pydantic.ValidationError):
+        suite.SuiteConfig.model_validate({"detector": {}})
+    runner = suite.DetectorSuite(suite.SuiteConfig(detectors={"data_drift": {"drift_share": 0.2}}))
+    assert runner.names() == ("data_drift",)
+    assert runner.configs()["data_drift"].model_dump()["drift_share"] == 0.2
+
+
+def test_reset_keeps_results_reproducible() -> None:
+    rng = np.random.default_rng(2)
+    runner = suite.DetectorSuite(suite.SuiteConfig())
+    runner.set_reference(_window(rng, 400))
+    window = _window(rng, 300, shift=0.5)
+    before = [r.to_json() for r in runner.update(window)]
+    runner.reset()
+    assert [r.to_json() for r in runner.update(window)] == before

@@ -1,0 +1,180 @@
+"""A real MLflow tracking server + model registry on loopback, for the registry and rollback tests.
+
+Runs the venv's own ``mlflow server`` executable (no shell) with a sqlite backend and a local
+artifact root inside a directory the caller owns, waits until ``/health`` answers, and stops the
+whole process group it started (the server forks workers) on exit.
+
+    python -m tests.infra.mlflow_server     # start one, print its URI and start-up time, stop it
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+DEFAULT_STARTUP_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 15.0
+_POLL_INTERVAL_S = 0.2
+
+
+class MlflowServerError(RuntimeError):
+    """The server did not come up; the message carries the tail of its log."""
+
+
+@dataclasses.dataclass(frozen=True)
+class MlflowServer:
+    tracking_uri: str
+    artifact_root: pathlib.Path
+    backend_store_uri: str
+    log_path: pathlib.Path
+    startup_s: float  # from spawn to the first healthy /health answer (the cost every session pays)
+
+
+def mlflow_executable() -> pathlib.Path:
+    """The ``mlflow`` script next to this interpreter (the venv's), never one found on PATH."""
+    candidate = pathlib.Path(sys.executable).parent / "mlflow"
+    if not candidate.exists():
+        raise MlflowServerError(f"no mlflow executable at {candidate}; install the project (make setup)")
+    return candidate
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+def _log_tail(path: pathlib.Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    # start_new_session made the server the leader of its own group: signal exactly that group.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=STOP_TIMEOUT_S)
+
+
+@contextlib.contextmanager
+def running_server(
+    base_dir: pathlib.Path, *, startup_timeout_s: float = DEFAULT_STARTUP_TIMEOUT_S
+) -> Iterator[MlflowServer]:
+    """Start ``mlflow server`` with its database, artifacts and log under ``base_dir``; stop it on exit."""
+    base_dir.mkdir(parents=True, exist_ok=True)
+    artifact_root = base_dir / "artifacts"
+    artifact_root.mkdir(exist_ok=True)
+    backend_store_uri = f"sqlite:///{base_dir / 'mlflow.db'}"
+    log_path = base_dir / "mlflow-server.log"
+    port = free_port()
+    argv = [
+        str(mlflow_executable()),
+        "server",
+        "--backend-store-uri",
+        backend_store_uri,
+        "--default-artifact-root",
+        str(artifact_root),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        # One worker: the machine is small and the tests are sequential.
+        "--workers",
+        "1",
+    ]
+    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true")
+    started = time.monotonic()
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            argv, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    tracking_uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = started + startup_timeout_s
+        while not _healthy(f"{tracking_uri}/health"):
+            if process.poll() is not None:
+                raise MlflowServerError(
+                    f"mlflow server exited with {process.returncode} before it was healthy:\n"
+                    + _log_tail(log_path)
+                )
+            if time.monotonic() > deadline:
+                raise MlflowServerError(
+                    f"mlflow server not healthy after {startup_timeout_s:.0f}s:\n" + _log_tail(log_path)
+                )
+            time.sleep(_POLL_INTERVAL_S)  # waiting on a real process to bind: nothing to inject
+        yield MlflowServer(
+            tracking_uri=tracking_uri,
+            artifact_root=artifact_root,
+            backend_store_uri=backend_store_uri,
+            log_path=log_path,
+            startup_s=time.monotonic() - started,
+        )
+    finally:
+        _stop(process)
+
+
+_SESSION_SERVER = pytest.StashKey[MlflowServer]()
+
+
+def session_server(config: pytest.Config) -> MlflowServer:
+    """One server per pytest session, shared by every test directory that asks (start-up is slow).
+
+    Kept on the session's config rather than in a fixture so fixtures of the same name in several
+    conftest files still share one process; it stops when the session ends.
+    """
+    if _SESSION_SERVER in config.stash:
+        return config.stash[_SESSION_SERVER]
+    stack = contextlib.ExitStack()
+    try:
+        base_dir = pathlib.Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mlflow-server-")))
+        server = stack.enter_context(running_server(base_dir))
+    except BaseException:
+        stack.close()
+        raise
+    config.add_cleanup(stack.close)
+    config.stash[_SESSION_SERVER] = server
+    return server
+
+
+def main() -> int:
+    with (
+        tempfile.TemporaryDirectory(prefix="mlflow-server-") as tmp,
+        running_server(pathlib.Path(tmp)) as server,
+    ):
+        print(f"tracking_uri={server.tracking_uri} startup_s={server.startup_s:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
