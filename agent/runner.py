@@ -29,7 +29,7 @@ from agent import dlq as dlq_mod
 from agent import engine as engine_mod
 from agent import http as http_mod
 from agent import metrics as metrics_mod
-from agent import records, source
+from agent import kserve, records, source
 from agent import settings as settings_mod
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,9 @@ class Sidecar:
         self._last_checkpoint = clock()
         self._index = 0
         self._labels_topic = settings.kafka.labels_topic
+        # KServe's inference logger sends request and response as two CloudEvents: the adapter
+        # joins them into prediction records instead of the plain JSON parser.
+        self.kserve = kserve.KServeAdapter.from_settings(settings.kserve) if settings.kserve.enabled else None
 
     # -- one batch ----------------------------------------------------------------------------
 
@@ -132,15 +135,26 @@ class Sidecar:
                 return
             self._emit(self.engine.add_label(label))
             return
+        if self.kserve is not None:
+            joined = self.kserve.add(message)
+            if isinstance(joined, records.Rejected):
+                self._reject(joined, message)
+                return
+            for record in joined:
+                self._add_prediction(record)
+            return
         parsed = self.parser.parse_prediction(message.value)
         if isinstance(parsed, records.Rejected):
             self._reject(parsed, message)
             return
-        self._emit(self.engine.add_prediction(parsed, self._index))
+        self._add_prediction(parsed)
+
+    def _add_prediction(self, record: records.PredictionRecord) -> None:
+        self._emit(self.engine.add_prediction(record, self._index))
         self._index += 1
         self.metrics.record_out()
 
-    def _reject(self, rejected: records.Rejected, message: source.RawMessage) -> None:
+    def _reject(self, rejected: records.Rejected, message: source.RawMessage | None) -> None:
         self.stats.rejected += 1
         self.dlq.send(rejected, message)
 
@@ -161,6 +175,9 @@ class Sidecar:
     def make_durable(self) -> bool:
         """Checkpoint, flush the dead-letter queue, then commit what the checkpoint covers."""
         self.engine.expire_labels()
+        if self.kserve is not None:
+            for unjoined in self.kserve.expire():
+                self._reject(unjoined, None)
         if not self.dlq.flush(timeout_s=10.0):
             log.warning("dead-letter queue not flushed; offsets stay uncommitted")
             return False

@@ -284,6 +284,18 @@ class _Merged:
         return self.values[ends], ref, cur
 
 
+class _Pair:
+    """Two sorted samples; their merged sort is built on first use, by the tests that read it."""
+
+    def __init__(self, reference: FloatArray, current: FloatArray) -> None:
+        self.reference = reference
+        self.current = current
+
+    @functools.cached_property
+    def merged(self) -> _Merged:
+        return _Merged.of(self.reference, self.current)
+
+
 def union_unique(reference: FloatArray, current: FloatArray) -> int:
     """Distinct values of two sorted samples together (Evidently's ``n_unique`` for the test choice)."""
     # Two sorted runs: the stable sort (timsort) merges them in linear time; no argsort needed.
@@ -316,7 +328,7 @@ def wasserstein(reference: FloatArray, current: FloatArray) -> float:
 
     Through the quantile functions: no merged sort of both samples, only a gather of rows.
     """
-    n_ref, n_cur = reference.shape[0], current.shape[0]
+    n_ref, n_cur = int(reference.shape[0]), int(current.shape[0])
     # Not np.dot: BLAS threads cost more than they save on one vector (and contend on busy hosts).
     if n_ref == n_cur:
         return float(np.sum(np.abs(reference - current))) / n_ref
@@ -571,7 +583,7 @@ def _subsample(values: FloatArray, limit: int, rng: np.random.Generator) -> Floa
 
 
 def _binned_shares(
-    reference: NumericSample, current: NumericSample, merged: Callable[[], _Merged]
+    reference: NumericSample, current: NumericSample, pair: _Pair
 ) -> tuple[FloatArray, FloatArray]:
     """Shares per Sturges bin over both samples, or per value when the reference has few values."""
     ref, cur = reference.sorted_values, current.sorted_values
@@ -579,7 +591,7 @@ def _binned_shares(
         low, high = min(ref[0], cur[0]), max(ref[-1], cur[-1])
         edges = sturges_edges(float(low), float(high), reference.size + current.size)
         return histogram_sorted(ref, edges) / reference.size, histogram_sorted(cur, edges) / current.size
-    counts = _Counts.of_merged(merged())
+    counts = _Counts.of_merged(pair.merged)
     return counts.ref / counts.n_ref, counts.cur / counts.n_cur
 
 
@@ -601,28 +613,27 @@ def numeric(
     limit = test.default_threshold if threshold is None else threshold
     normed_wasserstein = wasserstein(ref, cur) / max(reference.std, WASSERSTEIN_MIN_NORM)
     extras: dict[str, float] = {"n_unique": float(n_unique)}
-    # Built on first call, only by the tests that read both empirical CDFs (not the default at 10k).
-    merged = functools.cache(functools.partial(_Merged.of, ref, cur))
+    pair = _Pair(ref, cur)
     p_value: float | None = None
     effect: float | None = normed_wasserstein
     if test.name == "wasserstein":
         score = normed_wasserstein
     elif test.name == "ks":
-        p_value, statistic = _ks_p_value(merged().ks_statistic(), reference.size, current.size, ref, cur)
+        p_value, statistic = _ks_p_value(pair.merged.ks_statistic(), reference.size, current.size, ref, cur)
         score = p_value
         extras["ks_statistic"] = statistic
     elif test.name == "ed":
-        score = merged().energy()
+        score = pair.merged.energy()
     elif test.name in ("chisquare", "z"):
         p_value, statistic, effect = (_chisquare if test.name == "chisquare" else _z_test)(
-            _Counts.of_merged(merged())
+            _Counts.of_merged(pair.merged)
         )
         score = p_value
         extras["statistic"] = statistic
     elif test.name in _BINNED:
-        score = _BINNED[test.name](*_binned_shares(reference, current, merged))
+        score = _BINNED[test.name](*_binned_shares(reference, current, pair))
     elif test.name == "hellinger":
-        score = _hellinger_numeric(merged(), ref, cur)
+        score = _hellinger_numeric(pair.merged, ref, cur)
     elif test.name == "anderson":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -40,3 +40,9 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ]; then
     2> >(grep -v 'WARNING: Location' >&2)
   echo "$digest" > "$stamp"
 fi
+
+if [ "$want_test_packages" = 1 ]; then
+  # The Kubernetes test tier needs kube-apiserver, built once from Debian's source package and
+  # cached outside the repo (~/.cache/drift-agent); a cached build returns at once.
+  .venv/bin/python -m tests.infra.kube build
+fi

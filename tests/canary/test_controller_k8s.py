@@ -15,6 +15,7 @@ from kubernetes import client as k8s_client
 from actions import registry
 from actions.canary import controller as controller_mod
 from actions.canary import state as state_mod
+from actions.targets import base as target_base
 from actions.targets import kserve
 from actions.targets import kubernetes as k8s_target
 from tests.canary import factories as f
@@ -108,7 +109,7 @@ def test_deployment_canary_moves_replicas_step_by_step_and_promotes(
     controller.tick(f.healthy(100))
     state = controller.state()
     assert state is not None and state.phase is state_mod.Phase.PROMOTED
-    assert target.traffic() == k8s_target.base.TrafficSplit("2")
+    assert target.traffic() == target_base.TrafficSplit("2")
     assert model.aliases()["champion"] == "2"
 
 
@@ -230,7 +231,7 @@ def test_kserve_canary_rollback_sends_all_traffic_to_the_previous_revision(
 
     spec = predictor(admin_api, namespace)
     assert (spec["canaryTrafficPercent"], spec["model"]["storageUri"]) == (0, model.model_uri("1"))
-    assert target.traffic() == k8s_target.base.TrafficSplit("1")
+    assert target.traffic() == target_base.TrafficSplit("1")
     state = controller.state()
     assert state is not None and state.phase is state_mod.Phase.ROLLED_BACK and "INC-42" in state.reason
     assert model.version("2").health is registry.Health.ROLLED_BACK

@@ -12,6 +12,7 @@ from actions.canary import controller as controller_mod
 from actions.canary import handler as handler_mod
 from actions.canary import state as state_mod
 from actions.canary import step as step_mod
+from actions.targets import base as target_base
 from actions.targets import local
 from tests.canary import factories as f
 from tests.canary.conftest import RecordingAlerts
@@ -79,7 +80,7 @@ def test_healthy_canary_is_promoted_and_the_champion_moves(
 
     final = controller.state()
     assert final is not None and final.phase is state_mod.Phase.PROMOTED
-    assert controller.target.traffic() == local.base.TrafficSplit("2")
+    assert controller.target.traffic() == target_base.TrafficSplit("2")
     assert local.read_state(tmp_path / "serving.json").stable_model_uri == model.model_uri("2")
     aliases = model.aliases()
     assert (aliases["champion"], aliases["previous"]) == ("2", "1")
@@ -110,7 +111,7 @@ def test_failing_canary_is_rolled_back_and_the_aliases_restored(
 
     state = controller.state()
     assert state is not None and state.phase is state_mod.Phase.ROLLED_BACK
-    assert controller.target.traffic() == local.base.TrafficSplit("1")  # canary removed
+    assert controller.target.traffic() == target_base.TrafficSplit("1")  # canary removed
     aliases = model.aliases()
     assert (aliases["champion"], aliases.get("previous")) == (before["champion"], before["previous"])
     if isinstance(model, controller_mod.AliasRemover):

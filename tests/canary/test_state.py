@@ -89,5 +89,5 @@ def test_an_unknown_action_kind_in_the_file_is_rejected(tmp_path: pathlib.Path) 
     data["pending"] = [{"kind": "reboot"}]
     path = tmp_path / "canary.json"
     path.write_text(json.dumps(data), encoding="utf-8")
-    with pytest.raises(state_mod.StateFileError, match="field 'pending.0'"):
+    with pytest.raises(state_mod.StateFileError, match=r"field 'pending\.0"):
         state_mod.load(path)

@@ -7,6 +7,7 @@ import pathlib
 import uuid
 from collections.abc import Callable
 
+import mlflow.artifacts
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
@@ -130,7 +131,10 @@ def test_retrain_tracks_gates_and_registers_a_new_version_without_deploying(
     assert version.tags[tracking.TAG_DATA_FINGERPRINT] == run.data.tags[tracking.TAG_DATA_FINGERPRINT]
 
     # The registered version loads as an MLflow pyfunc and answers like the trained model.
-    loaded = mlflow.pyfunc.load_model(f"models:/{name}/2", dst_path=str(tmp_path / "dl"))
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"models:/{name}/2", dst_path=str(tmp_path / "dl"), tracking_uri=mlflow_server.tracking_uri
+    )
+    loaded = mlflow.pyfunc.load_model(local)
     frame = pd.DataFrame({k: list(v) for k, v in newest.features.items()})
     trained = model.TabularModel.load(pathlib.Path(run.data.tags[tracking.TAG_JOB]) / "output")
     assert list(loaded.predict(frame)) == list(trained.predict(newest.features))

@@ -1,0 +1,199 @@
+"""The parser's fast path (orjson + inline checks) must agree with the full checks on every input.
+
+``parse_prediction`` takes the fast path for usual records; ``parse_prediction_obj`` always runs
+the full checks. Both are fed the same generated records, valid and invalid, field by field.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import orjson
+import pytest
+
+from agent import records, settings
+
+NAN = float("nan")
+INF = float("inf")
+_ABSENT = object()
+
+# Per field: the usual value first, then unusual or invalid ones. The JSON writer below emits
+# NaN / Infinity tokens, which orjson refuses and the standard library reads.
+VARIANTS: dict[str, list[Any]] = {
+    "request_id": ["r-1", "", 12, None, _ABSENT, ["x"], "é-\u2603"],
+    "timestamp": [
+        1_718_000_000.25,
+        1_718_000_000,
+        0,
+        0.0,
+        "2024-05-01T12:00:00Z",
+        "2024-05-01T12:00:00",
+        -5,
+        -0.5,
+        1e12,
+        10**12,
+        True,
+        None,
+        NAN,
+        INF,
+        _ABSENT,
+    ],
+    "model_name": ["fraud", "", None, 3, _ABSENT],
+    "model_version": ["v1", 4, 2**40, 1.5, "", True, None, _ABSENT],
+    "features": [
+        {"a": 1.5, "b": "x", "c": True, "d": None, "e": 3},
+        {},
+        {"a": -0.0, "b": 1e308, "c": 10**18, "d": False},
+        {"a": NAN},
+        {"a": 1.0, "b": -INF},
+        {"a": [1]},
+        {"a": {"b": 1}},
+        [1.0],
+        "x",
+        None,
+        _ABSENT,
+    ],
+    "prediction": [0.5, 1, "cat", True, False, -0.0, None, NAN, INF, [1], {"a": 1}, _ABSENT],
+    "probabilities": [
+        _ABSENT,
+        {"a": 0.2, "b": 0.8},
+        {"a": 1, "b": 0},
+        {"a": 0.0, "b": 1.0},
+        {},
+        {"a": 1.5},
+        {"a": -0.1},
+        {"a": "x"},
+        {"a": True},
+        {"a": NAN},
+        [0.1],
+        None,
+    ],
+    "confidence": [_ABSENT, 0.7, 1, 0, 1.0, 2, -0.5, False, None, "high", NAN],
+    "latency_ms": [_ABSENT, 12.5, 12, 0, -0.0, -1, -0.5, True, "x", None, INF, [1]],
+    "gpu_latency_ms": [_ABSENT, 3.25, 3, -2.0, False, "fast", None, NAN],
+    "status": [_ABSENT, "ok", "error", "OK", "failed", 1, None, ["ok"], {"s": "ok"}],
+    "segment": [_ABSENT, {"region": "eu"}, {}, {"region": 3}, {"region": None}, "eu", None, ["eu"]],
+    "trace_id": [_ABSENT, "abc", {"nested": [1, 2]}],
+}
+
+
+def generated(count: int, seed: int) -> list[dict[str, Any]]:
+    """Records whose fields are usual most of the time, so that both paths are exercised."""
+    rng = random.Random(seed)
+    made = []
+    for _ in range(count):
+        obj: dict[str, Any] = {}
+        for field, values in VARIANTS.items():
+            value = values[0] if rng.random() < 0.75 else rng.choice(values)
+            if value is not _ABSENT:
+                obj[field] = value
+        made.append(obj)
+    return made
+
+
+def field_values(record: records.PredictionRecord) -> list[tuple[type, Any]]:
+    # Types too: 12 == 12.0, but a record must carry a float latency, not an int.
+    return [(type(getattr(record, name)), getattr(record, name)) for name in records.PredictionRecord.__slots__]
+
+
+@pytest.fixture
+def parser() -> records.RecordParser:
+    return records.RecordParser(settings.FieldMappingSettings())
+
+
+def test_fast_path_agrees_with_full_checks(parser: records.RecordParser) -> None:
+    accepted = rejected = 0
+    for obj in generated(3000, seed=11):
+        raw = json.dumps(obj).encode()  # allow_nan: NaN / Infinity tokens on purpose
+        fast = parser.parse_prediction(raw)
+        full = parser.parse_prediction_obj(json.loads(raw))
+        assert type(fast) is type(full), (obj, fast, full)
+        if isinstance(fast, records.Rejected):
+            assert isinstance(full, records.Rejected)
+            assert (fast.reason, fast.detail) == (full.reason, full.detail), obj
+            assert fast.raw == raw
+            rejected += 1
+        else:
+            assert isinstance(full, records.PredictionRecord)
+            assert field_values(fast) == field_values(full), obj
+            accepted += 1
+    # Both outcomes must be well represented, or the comparison proves little.
+    assert accepted > 300 and rejected > 300, (accepted, rejected)
+
+
+def test_usual_record_takes_the_fast_path(parser: records.RecordParser) -> None:
+    obj = {
+        "request_id": "r-1",
+        "timestamp": 1_718_000_000,
+        "model_name": "fraud",
+        "model_version": "v1",
+        "features": {"a": 1.5, "b": "x", "c": True, "d": None, "e": 3},
+        "prediction": 1,
+        "probabilities": {"0": 0.25, "1": 0.75},
+        "latency_ms": 12,
+        "gpu_latency_ms": 2.5,
+        "status": "error",
+        "segment": {"region": "eu"},
+        "trace_id": "t-9",
+    }
+    record = parser._fast_prediction(orjson.loads(json.dumps(obj)))
+    assert record is not None
+    assert (record.timestamp, type(record.timestamp)) == (1_718_000_000.0, float)
+    assert (record.latency_ms, type(record.latency_ms)) == (12.0, float)
+    assert record.confidence == 0.75
+    assert record.status == "error"
+    assert record.extra == {"trace_id": "t-9"}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("timestamp", "2024-05-01T12:00:00Z"),  # valid, but converted by the full checks
+        ("model_version", 4),  # valid, converted to "4" by the full checks
+        ("prediction", True),  # valid, read as 1.0 by the full checks
+        ("probabilities", {"a": 1, "b": 0}),  # valid ints: the full checks convert
+        ("confidence", 1),
+        ("features", {"a": [1]}),
+        ("status", "failed"),
+        ("segment", {"region": 3}),
+        ("latency_ms", -1),
+    ],
+)
+def test_unusual_fields_leave_the_fast_path(parser: records.RecordParser, field: str, value: object) -> None:
+    obj: dict[str, Any] = {
+        "request_id": "r-1",
+        "timestamp": 1_718_000_000.5,
+        "model_name": "fraud",
+        "model_version": "v1",
+        "features": {"a": 1.5},
+        "prediction": 0.5,
+        field: value,
+    }
+    assert parser._fast_prediction(orjson.loads(json.dumps(obj))) is None
+
+
+def test_orjson_refusals_are_judged_by_the_standard_library(parser: records.RecordParser) -> None:
+    base = '{"request_id": %s, "timestamp": 1.0, "model_name": "m", "model_version": "1", '
+    # A lone surrogate: orjson refuses it, the standard library (and so the contract) accepts it.
+    raw = (base % '"\\ud800"' + '"features": {"x": 1}, "prediction": 1}').encode()
+    record = parser.parse_prediction(raw)
+    assert isinstance(record, records.PredictionRecord) and record.request_id == "\ud800"
+    # UTF-16 with a BOM: the standard library detects the encoding, as it always did.
+    utf16 = (base % '"r"' + '"features": {"x": 1}, "prediction": 1}').encode("utf-16")
+    assert isinstance(parser.parse_prediction(utf16), records.PredictionRecord)
+    # Invalid JSON keeps the standard library's message in the detail.
+    broken = b'{"request_id": "r-1",'
+    with pytest.raises(json.JSONDecodeError) as stdlib_error:
+        json.loads(broken)
+    result = parser.parse_prediction(broken)
+    assert isinstance(result, records.Rejected)
+    assert result.detail == f"not valid JSON: {stdlib_error.value}"
+
+
+def test_labels_are_decoded_the_same_way(parser: records.RecordParser) -> None:
+    nan = parser.parse_label(b'{"request_id": "r", "timestamp": 1, "label": NaN}')
+    assert isinstance(nan, records.Rejected) and nan.reason == records.NON_FINITE
+    label = parser.parse_label(b'{"request_id": "r", "timestamp": 1, "label": 2}')
+    assert isinstance(label, records.LabelRecord) and label.label == 2
