@@ -194,7 +194,7 @@ class Agent:
         )
         self.detector_metrics = detector_metrics.DetectorMetrics(registry)
         parser = records.RecordParser(settings.mapping, settings.kafka.max_message_bytes)
-        restored, _ = runner.restore_engine(settings)
+        restored, start_index = runner.restore_engine(settings)
         if restored is not None:
             engine = restored
             engine.attach(self.decider)
@@ -214,6 +214,7 @@ class Agent:
             on_evaluation=self.on_evaluation,
             on_durable=self.on_durable,
             policy_state=self._policy_state_json,
+            start_index=start_index,
         )
         self.health: http_mod.HealthServer | None = None
         self._last_policy_tick = 0.0

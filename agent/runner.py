@@ -85,6 +85,7 @@ class Sidecar:
         policy_state: Callable[[], dict[str, Any]] | None = None,
         clock: Callable[[], float] = time.monotonic,
         checkpoint_interval_s: float = 5.0,
+        start_index: int = 0,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -103,7 +104,8 @@ class Sidecar:
         self.stop_requested = threading.Event()
         self._uncommitted: list[source.RawMessage] = []
         self._last_checkpoint = clock()
-        self._index = 0
+        # Arrival index of the next prediction record; restored from the checkpoint.
+        self._index = start_index
         self._labels_topic = settings.kafka.labels_topic
         # KServe's inference logger sends request and response as two CloudEvents: the adapter
         # joins them into prediction records instead of the plain JSON parser.

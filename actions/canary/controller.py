@@ -11,8 +11,9 @@ Registry aliases: ``challenger`` names the candidate while it runs. Promotion se
 to the candidate and ``previous`` to the old champion; a rollback puts ``champion`` and
 ``previous`` back to what they were when the canary started and tags the candidate
 ``rolled_back`` (so ``last_healthy_version`` never picks it). Either way ``challenger`` goes back
-to its value from before the canary, or is removed when it had none and the registry can remove
-aliases (``delete_alias``).
+to the other version it named before the canary; if it named none (or the candidate itself) it
+is removed, where the registry can remove aliases (``delete_alias``; ``ModelRegistry`` cannot
+yet, so there it keeps naming the candidate, whose health tag tells what became of it).
 """
 
 from __future__ import annotations

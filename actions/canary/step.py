@@ -235,7 +235,7 @@ def _promote(state: state_mod.CanaryState, now: float, reason: str) -> Result:
 def _finish(state: state_mod.CanaryState, now: float, phase: Phase, reason: str, *, rollback: bool) -> Result:
     done = dataclasses.replace(state, phase=phase, finished_at=now, reason=reason, waiting="")
     actions: list[state_mod.CanaryAction] = [state_mod.Rollback(reason, now)] if rollback else []
-    severity = "none" if phase is Phase.PROMOTED else "severe"
+    severity = "minor" if phase is Phase.PROMOTED else "severe"
     message = f"canary {state.candidate_version} (stable {state.stable_version}) {phase.value}: {reason}"
     actions.append(state_mod.Alert(phase.value, message, severity))
     return done.with_event(now, phase.value, reason), actions

@@ -214,37 +214,20 @@ def from_columns(data: Mapping[str, Sequence[Any]], *, source: str = "columns") 
 
 
 def concat(parts: Sequence[TrainingSet]) -> TrainingSet:
-    """Rows of every part, in order. Columns missing from a part are filled as missing values."""
+    """Rows of every part, in order. A column a part lacks reads as missing in its rows."""
     if not parts:
         raise DatasetError("nothing to concatenate: no training rows at all")
     if len(parts) == 1:
         return parts[0]
     feature_names = sorted({name for part in parts for name in part.features})
     segment_names = sorted({name for part in parts for name in part.segments})
-
-    def joined(columns: list[Column], field: str) -> Column:
-        if any(column.dtype == object for column in columns):
-            return np.concatenate([column.astype(object) for column in columns])
-        return np.concatenate(columns).astype(np.float64)
-
-    def missing(part: TrainingSet, like: Column | None) -> Column:
-        if like is not None and like.dtype == object:
-            return np.full(part.size, None, dtype=object)
-        return np.full(part.size, math.nan)
-
-    def pick(name: str) -> Column | None:
-        return next((p.features[name] for p in parts if name in p.features), None)
-
-    served_any = any(part.served_predictions is not None for part in parts)
-    first_served = next((p.served_predictions for p in parts if p.served_predictions is not None), None)
+    served = [part.served_predictions for part in parts]
+    scores = [part.served_scores for part in parts]
     return TrainingSet(
         features={
-            name: joined(
-                [part.features.get(name, missing(part, pick(name))) for part in parts], f"features[{name!r}]"
-            )
-            for name in feature_names
+            name: _joined([part.features.get(name) for part in parts], parts) for name in feature_names
         },
-        labels=joined([part.labels for part in parts], LABEL),
+        labels=_joined([part.labels for part in parts], parts),
         request_ids=np.concatenate([part.request_ids for part in parts]),
         timestamps=np.concatenate([part.timestamps for part in parts]),
         segments={
@@ -253,26 +236,35 @@ def concat(parts: Sequence[TrainingSet]) -> TrainingSet:
             )
             for name in segment_names
         },
-        served_predictions=joined(
-            [
-                part.served_predictions
-                if part.served_predictions is not None
-                else missing(part, first_served)
-                for part in parts
-            ],
-            SERVED_PREDICTION,
-        )
-        if served_any
-        else None,
-        served_scores=np.concatenate(
-            [
-                part.served_scores if part.served_scores is not None else np.full(part.size, math.nan)
-                for part in parts
-            ]
-        )
-        if any(part.served_scores is not None for part in parts)
-        else None,
+        served_predictions=None if all(c is None for c in served) else _joined(served, parts),
+        served_scores=None
+        if all(c is None for c in scores)
+        else np.concatenate(
+            [np.full(p.size, math.nan) if c is None else c for c, p in zip(scores, parts, strict=True)]
+        ),
     )
+
+
+def _joined(columns: Sequence[Column | None], parts: Sequence[TrainingSet]) -> Column:
+    """One column from per-part pieces (None = absent); any string piece makes it a string column."""
+    if any(column is not None and column.dtype == object for column in columns):
+        pieces = [
+            np.full(part.size, None, dtype=object) if column is None else _as_object(column)
+            for column, part in zip(columns, parts, strict=True)
+        ]
+        return np.concatenate(pieces)
+    return np.concatenate(
+        [
+            np.full(part.size, math.nan) if column is None else column
+            for column, part in zip(columns, parts, strict=True)
+        ]
+    ).astype(np.float64)
+
+
+def _as_object(column: Column) -> ObjectArray:
+    if column.dtype == object:
+        return column.astype(object)
+    return np.array([None if math.isnan(value) else value for value in column.tolist()], dtype=object)
 
 
 def label_key(value: Any) -> str:

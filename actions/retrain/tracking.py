@@ -202,7 +202,15 @@ class Tracker:
         return str(version.version)
 
     def aliases(self) -> dict[str, str]:
-        model = self._call("read the registered model", self._client.get_registered_model, self.model_name)
+        """alias -> version; empty while the model has never been registered."""
+        from mlflow import exceptions as mlflow_exceptions  # noqa: PLC0415
+
+        try:
+            model = self._client.get_registered_model(self.model_name)
+        except mlflow_exceptions.MlflowException as exc:
+            if str(getattr(exc, "error_code", "")) == "RESOURCE_DOES_NOT_EXIST":
+                return {}
+            raise _tracking_error("read the registered model", exc) from exc
         return {str(alias): str(version) for alias, version in dict(model.aliases or {}).items()}
 
     def version_source(self, version: str) -> str:

@@ -104,7 +104,9 @@ def test_retrain_tracks_gates_and_registers_a_new_version_without_deploying(
     assert outcome.details["candidate_version"] == "2"
     assert outcome.details["model_uri"] == f"models:/{name}/2"
     gate_names = [gate["name"] for gate in outcome.details["gates"]]
-    assert {"performance:auc", "latency", "memory", "leakage:request_ids", "slice:region=eu"} <= set(gate_names)
+    assert {"performance:auc", "latency", "memory", "leakage:request_ids", "slice:region=eu"} <= set(
+        gate_names
+    )
     assert all(gate["passed"] for gate in outcome.details["gates"])
 
     # Nothing deployed: the champion alias still points at version 1, and no other alias appeared.
@@ -132,7 +134,9 @@ def test_retrain_tracks_gates_and_registers_a_new_version_without_deploying(
 
     # The registered version loads as an MLflow pyfunc and answers like the trained model.
     local = mlflow.artifacts.download_artifacts(
-        artifact_uri=f"models:/{name}/2", dst_path=str(tmp_path / "dl"), tracking_uri=mlflow_server.tracking_uri
+        artifact_uri=client.get_model_version_download_uri(name, "2"),
+        dst_path=str(tmp_path / "dl"),
+        tracking_uri=mlflow_server.tracking_uri,
     )
     loaded = mlflow.pyfunc.load_model(local)
     frame = pd.DataFrame({k: list(v) for k, v in newest.features.items()})
@@ -146,10 +150,14 @@ def test_same_key_returns_the_recorded_result_without_training_again(
     client = MlflowClient(mlflow_server.tracking_uri)
     name = f"fraud-{uuid.uuid4().hex[:8]}"
     traffic = Traffic(samples.binary(400))
-    first = make_handler(mlflow_server, name, settings(tmp_path), traffic).handle(request("same", name), dry_run=False)
+    first = make_handler(mlflow_server, name, settings(tmp_path), traffic).handle(
+        request("same", name), dry_run=False
+    )
     assert first.status is base.OutcomeStatus.SUCCEEDED, first.message
     # A restarted agent (a new handler, same registry) gets the same answer and trains nothing.
-    again = make_handler(mlflow_server, name, settings(tmp_path), traffic).handle(request("same", name), dry_run=False)
+    again = make_handler(mlflow_server, name, settings(tmp_path), traffic).handle(
+        request("same", name), dry_run=False
+    )
     assert again.status is base.OutcomeStatus.SUCCEEDED
     assert again.details["recorded"] is True
     assert again.details["candidate_version"] == first.details["candidate_version"]
@@ -165,10 +173,12 @@ def test_failed_gate_rejects_the_candidate_and_registers_nothing(
     client = MlflowClient(mlflow_server.tracking_uri)
     name = f"fraud-{uuid.uuid4().hex[:8]}"
     existing_model_with_champion(client, name)
-    strict = QUICK_GATES.model_copy(update={"latency": config.LatencyGateSettings(max_p95_ms=1e-6, repeats=5)})
-    outcome = make_handler(mlflow_server, name, settings(tmp_path, gates=strict), Traffic(samples.binary(400))).handle(
-        request("slow", name), dry_run=False
+    strict = QUICK_GATES.model_copy(
+        update={"latency": config.LatencyGateSettings(max_p95_ms=1e-6, repeats=5)}
     )
+    outcome = make_handler(
+        mlflow_server, name, settings(tmp_path, gates=strict), Traffic(samples.binary(400))
+    ).handle(request("slow", name), dry_run=False)
     assert outcome.status is base.OutcomeStatus.FAILED
     assert outcome.details["reason"] == "gates_failed"
     assert len(outcome.details["failed_gates"]) == 1
@@ -179,7 +189,10 @@ def test_failed_gate_rejects_the_candidate_and_registers_nothing(
     run = client.get_run(outcome.details["run_id"])
     assert run.info.status == "FAILED"
     recorded = json.loads(run.data.tags[tracking.TAG_OUTCOME])
-    assert recorded["status"] == "failed" and recorded["details"]["failed_gates"] == outcome.details["failed_gates"]
+    assert (
+        recorded["status"] == "failed"
+        and recorded["details"]["failed_gates"] == outcome.details["failed_gates"]
+    )
 
 
 def test_training_failure_keeps_the_serving_model(
@@ -187,9 +200,9 @@ def test_training_failure_keeps_the_serving_model(
 ) -> None:
     name = f"fraud-{uuid.uuid4().hex[:8]}"
     failing = config.RunnerSettings(kind="subprocess", work_dir=tmp_path / "work", command=["false"])
-    outcome = make_handler(mlflow_server, name, settings(tmp_path, runner=failing), Traffic(samples.binary(300))).handle(
-        request("boom", name), dry_run=False
-    )
+    outcome = make_handler(
+        mlflow_server, name, settings(tmp_path, runner=failing), Traffic(samples.binary(300))
+    ).handle(request("boom", name), dry_run=False)
     assert outcome.status is base.OutcomeStatus.FAILED
     assert outcome.details["reason"] == "training_failed" and "exited with 1" in outcome.message
 
@@ -219,7 +232,9 @@ def test_refusals_name_the_problem(mlflow_server: mlflow_infra.MlflowServer, tmp
     assert wrong.details["reason"] == "invalid_request" and "other-model" in wrong.message
     quoted = retrain.handle(request("it's", name), dry_run=False)
     assert quoted.details["reason"] == "invalid_request"
-    disabled = make_handler(mlflow_server, name, settings(tmp_path, enabled=False), Traffic(samples.binary(60)))
+    disabled = make_handler(
+        mlflow_server, name, settings(tmp_path, enabled=False), Traffic(samples.binary(60))
+    )
     assert disabled.handle(request("off", name), dry_run=False).status is base.OutcomeStatus.SKIPPED
 
 
@@ -235,15 +250,21 @@ def test_incremental_warm_starts_from_the_champion(
     client.set_registered_model_alias(name, "champion", first.details["candidate_version"])
 
     incremental = settings(
-        tmp_path, strategy=config.StrategySettings(kind="incremental", window_records=300, min_train_rows=50)
+        tmp_path,
+        strategy=config.StrategySettings(kind="incremental", window_records=300, min_train_rows=50),
+        baseline="serving_model",
     )
-    later = make_handler(mlflow_server, name, incremental, Traffic(samples.binary(400, seed=3, id_prefix="n")))
+    later = make_handler(
+        mlflow_server, name, incremental, Traffic(samples.binary(400, seed=3, id_prefix="n"))
+    )
     outcome = later.handle(request("inc", name), dry_run=False)
     assert outcome.status is base.OutcomeStatus.SUCCEEDED, outcome.message
     run = client.get_run(outcome.details["run_id"])
     assert run.data.params["warm_start"] == "True" and run.data.params["strategy"] == "incremental"
     work = pathlib.Path(run.data.tags[tracking.TAG_JOB])
     assert model.is_model_dir(work / "warm_start")
+    performance = next(g for g in outcome.details["gates"] if g["name"].startswith("performance:"))
+    assert "(baseline model)" in performance["detail"]
     # The champion alias was not moved by the retrain.
     assert client.get_registered_model(name).aliases["champion"] == first.details["candidate_version"]
 

@@ -42,12 +42,16 @@ def spec(tmp_path: pathlib.Path) -> job.JobSpec:
     return staged
 
 
-def make_runner(admin_api: k8s_client.ApiClient, namespace: str, clock: ManualClock) -> runners.KubernetesJobRunner:
+def make_runner(
+    admin_api: k8s_client.ApiClient, namespace: str, clock: ManualClock
+) -> runners.KubernetesJobRunner:
     settings = config.KubernetesJobSettings(namespace=namespace)
     return runners.KubernetesJobRunner(admin_api, settings, timeout_s=600, clock=clock)
 
 
-def set_job_status(admin_api: k8s_client.ApiClient, namespace: str, name: str, status: dict[str, Any]) -> None:
+def set_job_status(
+    admin_api: k8s_client.ApiClient, namespace: str, name: str, status: dict[str, Any]
+) -> None:
     """Play the Job controller: write .status through the status subresource."""
     k8s_client.BatchV1Api(admin_api).patch_namespaced_job_status(
         name, namespace, {"status": status}, _content_type=MERGE_PATCH
@@ -84,7 +88,9 @@ def test_submit_creates_the_job_from_the_template(
     assert status.phase is runners.RunPhase.RUNNING and "0 active" in status.message
 
 
-def test_complete_job_with_a_model_succeeds(admin_api: k8s_client.ApiClient, namespace: str, spec: job.JobSpec) -> None:
+def test_complete_job_with_a_model_succeeds(
+    admin_api: k8s_client.ApiClient, namespace: str, spec: job.JobSpec
+) -> None:
     runner = make_runner(admin_api, namespace, ManualClock())
     runner.submit(spec)
     set_job_status(admin_api, namespace, spec.name, {"active": 1, "startTime": "2027-01-15T08:00:00Z"})
@@ -95,7 +101,12 @@ def test_complete_job_with_a_model_succeeds(admin_api: k8s_client.ApiClient, nam
         admin_api,
         namespace,
         spec.name,
-        {"active": 0, "succeeded": 1, "completionTime": "2027-01-15T08:05:00Z", "conditions": [condition("Complete")]},
+        {
+            "active": 0,
+            "succeeded": 1,
+            "completionTime": "2027-01-15T08:05:00Z",
+            "conditions": [condition("Complete")],
+        },
     )
     assert runner.poll(spec).phase is runners.RunPhase.SUCCEEDED
 
@@ -110,14 +121,21 @@ def test_complete_job_without_a_model_fails_with_the_likely_cause(
     assert status.phase is runners.RunPhase.FAILED and "mount the job directory" in status.message
 
 
-def test_failed_job_fails_with_its_reason(admin_api: k8s_client.ApiClient, namespace: str, spec: job.JobSpec) -> None:
+def test_failed_job_fails_with_its_reason(
+    admin_api: k8s_client.ApiClient, namespace: str, spec: job.JobSpec
+) -> None:
     runner = make_runner(admin_api, namespace, ManualClock())
     runner.submit(spec)
     set_job_status(
         admin_api,
         namespace,
         spec.name,
-        {"failed": 1, "conditions": [condition("Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit")]},
+        {
+            "failed": 1,
+            "conditions": [
+                condition("Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit")
+            ],
+        },
     )
     status = runner.poll(spec)
     assert status.phase is runners.RunPhase.FAILED
@@ -137,7 +155,9 @@ def test_job_past_the_timeout_is_deleted_and_fails(
     assert status.phase is runners.RunPhase.FAILED and "still running after 601s" in status.message
     # No garbage collector runs here: the Job object is gone or marked for deletion.
     remaining = k8s_client.BatchV1Api(admin_api).list_namespaced_job(namespace).items
-    assert all(item.metadata.deletion_timestamp is not None for item in remaining)
+    assert all(
+        item.metadata is not None and item.metadata.deletion_timestamp is not None for item in remaining
+    )
 
 
 def test_an_unknown_job_is_pending_and_forbidden_access_is_not_retried(

@@ -30,7 +30,7 @@ def test_job_names_are_dns_safe_and_distinct() -> None:
     assert first != second
     for name in (first, second, job.job_name("x" * 300), job.job_name("///")):
         assert len(name) <= 63 and name.startswith("retrain-")
-        assert all(ch.isalnum() and ch.islower() or ch.isdigit() or ch == "-" for ch in name)
+        assert all((ch.isalnum() and ch.islower()) or ch.isdigit() or ch == "-" for ch in name)
 
 
 def test_in_process_runner_trains_the_staged_job(tmp_path: pathlib.Path) -> None:

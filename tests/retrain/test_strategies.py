@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from actions.retrain import config, strategies
+from actions.retrain import config, dataset, strategies
 from tests.retrain import samples
 
 
-def shuffled(rows: int, seed: int = 0) -> samples.dataset.TrainingSet:
+def shuffled(rows: int, seed: int = 0) -> dataset.TrainingSet:
     data = samples.binary(rows, seed=seed)
     return data.take(np.random.default_rng(3).permutation(rows))
 
@@ -60,7 +60,7 @@ def test_incremental_asks_for_a_warm_start_on_recent_rows_only() -> None:
 
 
 def test_too_few_rows_says_what_to_do() -> None:
-    with pytest.raises(strategies.StrategyError, match="fewer than retrain.strategy.min_train_rows=100"):
+    with pytest.raises(strategies.StrategyError, match=r"fewer than retrain\.strategy\.min_train_rows=100"):
         strategies.plan(config.StrategySettings(), samples.binary(60))
     with pytest.raises(strategies.StrategyError, match="labels joined to predictions"):
         strategies.plan(config.StrategySettings(), samples.binary(1))
