@@ -22,6 +22,9 @@ from actions import registry as registry_mod
 from actions import rollback as rollback_mod
 from actions import targets
 from actions.alerts import handler as alert_handler
+from actions.canary import controller as canary_controller
+from actions.canary import handler as canary_handler
+from actions.retrain import handler as retrain_handler
 from agent import audit as audit_mod
 from agent import (
     detector_metrics,
@@ -33,6 +36,7 @@ from agent import (
     policy_glue,
     records,
     reference,
+    remediation,
     runner,
 )
 from agent import engine as engine_mod
@@ -74,31 +78,35 @@ def configure_logging(config: settings_mod.LoggingSettings) -> None:
 
 @dataclasses.dataclass
 class Remediation:
-    """The remediation handlers and the registry they share (None when not configured)."""
+    """The remediation handlers and what they share (None where not configured)."""
 
     handlers: dict[actions_base.ActionKind, actions_base.ActionHandler]
     model_registry: registry_mod.ModelRegistry | None
+    training: remediation.TrainingBuffer | None = None
+    canary: canary_controller.CanaryController | None = None
 
 
 def build_remediation(settings: settings_mod.AgentSettings, *, clock: Callable[[], float]) -> Remediation:
     uri = settings.registry.tracking_uri
     if uri is None:
-        hint = "set registry.tracking_uri (and target.*) to enable automatic rollback"
+        hint = "set registry.tracking_uri (and target.*) to enable rollback, retrain and canary"
         return Remediation(
             {
-                actions_base.ActionKind.ROLLBACK: null_actions.NotConfiguredHandler(
-                    actions_base.ActionKind.ROLLBACK, hint
+                kind: null_actions.NotConfiguredHandler(kind, hint)
+                for kind in (
+                    actions_base.ActionKind.ROLLBACK,
+                    actions_base.ActionKind.RETRAIN,
+                    actions_base.ActionKind.CANARY,
                 )
             },
             None,
         )
+    model_name = settings.registry.registered_model_name or settings.runtime.model_name
     model_registry = registry_mod.ModelRegistry(
-        uri,
-        settings.registry.registered_model_name or settings.runtime.model_name,
-        min_healthy_windows=settings.registry.min_healthy_windows,
-        clock=clock,
+        uri, model_name, min_healthy_windows=settings.registry.min_healthy_windows, clock=clock
     )
-    api_client = targets.api_client_from(settings.target) if settings.target.kind != "local" else None
+    cluster = settings.target.kind != "local" or settings.retrain.runner.kind == "kubernetes"
+    api_client = targets.api_client_from(settings.target) if cluster else None
     target = targets.build_target(settings.target, api_client=api_client, clock=clock)
     rollback = rollback_mod.RollbackHandler(
         model_registry,
@@ -108,7 +116,28 @@ def build_remediation(settings: settings_mod.AgentSettings, *, clock: Callable[[
         circuit_breaker_window_s=settings.registry.circuit_breaker_window_s,
         rollout_timeout_s=settings.registry.rollout_timeout_s,
     )
-    return Remediation({actions_base.ActionKind.ROLLBACK: rollback}, model_registry)
+    training = remediation.TrainingBuffer(settings.retrain.strategy.max_rows)
+    retrain = retrain_handler.RetrainHandler.from_settings(
+        settings.retrain,
+        model_name=model_name,
+        provider=training.rows,
+        registry_tracking_uri=uri,
+        registered_model_name=model_name,
+        api_client=api_client,
+    )
+    canary = canary_controller.CanaryController(
+        target, model_registry, settings.canary.state_path, settings.canary, clock
+    )
+    return Remediation(
+        {
+            actions_base.ActionKind.ROLLBACK: rollback,
+            actions_base.ActionKind.RETRAIN: retrain,
+            actions_base.ActionKind.CANARY: canary_handler.CanaryHandler(canary),
+        },
+        model_registry,
+        training,
+        canary,
+    )
 
 
 def build_handlers(
@@ -216,6 +245,18 @@ class Agent:
             policy_state=self._policy_state_json,
             start_index=start_index,
         )
+        if self.remediation.training is not None:
+            engine.on_joined = self.remediation.training.add
+        self.canary_feed = (
+            remediation.CanaryFeed(
+                self.remediation.canary,
+                overrides_state=lambda: self.overrides.state,
+                is_leader=self.elector.is_leader,
+                clock=clock,
+            )
+            if self.remediation.canary is not None
+            else None
+        )
         self.health: http_mod.HealthServer | None = None
         self._last_policy_tick = 0.0
 
@@ -231,6 +272,8 @@ class Agent:
 
     def on_evaluation(self, evaluation: engine_mod.Evaluation) -> None:
         self.detector_metrics.observe(evaluation.results)
+        if self.canary_feed is not None:
+            self.canary_feed.observe(evaluation)
         decision = evaluation.decision
         if isinstance(decision, policy.Decision):
             self.submit(decision)
@@ -259,6 +302,13 @@ class Agent:
             target=_mark_healthy, args=(model_registry, version), name="mark-healthy", daemon=True
         ).start()
 
+    def _action_done(self, done: executor.Executed) -> None:
+        follow_up = remediation.canary_request(done.request, done.outcome)
+        if follow_up is not None:
+            self.executor.submit([follow_up])
+        if self.on_action is not None:
+            self.on_action(done)
+
     def on_durable(self) -> None:
         self.audit.flush()
 
@@ -276,7 +326,9 @@ class Agent:
 
     def start(self) -> None:
         self.overrides.poll()
-        self.executor.start(on_done=self.on_action)
+        self.executor.start(on_done=self._action_done)
+        if self.canary_feed is not None:
+            self.canary_feed.start()
         self.executor.resume_pending()
         self.elector.run()
         self.health = runner.start_health_server(self.settings, self.sidecar, self.registry)
@@ -290,6 +342,8 @@ class Agent:
     def stop(self) -> None:
         self.sidecar.drain()
         self.executor.stop(timeout_s=max(1.0, self.settings.runtime.drain_timeout_s / 2))
+        if self.canary_feed is not None:
+            self.canary_feed.stop()
         self.elector.stop()
         self.audit.close()
         if self.health is not None:

@@ -76,6 +76,8 @@ class Engine:
         self._label_windows: windows.WindowManager | None = None
         self._drift_suites: dict[WindowKey, suite.DetectorSuite] = {}
         self._label_suites: dict[WindowKey, suite.DetectorSuite] = {}
+        # Sees every label-joined record (the agent feeds its retrain buffer from it); not pickled.
+        self.on_joined: Callable[[labels_mod.JoinedRecord], None] | None = None
         self._join = labels_mod.LabelJoin(settings.labels.ttl_s, settings.labels.max_pending, clock=clock)
         if reference_records is not None:
             self._fix_reference(reference_records)
@@ -142,6 +144,8 @@ class Engine:
         return self._add_joined(joined)
 
     def _add_joined(self, joined: labels_mod.JoinedRecord) -> list[Evaluation]:
+        if self.on_joined is not None:
+            self.on_joined(joined)
         if self._label_windows is None:
             return []
         closed = self._label_windows.add(joined.record, joined.index, label=joined.label)
@@ -184,4 +188,5 @@ class Engine:
         state = self.__dict__.copy()
         # The decider holds live objects (override watcher); its state is checkpointed as JSON.
         state["_decide"] = None
+        state["on_joined"] = None
         return state

@@ -53,7 +53,6 @@ _NUMBER_TYPES: Final = frozenset({float, int, bool})
 _REPORTED_REJECTIONS: Final = 5
 _FLOAT_FIELD_NAMES: Final = ("timestamp", "confidence", "latency_ms", "gpu_latency_ms")
 _FLOAT_FIELDS: Final = operator.attrgetter(*_FLOAT_FIELD_NAMES)
-_OTHER_FIELDS: Final = operator.attrgetter("prediction", "status")
 
 
 class ReferenceError(Exception):
@@ -143,10 +142,8 @@ def to_window(
     timestamps, confidences, latency, gpu_latency = _numeric_matrix(
         list(map(_FLOAT_FIELDS, records)), len(_FLOAT_FIELD_NAMES), ColumnStats()
     )
-    if size:
-        predictions, statuses = zip(*map(_OTHER_FIELDS, records), strict=True)
-    else:
-        predictions = statuses = ()
+    predictions = [record.prediction for record in records]
+    statuses = [record.status for record in records]
     errors = np.zeros(size, dtype=np.float64)
     if "error" in statuses:
         errors[[i for i, status in enumerate(statuses) if status == "error"]] = 1.0

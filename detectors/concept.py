@@ -30,18 +30,24 @@ CLASSIFICATION_METRICS: tuple[Metric, ...] = ("accuracy", "f1", "auc")
 REGRESSION_METRICS: tuple[Metric, ...] = ("mae", "rmse")
 
 
+def _label_key(value: object) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float | int) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def label_keys(column: window_mod.Column) -> npt.NDArray[np.object_]:
     """Class labels as comparable strings (1.0 and "1" agree); None where missing."""
+    if column.dtype == np.float64 and len(column):
+        # A float column holds a few classes: convert each distinct value once, not every row.
+        distinct, rows = np.unique(column, return_inverse=True)
+        return np.array([_label_key(v) for v in distinct.tolist()], dtype=object)[rows]
     keys = np.empty(len(column), dtype=object)
-    for index, value in enumerate(column.tolist()):
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            keys[index] = None
-        elif isinstance(value, bool):
-            keys[index] = "1" if value else "0"
-        elif isinstance(value, float | int) and float(value).is_integer():
-            keys[index] = str(int(value))
-        else:
-            keys[index] = str(value)
+    keys[:] = [_label_key(value) for value in column.tolist()]
     return keys
 
 
@@ -411,7 +417,12 @@ class ADWINConfig(StreamConfig):
 
 
 class DDMConfig(StreamConfig):
-    warm_start: int = pydantic.Field(30, ge=0, description="Rows seen before a change can be flagged.")
+    warm_start: int = pydantic.Field(
+        30,
+        ge=0,
+        description="Rows seen before a change can be flagged. River's default 30 alarms on 23% of "
+        "fresh stationary streams within 500 rows (20% errors); 300 on 0.2%.",
+    )
     warning_threshold: float = pydantic.Field(2.0, gt=0, description="Warning at p+s > p_min + this * s_min.")
     drift_threshold: float = pydantic.Field(3.0, gt=0, description="Change at p+s > p_min + this * s_min.")
     regression_tolerance: float | None = pydantic.Field(
@@ -560,8 +571,13 @@ class DDMDetector(_StreamDetector):
 
     @classmethod
     def conformance_example(cls, rng: np.random.Generator) -> base.ConformanceExample:
-        # DDM's 3-sigma rule on a stationary Bernoulli stream alarms rarely per 500 rows.
-        return base.ConformanceExample({}, None, _stream_example, 0.05)
+        # DDM is no significance test: it flags p + s > p_min + 3 s_min, where p_min + s_min is the
+        # lowest level seen since the warm start, and a running minimum over a noisy start is
+        # biased low. On this i.i.d. stream (20% errors, River's warm_start=30), measured over 4000
+        # fresh detectors: 23.2% alarm within the first 500 rows, 3.5% in the next 500, 1.8% in
+        # the third; 9.5% over the three windows the conformance check samples. Promised: 0.12.
+        # (warm_start=300 brings the first window to 0.2%; see DDMConfig.warm_start.)
+        return base.ConformanceExample({}, None, _stream_example, 0.12)
 
 
 class PageHinkleyDetector(_StreamDetector):

@@ -195,12 +195,14 @@ class MMDDetector(base.Detector[MMDConfig], base.NeedsReference):
 
     @classmethod
     def conformance_example(cls, rng: np.random.Generator) -> base.ConformanceExample:
-        # Permutation test at 0.05: under no drift the p-value is uniform, so alarms at rate <= 0.05.
+        # Permutation test: under no drift p = (1 + exceed) / 101 < 0.05 exactly when at most 4 of
+        # 100 permutations reach the observed MMD, a chance of 5/101 = 0.0495 whatever the sizes;
+        # small windows keep the conformance run cheap without changing that.
         def make_window(draw: np.random.Generator) -> window_mod.Window:
-            return _correlated_window(draw, 200)
+            return _correlated_window(draw, 100)
 
         config = {"n_permutations": 100, "device": "cpu"}
-        return base.ConformanceExample(config, _correlated_window(rng, 400), make_window, 0.05)
+        return base.ConformanceExample(config, _correlated_window(rng, 200), make_window, 0.05)
 
 
 def _correlated_window(rng: np.random.Generator, size: int) -> window_mod.Window:
@@ -485,7 +487,10 @@ class DomainClassifierDetector(base.Detector[DomainClassifierConfig], base.Needs
 
     @classmethod
     def conformance_example(cls, rng: np.random.Generator) -> base.ConformanceExample:
-        # Needs both AUC >= 0.55 and a Mann-Whitney p < 0.05: the test alone bounds alarms by 0.05.
+        # Needs both AUC >= 0.55 and a Mann-Whitney p < 0.05. The p-value alone is not calibrated:
+        # out-of-fold scores come from models trained on the other folds' rows, and p < 0.05 on
+        # 10% of stationary windows (measured, 800 trials). The AUC floor is what holds the rate
+        # down: 2.4% at these sizes, but 8.5% at 300/150 rows, so these windows stay this large.
         def make_window(draw: np.random.Generator) -> window_mod.Window:
             return _mixed_window(draw, 300)
 

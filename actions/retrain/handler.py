@@ -77,14 +77,49 @@ class RetrainHandler(base.ActionHandler):
         self._serving_model = serving_model or self._load_serving_model
         self._lock = threading.Lock()
 
+    @classmethod
+    def from_settings(
+        cls,
+        settings: config.RetrainSettings,
+        *,
+        model_name: str,
+        provider: Provider,
+        registry_tracking_uri: str | None = None,
+        registered_model_name: str | None = None,
+        api_client: Any = None,
+    ) -> RetrainHandler:
+        """The handler the agent builds: tracking from ``retrain`` or else the registry's settings.
+
+        ``api_client`` (a ``kubernetes.client.ApiClient``) is needed for ``runner.kind=kubernetes``.
+        """
+        tracking_uri = settings.tracking_uri or registry_tracking_uri
+        if not tracking_uri:
+            raise ValueError(
+                "retrain needs an MLflow server: set retrain.tracking_uri or registry.tracking_uri"
+            )
+        name = settings.registered_model_name or registered_model_name or model_name
+        reference = (
+            dataset.TrainingSet.from_parquet(settings.reference_path) if settings.reference_path else None
+        )
+        return cls(
+            settings,
+            model_name=model_name,
+            tracker=tracking.Tracker(tracking_uri, settings.experiment_name, name),
+            runner=runners.build_runner(settings.runner, api_client=api_client),
+            provider=provider,
+            reference=reference,
+        )
+
     def handle(self, request: base.ActionRequest, *, dry_run: bool) -> base.ActionOutcome:
         with self._lock:
             try:
                 return self._handle(request, dry_run=dry_run)
             except InvalidRequestError as exc:
                 return _outcome(base.OutcomeStatus.FAILED, "invalid_request", str(exc))
-            except (strategies.StrategyError, dataset.DatasetError, trainer.TrainingError) as exc:
+            except strategies.StrategyError as exc:
                 return _outcome(base.OutcomeStatus.FAILED, "not_enough_data", str(exc))
+            except (dataset.DatasetError, trainer.TrainingError) as exc:
+                return _outcome(base.OutcomeStatus.FAILED, "unusable_data", str(exc))
             except tracking.TrackingError as exc:
                 return _outcome(
                     base.OutcomeStatus.FAILED, "tracking_unavailable", str(exc), retryable=exc.retriable
@@ -110,9 +145,13 @@ class RetrainHandler(base.ActionHandler):
             recorded = tags.get(tracking.TAG_OUTCOME)
             if recorded is not None:
                 return _recorded(recorded)
-            spec = job.JobSpec(
-                pathlib.Path(tags[tracking.TAG_JOB]).name, pathlib.Path(tags[tracking.TAG_JOB])
-            )
+            work_dir = tags.get(tracking.TAG_JOB)
+            if work_dir is None:
+                raise InvalidRequestError(
+                    f"MLflow run {run_id} carries key {parsed.key!r} but no {tracking.TAG_JOB} tag: "
+                    "it was not started by this handler; use a new idempotency key"
+                )
+            spec = job.JobSpec(pathlib.Path(work_dir).name, pathlib.Path(work_dir))
             if dry_run:
                 return _outcome(
                     base.OutcomeStatus.SKIPPED,
@@ -228,7 +267,23 @@ class RetrainHandler(base.ActionHandler):
                     job=spec.name,
                 ),
             )
-        return self._judge(run_id, spec, tags)
+        try:
+            return self._judge(run_id, spec, tags)
+        except tracking.TrackingError:
+            raise  # the run stays open: the next call with this key judges again
+        except Exception as exc:  # a user's model or data must never crash the agent
+            LOG.warning("retrain %s: judging the candidate failed: %s", spec.name, exc)
+            return self._finish(
+                run_id,
+                _outcome(
+                    base.OutcomeStatus.FAILED,
+                    "candidate_unusable",
+                    f"the candidate for model {self._model_name} could not be judged, the serving model "
+                    f"stays: {type(exc).__name__}: {exc}",
+                    run_id=run_id,
+                    job=spec.name,
+                ),
+            )
 
     def _judge(self, run_id: str, spec: job.JobSpec, tags: dict[str, str]) -> base.ActionOutcome:
         device = trainer.resolve_device(self._settings.trainer.device)

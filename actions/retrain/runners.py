@@ -23,6 +23,7 @@ import copy
 import dataclasses
 import enum
 import os
+import re
 import subprocess
 import sys
 import time
@@ -115,7 +116,7 @@ class SubprocessRunner(Runner):
 
     def argv(self, spec: job.JobSpec) -> list[str]:
         paths = _placeholders(spec)
-        return [part.format_map(paths) for part in self._command]
+        return [fill(part, paths) for part in self._command]
 
     def submit(self, spec: job.JobSpec) -> None:
         if finished_status(spec) is not None:
@@ -152,6 +153,14 @@ class SubprocessRunner(Runner):
 
     def poll(self, spec: job.JobSpec) -> RunStatus:
         return finished_status(spec) or RunStatus(RunPhase.PENDING, "not submitted")
+
+
+_PLACEHOLDER = re.compile(r"\{(work_dir|train|output|settings|warm_start|job_name)\}")
+
+
+def fill(text: str, paths: Mapping[str, str]) -> str:
+    """Replace the known placeholders only: other braces (inline code, JSON) stay as written."""
+    return _PLACEHOLDER.sub(lambda match: paths[match.group(1)], text)
 
 
 def _placeholders(spec: job.JobSpec) -> dict[str, str]:
@@ -267,7 +276,7 @@ class KubernetesJobRunner(Runner):
 
 def _substitute(value: Any, paths: Mapping[str, str]) -> Any:
     if isinstance(value, str):
-        return value.format_map(paths)
+        return fill(value, paths)
     if isinstance(value, list):
         return [_substitute(item, paths) for item in value]
     if isinstance(value, dict):

@@ -106,3 +106,45 @@ def test_large_sample_tiny_shift_has_small_p_but_small_effect() -> None:
     outcome = stattests.numeric(reference, current, "ks")
     assert outcome.drifted
     assert outcome.effect_size is not None and outcome.effect_size < 0.05
+
+
+def _ks_case(size: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(size)
+    if kind == "one_step":  # D = 1/n exactly: scipy's exact sum rounds past 1 at large n
+        ref = np.arange(size, dtype=np.float64)
+        return ref, ref + 0.5
+    ref, cur = rng.normal(size=size), rng.normal(0.05, 1.0, size=size)
+    if kind == "ties":
+        ref, cur = np.round(ref, 1), np.round(cur, 1)
+    if kind == "shifted":
+        cur = cur + 0.5
+    return ref, cur
+
+
+@pytest.mark.parametrize("kind", ["normal", "ties", "shifted", "one_step"])
+@pytest.mark.parametrize("size", [1, 2, 17, 300, 1000, 4096, 10_000])
+def test_ks_on_equal_sizes_matches_scipy_exact_path(size: int, kind: str) -> None:
+    """Equal sizes take our vectorised form of scipy's exact sum; p-values agree to 1e-10."""
+    ref, cur = _ks_case(size, kind)
+    outcome = stattests.numeric(stattests.numeric_sample(ref), stattests.numeric_sample(cur), "ks")
+    with np.errstate(all="ignore"):
+        expected = stats.ks_2samp(ref, cur)
+    assert outcome.score == pytest.approx(float(expected.pvalue), rel=1e-10, abs=1e-300)
+    assert outcome.extras["ks_statistic"] == pytest.approx(float(expected.statistic), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("n_ref", "n_cur"), [(1, 1), (1, 5), (3, 7), (700, 450), (1000, 999), (5000, 123), (2048, 4096)]
+)
+def test_wasserstein_by_quantile_pairing_matches_scipy(n_ref: int, n_cur: int) -> None:
+    rng = np.random.default_rng(n_ref * 10_007 + n_cur)
+    ref = np.round(rng.standard_t(2.0, n_ref), 1)  # heavy tails and ties
+    cur = np.round(rng.standard_t(2.0, n_cur) + 0.3, 1)
+    got = stattests.wasserstein(np.sort(ref), np.sort(cur))
+    assert got == pytest.approx(stats.wasserstein_distance(ref, cur), rel=1e-12, abs=1e-15)
+
+
+def test_union_unique_counts_distinct_values_of_both_samples() -> None:
+    ref = np.sort(np.array([0.0, 0.0, 1.0, 2.5, 3.0]))
+    cur = np.sort(np.array([3.0, 4.0, 4.0, -1.0]))
+    assert stattests.union_unique(ref, cur) == np.unique(np.concatenate((ref, cur))).size == 6

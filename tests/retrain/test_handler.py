@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import sys
 import uuid
 from collections.abc import Callable
 
@@ -278,3 +279,54 @@ def test_incremental_without_a_champion_fails_clearly(
         request("nochamp", name), dry_run=False
     )
     assert outcome.status is base.OutcomeStatus.FAILED and "use strategy full or sliding" in outcome.message
+
+
+BROKEN_PYFUNC = """
+import pathlib, sys
+out = pathlib.Path(sys.argv[1])
+out.mkdir(parents=True)
+(out / "MLmodel").write_text("flavors: {python_function: {loader_module: no_such_module_here}}")
+"""
+
+
+def test_a_candidate_that_cannot_be_loaded_is_rejected_not_crashed(
+    mlflow_server: mlflow_infra.MlflowServer, tmp_path: pathlib.Path
+) -> None:
+    client = MlflowClient(mlflow_server.tracking_uri)
+    name = f"fraud-{uuid.uuid4().hex[:8]}"
+    broken = config.RunnerSettings(
+        kind="subprocess",
+        work_dir=tmp_path / "work",
+        command=[sys.executable, "-c", BROKEN_PYFUNC, "{output}"],
+    )
+    retrain = make_handler(
+        mlflow_server, name, settings(tmp_path, runner=broken), Traffic(samples.binary(300))
+    )
+    outcome = retrain.handle(request("broken", name), dry_run=False)
+    assert outcome.status is base.OutcomeStatus.FAILED
+    assert outcome.details["reason"] == "candidate_unusable" and "no_such_module_here" in outcome.message
+    assert client.get_run(outcome.details["run_id"]).info.status == "FAILED"
+    assert client.search_model_versions(f"name='{name}'") == []
+
+
+def test_from_settings_uses_the_registry_server_and_the_reference_file(
+    mlflow_server: mlflow_infra.MlflowServer, tmp_path: pathlib.Path
+) -> None:
+    name = f"fraud-{uuid.uuid4().hex[:8]}"
+    samples.binary(150, seed=4, start=1_000_000_000.0, id_prefix="ref").to_parquet(
+        tmp_path / "reference.parquet"
+    )
+    retrain = handler.RetrainHandler.from_settings(
+        settings(tmp_path, reference_path=tmp_path / "reference.parquet"),
+        model_name=name,
+        provider=Traffic(samples.binary(300)),
+        registry_tracking_uri=mlflow_server.tracking_uri,
+    )
+    outcome = retrain.handle(request("ref", name), dry_run=True)
+    assert outcome.status is base.OutcomeStatus.SKIPPED
+    # strategy full: 150 reference rows + the 240 recent rows that are not held out.
+    assert outcome.details["train_rows"] == 390 and outcome.details["holdout_rows"] == 60
+    with pytest.raises(ValueError, match=r"set retrain\.tracking_uri or registry\.tracking_uri"):
+        handler.RetrainHandler.from_settings(
+            settings(tmp_path), model_name=name, provider=Traffic(samples.binary(10))
+        )
