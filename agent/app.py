@@ -38,6 +38,7 @@ from agent import (
     reference,
     remediation,
     runner,
+    source,
 )
 from agent import engine as engine_mod
 from agent import http as http_mod
@@ -176,6 +177,27 @@ def load_reference(
     return None
 
 
+class AuditProducer:
+    """Publishes audit lines to ``audit.kafka_topic`` (asynchronously; the JSONL file is the record)."""
+
+    def __init__(self, settings: settings_mod.AgentSettings, topic: str) -> None:
+        import kafka  # noqa: PLC0415 - only when the audit topic is configured
+
+        self._topic = topic
+        self._producer = kafka.KafkaProducer(**source.connection_config(settings.kafka), acks="all")
+
+    def send(self, line: bytes) -> None:
+        self._producer.send(self._topic, line)
+
+    def close(self) -> None:
+        self._producer.close(timeout=5)
+
+
+def audit_producer(settings: settings_mod.AgentSettings) -> AuditProducer | None:
+    topic = settings.audit.kafka_topic
+    return AuditProducer(settings, topic) if topic else None
+
+
 class Agent:
     """Every long-lived part of a running agent, wired together."""
 
@@ -195,8 +217,12 @@ class Agent:
         self.on_action = on_action
         state_dir = settings.runtime.state_dir
         state_dir.mkdir(parents=True, exist_ok=True)
+        self._audit_producer = audit_producer(settings)
         self.audit = audit_mod.AuditLog(
-            settings.audit.path, clock=clock, fsync_every_entry=settings.audit.fsync_every_entry
+            settings.audit.path,
+            sink=self._audit_producer.send if self._audit_producer is not None else None,
+            clock=clock,
+            fsync_every_entry=settings.audit.fsync_every_entry,
         )
         self.overrides = overrides.OverrideWatcher(
             settings.overrides.path,
@@ -346,6 +372,8 @@ class Agent:
             self.canary_feed.stop()
         self.elector.stop()
         self.audit.close()
+        if self._audit_producer is not None:
+            self._audit_producer.close()
         if self.health is not None:
             self.health.stop()
 

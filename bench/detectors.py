@@ -2,17 +2,25 @@
 
 Both sides warm: one Evidently warm-up report first, then the median of 3 reports; the detector's
 update (reference already set, as in the agent) is the median of many runs. Same data, same
-process, so the ratio is what to quote (ENVIRONMENT.md measured the warm report at ~1.4 s at 10k).
+process, so the ratio is what to quote (ENVIRONMENT.md measured the warm report at ~1.4 s at 10k
+on an idle machine). The load average is printed before and after: on a shared machine both
+sides slow down, and the ratio moves less than either time.
+
+Rows are reference rows = window rows, as in ENVIRONMENT.md's measurement. The agent's usual case,
+a window smaller than the reference, is timed too (agent only: Evidently's time barely depends
+on it) so the quantile pairing of unequal sizes is covered.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from detectors import data_drift
 from detectors import window as window_mod
@@ -20,6 +28,8 @@ from detectors import window as window_mod
 COLUMNS = 20
 ROWS = (1_000, 10_000, 100_000)
 EVIDENTLY_RUNS = 3
+AGENT_SECONDS = 2.0  # timing budget per size for the detector's median
+Columns = dict[str, npt.NDArray[np.float64]]
 
 
 def _median_seconds(action: Callable[[], object], runs: int) -> float:
@@ -31,12 +41,17 @@ def _median_seconds(action: Callable[[], object], runs: int) -> float:
     return statistics.median(times)
 
 
-def _data(rows: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    rng = np.random.default_rng(rows)
-    reference = {f"f{i}": rng.normal(0.0, 1.0, rows) for i in range(COLUMNS)}
+def _data(reference_rows: int, current_rows: int) -> tuple[Columns, Columns]:
+    rng = np.random.default_rng(reference_rows + current_rows)
+    reference = {f"f{i}": rng.normal(0.0, 1.0, reference_rows) for i in range(COLUMNS)}
     # Half the columns shift, so both verdicts occur.
-    current = {f"f{i}": rng.normal(0.2 if i % 2 else 0.0, 1.0, rows) for i in range(COLUMNS)}
+    current = {f"f{i}": rng.normal(0.2 if i % 2 else 0.0, 1.0, current_rows) for i in range(COLUMNS)}
     return reference, current
+
+
+def _load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} CPUs"
 
 
 def run() -> None:
@@ -44,32 +59,46 @@ def run() -> None:
     import pandas as pd  # noqa: PLC0415
     from evidently import presets  # noqa: PLC0415
 
-    print(f"data drift, {COLUMNS} numeric columns, reference rows = current rows")
+    print(f"data drift, {COLUMNS} numeric columns, reference rows = current rows ({_load()})")
     print(f"{'rows':>8} {'evidently (s)':>14} {'agent (ms)':>11} {'speed-up':>9}  verdicts agree")
     for rows in ROWS:
         _bench_one(rows, evidently, presets, pd)
+    print(f"agent only, window = reference rows / 4: {_unequal_sizes()}")
+    print(f"({_load()})")
 
 
-def _bench_one(rows: int, evidently: Any, presets: Any, pd: Any) -> None:
-    reference, current = _data(rows)
-    ref_frame, cur_frame = pd.DataFrame(reference), pd.DataFrame(current)
-    report = evidently.Report([presets.DataDriftPreset()])
-    snapshot = report.run(cur_frame, ref_frame)  # warm-up
-    evidently_s = _median_seconds(lambda: report.run(cur_frame, ref_frame), EVIDENTLY_RUNS)
-
+def _agent_seconds(reference: Columns, current: Columns) -> tuple[float, float]:
+    """(median seconds of one update, number of drifted columns) with the reference already set."""
     detector = data_drift.DataDriftDetector(data_drift.DataDriftConfig())
     detector.set_reference(window_mod.Window(features=reference))
     current_window = window_mod.Window(features=current)
     result = detector.update(current_window)
     first = _median_seconds(lambda: detector.update(current_window), 3)
-    runs = max(5, min(200, int(2.0 / max(first, 1e-6))))  # about 2 s of timing per size
-    agent_s = _median_seconds(lambda: detector.update(current_window), runs)
+    runs = max(5, min(200, int(AGENT_SECONDS / max(first, 1e-6))))
+    seconds = _median_seconds(lambda: detector.update(current_window), runs)
+    return seconds, result.extras["number_of_drifted_columns"]
 
+
+def _bench_one(rows: int, evidently: Any, presets: Any, pd: Any) -> None:
+    reference, current = _data(rows, rows)
+    ref_frame, cur_frame = pd.DataFrame(reference), pd.DataFrame(current)
+    report = evidently.Report([presets.DataDriftPreset()])
+    snapshot = report.run(cur_frame, ref_frame)  # warm-up
+    evidently_s = _median_seconds(lambda: report.run(cur_frame, ref_frame), EVIDENTLY_RUNS)
+    agent_s, drifted = _agent_seconds(reference, current)
     counted = next(
         m for m in snapshot.dict()["metrics"] if m["metric_name"].startswith("DriftedColumnsCount")
     )
-    agree = counted["value"]["count"] == result.extras["number_of_drifted_columns"]
+    agree = counted["value"]["count"] == drifted
     print(f"{rows:>8} {evidently_s:>14.3f} {agent_s * 1e3:>11.2f} {evidently_s / agent_s:>8.0f}x  {agree}")
+
+
+def _unequal_sizes() -> str:
+    timings = []
+    for rows in ROWS:
+        seconds, _ = _agent_seconds(*_data(rows, rows // 4))
+        timings.append(f"{rows} x {rows // 4}: {seconds * 1e3:.2f} ms")
+    return "; ".join(timings)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,11 @@ batch, minus the detectors: ``KafkaSource.poll_batch``, ``RecordParser.parse_pre
 message, ``WindowManager.add`` per record (closing 1000-record windows into columnar
 ``Window`` objects), the ingest metrics, and ``KafkaSource.commit`` of what was read, at the
 runner's checkpoint cadence (every ``CHECKPOINT_INTERVAL_S``, and once at the end, inside the
-timing). Throughput is counted from the first record received (group joins and fetch warm-up
-excluded, for both).
+timing). Between commits only the last message of each partition is kept: that is all a commit
+needs. (Keeping every message until the checkpoint, as ``runner.Runner`` did when this was
+written, holds seconds of raw records in memory and makes the garbage collector's full passes
+cost ~3 us per message: named tuples are never untracked.) Throughput is counted from the first
+record received (group joins and fetch warm-up excluded, for both).
 
 The machine is shared: bare and agent runs alternate (bare, agent, bare, agent, ...) so that a
 change of load hits both, each side reports its median, and the load average is printed. CPU
@@ -27,6 +30,7 @@ import cProfile
 import dataclasses
 import io
 import json
+import operator
 import os
 import pathlib
 import pstats
@@ -51,6 +55,27 @@ PROGRESS_POINTS = (0.25, 0.5, 0.75, 1.0)
 PARSE_SAMPLE = 2000
 # runner.Runner commits after each checkpoint, by default every 5 s, not after every batch.
 CHECKPOINT_INTERVAL_S = 5.0
+
+_partition_of = operator.itemgetter(0, 1)  # RawMessage -> (topic, partition)
+# A pass that receives nothing for this long gives up (a missing topic must not hang `make bench`).
+STALL_S = 60.0
+
+
+class _Progress:
+    """Fails a pass that stops receiving records, instead of waiting forever."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.seen = 0
+        self.last_progress = time.monotonic()
+
+    def add(self, count: int) -> None:
+        self.seen += count
+        self.last_progress = time.monotonic()
+
+    def idle(self) -> None:
+        if time.monotonic() - self.last_progress > STALL_S:
+            raise RuntimeError(f"received {self.seen} of {self.n} records, then nothing for {STALL_S:.0f}s")
 
 
 def make_record(index: int, rng: random.Random) -> bytes:
@@ -146,13 +171,16 @@ def bare_consume(bootstrap: str, topic: str, n: int, consumer_options: dict[str,
         **consumer_options,
     )
     consumer.subscribe([topic])
-    seen = 0
+    progress = _Progress(n)
     timer = _Timer()
     try:
-        while seen < n:
-            for batch in consumer.poll(timeout_ms=500).values():
+        while progress.seen < n:
+            polled = consumer.poll(timeout_ms=500)
+            if not polled:
+                progress.idle()
+            for batch in polled.values():
                 timer.start_once()
-                seen += len(batch)
+                progress.add(len(batch))
         return timer.run(n)
     finally:
         consumer.close(autocommit=False)
@@ -183,15 +211,17 @@ class AgentIngest:
         parse = self.parser.parse_prediction
         add = self.manager.add
         marks = [int(n * point) for point in PROGRESS_POINTS]
-        seen = 0
+        progress = _Progress(n)
         index = 0
         timer = _Timer()
-        uncommitted: list[source.RawMessage] = []
+        # Per (topic, partition): its last message read, the one whose offset a commit moves to.
+        to_commit: dict[tuple[str, int], source.RawMessage] = {}
         last_commit = time.monotonic()
         try:
-            while seen < n:
+            while progress.seen < n:
                 batch = kafka_source.poll_batch()
                 if not batch:
+                    progress.idle()
                     continue
                 timer.start_once()
                 accepted = 0
@@ -208,14 +238,14 @@ class AgentIngest:
                 self.metrics.record_out(accepted)
                 for (version, segment), count in self.manager.fill().items():
                     self.metrics.set_window_fill(version, dict(segment) or None, count / WINDOW_SIZE)
-                seen += len(batch)
-                uncommitted.extend(batch)
-                if seen >= n or time.monotonic() - last_commit >= CHECKPOINT_INTERVAL_S:
-                    if not kafka_source.commit(uncommitted):
+                progress.add(len(batch))
+                to_commit.update(zip(map(_partition_of, batch), batch, strict=True))
+                if progress.seen >= n or time.monotonic() - last_commit >= CHECKPOINT_INTERVAL_S:
+                    if not kafka_source.commit(list(to_commit.values())):
                         raise RuntimeError("offset commit failed: the benchmark's broker is unwell")
-                    uncommitted = []
+                    to_commit.clear()
                     last_commit = time.monotonic()
-                while marks and seen >= marks[0] and memory_samples is not None:
+                while marks and progress.seen >= marks[0] and memory_samples is not None:
                     memory_samples.append((marks.pop(0), *memory_kib()))
             return timer.run(n)
         finally:
@@ -223,18 +253,19 @@ class AgentIngest:
 
 
 def parse_us_per_record(values: list[bytes]) -> float:
-    """``parse_prediction`` alone (no Kafka): best of 5 timeit repeats, in microseconds."""
+    """``parse_prediction`` alone (no Kafka): CPU time, best of 5 repeats, in microseconds."""
     parse = records.RecordParser().parse_prediction
 
     def parse_all() -> None:
         for value in values:
             parse(value)
 
-    return min(timeit.repeat(parse_all, number=3, repeat=5)) / (3 * len(values)) * 1e6
+    best = min(timeit.repeat(parse_all, number=3, repeat=5, timer=time.process_time))
+    return best / (3 * len(values)) * 1e6
 
 
 def window_us_per_record(values: list[bytes], schema: reference.FeatureSchema) -> float:
-    """``WindowManager.add`` alone, closing windows included: best of 5 runs, in microseconds."""
+    """``WindowManager.add`` alone, closing windows included: CPU time, best of 5, in microseconds."""
     parser = records.RecordParser()
     parsed = [parser.parse_prediction(value) for value in values]
     good = [record for record in parsed if isinstance(record, records.PredictionRecord)]
@@ -244,7 +275,7 @@ def window_us_per_record(values: list[bytes], schema: reference.FeatureSchema) -
         for index, record in enumerate(good):
             add(record, index)
 
-    return min(timeit.repeat(add_all, number=1, repeat=5)) / len(good) * 1e6
+    return min(timeit.repeat(add_all, number=1, repeat=5, timer=time.process_time)) / len(good) * 1e6
 
 
 def profile_agent(bootstrap: str, topic: str, n: int, max_poll_records: int) -> str:
@@ -270,6 +301,7 @@ class Comparison:
     windows_closed: int
     rejected: int
     memory: list[tuple[int, int, int]]
+    agent_groups: list[str]  # consumer groups of the agent passes (their commits can be checked)
 
     @property
     def ratio(self) -> float:
@@ -295,10 +327,11 @@ def compare(bootstrap: str, topic: str, n: int, repeats: int) -> Comparison:
         "max_partition_fetch_bytes": source.MAX_PARTITION_FETCH_BYTES,
     }
     schema = bench_schema()
-    result = Comparison([], [], 0, 0, [])
+    result = Comparison([], [], 0, 0, [], [])
     for attempt in range(repeats):
         result.bare.append(bare_consume(bootstrap, topic, n, consumer_options))
         ingest = AgentIngest(bootstrap, topic, max_poll_records, schema)
+        result.agent_groups.append(ingest.kafka_settings.group_id)
         result.agent.append(ingest.run(n, result.memory if attempt == 0 else None))
         if attempt == 0:
             result.windows_closed, result.rejected = ingest.windows_closed, ingest.rejected
@@ -333,7 +366,7 @@ def run(argv: list[str] | None = None) -> None:
     print(f"load average at start: {_load()}")
     sample = list(iter_records(PARSE_SAMPLE))
     print(
-        f"without Kafka (best of 5): parse_prediction {parse_us_per_record(sample):.2f} us/record, "
+        f"without Kafka (CPU, best of 5): parse_prediction {parse_us_per_record(sample):.2f} us/record, "
         f"WindowManager.add {window_us_per_record(sample, bench_schema()):.2f} us/record"
     )
 

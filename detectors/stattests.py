@@ -273,7 +273,7 @@ class _Merged:
     def ks_statistic(self) -> float:
         at_values = self.cdf_gap()[self.run_end]
         largest = float(at_values.max())
-        smallest = float(np.clip(-at_values.min(), 0, 1))
+        smallest = min(max(-float(at_values.min()), 0.0), 1.0)
         return smallest if smallest > largest else largest
 
     def value_counts(self) -> tuple[FloatArray, IntArray, IntArray]:
@@ -294,13 +294,6 @@ class _Pair:
     @functools.cached_property
     def merged(self) -> _Merged:
         return _Merged.of(self.reference, self.current)
-
-
-def union_unique(reference: FloatArray, current: FloatArray) -> int:
-    """Distinct values of two sorted samples together (Evidently's ``n_unique`` for the test choice)."""
-    # Two sorted runs: the stable sort (timsort) merges them in linear time; no argsort needed.
-    values = np.sort(np.concatenate((reference, current)), kind="stable")
-    return int(np.count_nonzero(values[1:] != values[:-1])) + 1 if values.size else 0
 
 
 @functools.lru_cache(maxsize=8)
@@ -531,7 +524,7 @@ def _ks_p_value(
     if max(n_ref, n_cur) <= KS_EXACT_MAX_N:
         success, statistic, prob = _ks_exact(statistic, n_ref, n_cur)
         if success:
-            return float(np.clip(prob, 0, 1)), statistic
+            return min(max(prob, 0.0), 1.0), statistic
     larger, smaller = sorted([float(n_ref), float(n_cur)], reverse=True)
     effective_n = larger * smaller / (larger + smaller)
     return float(np.clip(stats.kstwo.sf(statistic, np.round(effective_n)), 0, 1)), float(statistic)
@@ -595,6 +588,19 @@ def _binned_shares(
     return counts.ref / counts.n_ref, counts.cur / counts.n_cur
 
 
+def _numeric_test(
+    test_name: str | None, reference: NumericSample, pair: _Pair, extras: dict[str, float]
+) -> StatTest:
+    if test_name:
+        return get(test_name, ColumnKind.NUMERICAL)
+    if reference.n_unique > FEW_UNIQUE_VALUES:
+        # Both samples together have even more distinct values: choose without counting them,
+        # which would cost as much as the default test itself.
+        return default_test(ColumnKind.NUMERICAL, reference.size, reference.n_unique)
+    extras["n_unique"] = float(pair.merged.n_unique)
+    return default_test(ColumnKind.NUMERICAL, reference.size, pair.merged.n_unique)
+
+
 def numeric(
     reference: NumericSample,
     current: NumericSample,
@@ -602,18 +608,17 @@ def numeric(
     threshold: float | None = None,
     seed: int = 0,
 ) -> Outcome:
-    """Compare two non-empty numeric samples with ``test_name`` (Evidently's choice when None)."""
+    """Compare two non-empty numeric samples with ``test_name`` (Evidently's choice when None).
+
+    ``extras["n_unique"]`` (distinct values of both samples, the input of Evidently's choice) is
+    reported when the choice needed it, i.e. when the reference has few distinct values.
+    """
     ref, cur = reference.sorted_values, current.sorted_values
-    n_unique = union_unique(ref, cur)
-    test = (
-        get(test_name, ColumnKind.NUMERICAL)
-        if test_name
-        else default_test(ColumnKind.NUMERICAL, reference.size, n_unique)
-    )
+    pair = _Pair(ref, cur)
+    extras: dict[str, float] = {}
+    test = _numeric_test(test_name, reference, pair, extras)
     limit = test.default_threshold if threshold is None else threshold
     normed_wasserstein = wasserstein(ref, cur) / max(reference.std, WASSERSTEIN_MIN_NORM)
-    extras: dict[str, float] = {"n_unique": float(n_unique)}
-    pair = _Pair(ref, cur)
     p_value: float | None = None
     effect: float | None = normed_wasserstein
     if test.name == "wasserstein":

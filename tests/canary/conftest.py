@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import pathlib
-from collections.abc import Iterator
 
 import pytest
 from kubernetes import client as k8s_client
 from mlflow.tracking import MlflowClient
 
 from actions import base, registry
-from tests.infra import kube
 from tests.infra import mlflow_server as mlflow_infra
 from tests.k8s import helpers as k8s_helpers
 from tests.registry import helpers as registry_helpers
@@ -27,17 +25,6 @@ class RecordingAlerts(base.ActionHandler):
     def handle(self, request: base.ActionRequest, *, dry_run: bool) -> base.ActionOutcome:
         self.requests.append(request)
         return base.ActionOutcome(base.OutcomeStatus.SUCCEEDED)
-
-
-@pytest.fixture(scope="session")
-def mlflow_server(request: pytest.FixtureRequest) -> mlflow_infra.MlflowServer:
-    """The session's one MLflow server (shared with the registry and rollback tests)."""
-    return mlflow_infra.session_server(request.config)
-
-
-@pytest.fixture
-def mlflow_client(mlflow_server: mlflow_infra.MlflowServer) -> MlflowClient:
-    return MlflowClient(tracking_uri=mlflow_server.tracking_uri)
 
 
 @pytest.fixture
@@ -64,23 +51,6 @@ def alerts() -> RecordingAlerts:
 @pytest.fixture
 def store_path(tmp_path: pathlib.Path) -> pathlib.Path:
     return tmp_path / "state" / "canary.json"
-
-
-@pytest.fixture(scope="session")
-def kube_apiserver() -> Iterator[kube.KubeAPIServer]:
-    try:
-        binary = kube.build_apiserver()
-    except kube.BuildUnavailable as exc:
-        pytest.skip(f"kube-apiserver cannot be built on this machine ({exc}); CI installs apt + Go")
-    with kube.KubeAPIServer(binary) as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def admin_api(kube_apiserver: kube.KubeAPIServer) -> Iterator[k8s_client.ApiClient]:
-    api = kube_apiserver.admin_client()
-    with api:
-        yield api
 
 
 @pytest.fixture

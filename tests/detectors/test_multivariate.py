@@ -89,6 +89,26 @@ def test_device_choice_on_this_machine() -> None:
     assert detector.device.type == expected
 
 
+def test_cpu_verdicts_run_on_the_configured_threads_and_restore_the_setting() -> None:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with multivariate.torch_threads(torch.device("cpu"), 1):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        # A failing verdict restores it too.
+        with pytest.raises(RuntimeError), multivariate.torch_threads(torch.device("cpu"), 1):
+            raise RuntimeError("verdict failed")
+        assert torch.get_num_threads() == 2
+        rng = np.random.default_rng(6)
+        mmd(correlated(rng, 100), n_permutations=20, cpu_threads=1).update(correlated(rng, 50))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(previous)
+    with pytest.raises(ValueError, match="cpu_threads"):
+        multivariate.MMDConfig.model_validate({"cpu_threads": 0})
+
+
 def test_benchmark_reports_the_clock_difference() -> None:
     ticks = iter([10.0, 12.5])
     seconds = multivariate.mmd_benchmark(

@@ -121,6 +121,8 @@ def _ks_case(size: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
     return ref, cur
 
 
+# Expected for the one_step cases: scipy's exact sum lands past 1 there and it falls back.
+@pytest.mark.filterwarnings("ignore:ks_2samp. Exact calculation unsuccessful")
 @pytest.mark.parametrize("kind", ["normal", "ties", "shifted", "one_step"])
 @pytest.mark.parametrize("size", [1, 2, 17, 300, 1000, 4096, 10_000])
 def test_ks_on_equal_sizes_matches_scipy_exact_path(size: int, kind: str) -> None:
@@ -142,9 +144,3 @@ def test_wasserstein_by_quantile_pairing_matches_scipy(n_ref: int, n_cur: int) -
     cur = np.round(rng.standard_t(2.0, n_cur) + 0.3, 1)
     got = stattests.wasserstein(np.sort(ref), np.sort(cur))
     assert got == pytest.approx(stats.wasserstein_distance(ref, cur), rel=1e-12, abs=1e-15)
-
-
-def test_union_unique_counts_distinct_values_of_both_samples() -> None:
-    ref = np.sort(np.array([0.0, 0.0, 1.0, 2.5, 3.0]))
-    cur = np.sort(np.array([3.0, 4.0, 4.0, -1.0]))
-    assert stattests.union_unique(ref, cur) == np.unique(np.concatenate((ref, cur))).size == 6

@@ -2,31 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from kubernetes import client as k8s_client
 
-from tests.infra import kube
 from tests.k8s import helpers
-
-
-@pytest.fixture(scope="session")
-def kube_apiserver() -> Iterator[kube.KubeAPIServer]:
-    """One API server for the whole session; tests isolate themselves by namespace."""
-    try:
-        binary = kube.build_apiserver()
-    except kube.BuildUnavailable as exc:
-        pytest.skip(f"kube-apiserver cannot be built on this machine ({exc}); CI installs apt + Go")
-    with kube.KubeAPIServer(binary) as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def admin_api(kube_apiserver: kube.KubeAPIServer) -> Iterator[k8s_client.ApiClient]:
-    api = kube_apiserver.admin_client()
-    with api:
-        yield api
 
 
 @pytest.fixture
