@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 
-class ActionKind(str, enum.Enum):
+class ActionKind(enum.StrEnum):
     LOG = "log"  # record in the audit log, nothing else
     ALERT = "alert"  # notify the alert sinks (Slack, Alertmanager, webhook)
     PAGE = "page"  # notify the paging sinks (PagerDuty) at high urgency
@@ -24,7 +24,7 @@ class ActionKind(str, enum.Enum):
     CANARY = "canary"  # advance / roll back a running canary
 
 
-class OutcomeStatus(str, enum.Enum):
+class OutcomeStatus(enum.StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     SKIPPED = "skipped"  # e.g. frozen, pinned, dry-run, cooldown

@@ -320,6 +320,9 @@ class Agent:
         version = evaluation.window.model_version
         if model_registry is None or version is None or decision.severity != policy.Severity.NONE:
             return
+        # A drifted window whose incident is still pending (below raise_after) is not a clean one.
+        if any(report.window_severity is not policy.Severity.NONE for report in decision.incidents):
+            return
         # With ground truth configured, only a labelled window vouches for a version: a bad
         # release looks clean on its inputs until its labels arrive.
         if self.settings.kafka.labels_topic is not None and not evaluation.labelled:

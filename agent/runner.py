@@ -28,8 +28,8 @@ import prometheus_client
 from agent import dlq as dlq_mod
 from agent import engine as engine_mod
 from agent import http as http_mod
-from agent import metrics as metrics_mod
 from agent import kserve, records, source
+from agent import metrics as metrics_mod
 from agent import settings as settings_mod
 
 log = logging.getLogger(__name__)

@@ -144,7 +144,8 @@ class WindowSettings(Group):
 class ReferenceSettings(Group):
     source: Literal["file", "mlflow", "first_n"] = pydantic.Field(
         "first_n",
-        description="Where reference data comes from: a file, an MLflow run artifact, or the first N records seen.",
+        description="Where reference data comes from: a file, an MLflow run artifact, "
+        "or the first N records seen.",
     )
     path: pathlib.Path | None = pydantic.Field(
         None, description="Reference file (JSONL, CSV or Parquet of records) when source=file."
@@ -171,7 +172,11 @@ class LabelJoinSettings(Group):
 
 
 class HttpSettings(Group):
-    host: str = pydantic.Field("0.0.0.0", description="Address the /metrics, /healthz, /readyz server binds.")
+    # All interfaces by default: the kubelet's probes and Prometheus reach the pod from outside.
+    host: str = pydantic.Field(
+        "0.0.0.0",  # noqa: S104
+        description="Address the /metrics, /healthz, /readyz server binds.",
+    )
     port: int = pydantic.Field(9108, ge=0, le=65535, description="Port of that server (0 = any free port).")
 
 
@@ -225,7 +230,8 @@ class AgentSettings(pydantic_settings.BaseSettings):
         default_factory=canary_config.CanaryConfig, description="Canary redeploys: steps, checks."
     )
     detectors: suite_mod.SuiteConfig = pydantic.Field(
-        default_factory=suite_mod.SuiteConfig, description="Which detectors run on each window, with their configs."
+        default_factory=suite_mod.SuiteConfig,
+        description="Which detectors run on each window, with their configs.",
     )
     registry: registry_mod.RegistrySettings = pydantic.Field(
         default_factory=registry_mod.RegistrySettings, description="MLflow model registry and rollback."

@@ -365,11 +365,24 @@ class _Encoder:
         return np.concatenate(blocks, axis=1) if blocks else np.zeros((window.size, 0))
 
 
+def _category_key(value: object) -> str:
+    missing = value is None or (isinstance(value, float) and math.isnan(value))
+    return "(missing)" if missing else str(value)
+
+
 def _category_keys(column: window_mod.Column) -> npt.NDArray[np.object_]:
+    # A column holds few distinct categories: convert each once. Keyed by type too, since
+    # True == 1 == 1.0 as dict keys but they print differently; NaN objects just miss the memo.
+    memo: dict[tuple[type, object], str] = {}
+
+    def key_of(value: object) -> str:
+        found = memo.get((type(value), value))
+        if found is None:
+            found = memo[type(value), value] = _category_key(value)
+        return found
+
     keys = np.empty(len(column), dtype=object)
-    for index, value in enumerate(column.tolist()):
-        missing = value is None or (isinstance(value, float) and math.isnan(value))
-        keys[index] = "(missing)" if missing else str(value)
+    keys[:] = [key_of(value) for value in column.tolist()]
     return keys
 
 

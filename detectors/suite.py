@@ -68,8 +68,14 @@ class DetectorSuite:
 
     def set_reference(self, reference: window_mod.Window) -> None:
         for detector in self.detectors.values():
-            if isinstance(detector, base.NeedsReference):
-                detector.set_reference(reference)
+            if not isinstance(detector, base.NeedsReference):
+                continue
+            if detector.requires_labels and reference.labels is None:
+                # Judged against labelled data only; until it has some, update() raises
+                # CannotRun and the suite skips it (the agent gives label-joined windows their
+                # own labelled reference).
+                continue
+            detector.set_reference(reference)
 
     def update(self, window: window_mod.Window) -> list[base.DetectorResult]:
         results: list[base.DetectorResult] = []

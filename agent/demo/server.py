@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import logging
 import pathlib
 import threading
 import time
@@ -16,28 +17,65 @@ import numpy as np
 import torch
 
 import drift_logger
+from actions.targets import base as target_base
 from actions.targets import local as local_target
 from agent.demo import workload
+
+log = logging.getLogger(__name__)
 
 # Where labels go (a Kafka producer's send in the demo): topic, JSON bytes.
 EmitLabel = Callable[[str, bytes], object]
 # The serving-side logger for one model version (drift_logger.PredictionLogger in the demo).
 LoggerFor = Callable[[str], drift_logger.PredictionLogger]
-# A served model: features in, positive-class probabilities out.
-Predictor = Callable[[np.ndarray, list[str], list[str]], np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class Answers:
+    """What a served model returns for a batch: class labels, and the positive-class probability
+    where the model gives one (an MLflow pyfunc of the built-in model answers labels only)."""
+
+    labels: np.ndarray
+    probabilities: np.ndarray | None = None
+
+
+# A served model: features in, answers out.
+Predictor = Callable[[np.ndarray, list[str], list[str]], Answers]
+# Loads the model behind a registry storage URI (mlflow.pyfunc in the demo).
+Loader = Callable[[str], Predictor]
 
 
 def torch_predictor(model: workload.TabularMLP, *, swap: tuple[int, int] | None = None) -> Predictor:
     """Wrap a model; ``swap`` reproduces a bad release that feeds two columns the wrong way round."""
 
-    def predict(numeric: np.ndarray, regions: list[str], devices: list[str]) -> np.ndarray:
+    def predict(numeric: np.ndarray, regions: list[str], devices: list[str]) -> Answers:
         inputs = numeric
         if swap is not None:
             inputs = numeric.copy()
             inputs[:, [swap[0], swap[1]]] = inputs[:, [swap[1], swap[0]]]
         with torch.no_grad():
             probabilities: np.ndarray = model(workload.encode(inputs, regions, devices)).numpy()
-        return probabilities
+        return Answers((probabilities >= 0.5).astype(np.int64), probabilities)
+
+    return predict
+
+
+def pyfunc_predictor(model_uri: str) -> Predictor:
+    """Load a registered model the way an MLflow model server does: ``mlflow.pyfunc.load_model``.
+
+    The built-in model's pyfunc (actions/retrain/pyfunc_entry.py) takes a DataFrame of the raw
+    features and returns class labels as text ('0', '1').
+    """
+    import mlflow.pyfunc  # noqa: PLC0415 - seconds to import; only a retrained version needs it
+    import pandas as pd  # noqa: PLC0415
+
+    loaded = mlflow.pyfunc.load_model(model_uri)
+
+    def predict(numeric: np.ndarray, regions: list[str], devices: list[str]) -> Answers:
+        frame = pd.DataFrame({name: numeric[:, i] for i, name in enumerate(workload.NUMERIC)})
+        frame["region"] = regions
+        frame["device"] = devices
+        labels = np.asarray(loaded.predict(frame)).reshape(-1)
+        return Answers(np.array([int(float(label)) for label in labels], dtype=np.int64))
 
     return predict
 
@@ -46,11 +84,23 @@ def torch_predictor(model: workload.TabularMLP, *, swap: tuple[int, int] | None 
 class ServerStats:
     served: int = 0
     labels_sent: int = 0
+    errors: int = 0
     per_version: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    # Every traffic split the server actually served, in order: (stable, canary or None, percent).
+    splits: list[tuple[str, str | None, int]] = dataclasses.field(default_factory=list)
 
 
 class SimulatedServer:
-    """Serves ``rate`` requests per second in micro-batches, in a thread."""
+    """Serves ``rate`` requests per second in micro-batches, in a thread.
+
+    Versions in ``predictors`` are already loaded; any other version is loaded from the model
+    URI the target file gives for it (``loader``, mlflow.pyfunc by default) and kept by version.
+
+    Reported latency is simulated: a seeded time in the network and queue around
+    ``base_latency_ms`` plus ``extra_latency_ms`` of the version. Timing the model call itself
+    would mostly measure this process's other threads (the agent shares the interpreter here;
+    a real server runs in its own pod), and that noise made latency alarms flap.
+    """
 
     def __init__(
         self,
@@ -64,7 +114,9 @@ class SimulatedServer:
         rate: float = 2000.0,
         batch: int = 50,
         label_delay_s: float = 0.5,
+        base_latency_ms: float = 20.0,
         extra_latency_ms: Mapping[str, float] | None = None,
+        loader: Loader = pyfunc_predictor,
     ) -> None:
         self.predictors = dict(predictors)
         self.target_path = target_path
@@ -75,8 +127,11 @@ class SimulatedServer:
         self.rate = rate
         self.batch = batch
         self.label_delay_s = label_delay_s
+        self.base_latency_ms = base_latency_ms
         # Extra time per request by version: how the demo makes a canary's latency regress.
         self.extra_latency_ms = dict(extra_latency_ms or {})
+        self.loader = loader
+        self.load_failures: dict[str, str] = {}
         self.schedule = workload.Schedule()
         self.index = 0
         self.stats = ServerStats()
@@ -99,6 +154,17 @@ class SimulatedServer:
             self.schedule = change(self.schedule, self.index)
             return self.index
 
+    def serve_like(self, version: str, existing: str, *, extra_latency_ms: float = 0.0) -> None:
+        """Serve ``version`` with the model already loaded for ``existing`` (a rebuild of it),
+        ``extra_latency_ms`` slower per request."""
+        with self.lock:
+            self.predictors[version] = self.predictors[existing]
+            self.extra_latency_ms[version] = extra_latency_ms
+
+    def served(self, version: str) -> int:
+        with self.lock:
+            return self.stats.per_version[version]
+
     def _serving(self) -> local_target.LocalState:
         return local_target.read_state(self.target_path)
 
@@ -106,7 +172,10 @@ class SimulatedServer:
         interval = self.batch / self.rate
         next_at = time.monotonic()
         while not self._stop.is_set():
-            self._serve_batch()
+            try:
+                self._serve_batch()
+            except target_base.TargetError as exc:  # a half-edited file: serve on next tick
+                log.warning("simulated server: %s", exc)
             self._send_due_labels()
             next_at += interval
             delay = next_at - time.monotonic()
@@ -115,6 +184,23 @@ class SimulatedServer:
             else:
                 next_at = time.monotonic()
 
+    def _predictor(self, version: str, model_uri: str | None) -> Predictor | None:
+        with self.lock:
+            known = self.predictors.get(version)
+        if known is not None:
+            return known
+        if version in self.load_failures or not model_uri:
+            return None
+        try:
+            loaded = self.loader(model_uri)
+        except Exception as exc:  # a model that cannot load answers errors; it never stops serving
+            self.load_failures[version] = f"{type(exc).__name__}: {exc}"
+            log.warning("simulated server: version %s from %s does not load: %s", version, model_uri, exc)
+            return None
+        with self.lock:
+            self.predictors[version] = loaded
+        return loaded
+
     def _serve_batch(self) -> None:
         with self.lock:
             start, schedule = self.index, self.schedule
@@ -122,29 +208,39 @@ class SimulatedServer:
         numeric, regions, devices, labels = workload.sample(self.rng, schedule, start, self.batch)
         state = self._serving()
         canary = state.canary_version if state.canary_percent > 0 else None
+        split = (state.stable_version, canary, state.canary_percent if canary else 0)
+        if not self.stats.splits or self.stats.splits[-1] != split:
+            self.stats.splits.append(split)
         to_canary = (
             self.rng.random(self.batch) * 100 < state.canary_percent if canary else np.zeros(self.batch, bool)
         )
         now = time.time()
-        for version, mask in ((state.stable_version, ~to_canary), (canary, to_canary)):
+        for version, uri, mask in (
+            (state.stable_version, state.stable_model_uri, ~to_canary),
+            (canary, state.canary_model_uri, to_canary),
+        ):
             if version is None or not mask.any():
                 continue
             rows = np.flatnonzero(mask)
-            started = time.perf_counter()
-            probabilities = self.predictors[version](
-                numeric[rows], [regions[i] for i in rows], [devices[i] for i in rows]
-            )
-            # CPU timing of the micro-batch each request rode in (no GPU here: no gpu_latency_ms).
-            latency_ms = (time.perf_counter() - started) * 1000 + self.extra_latency_ms.get(version, 0.0)
+            predictor = self._predictor(version, uri)
+            answers = None
+            if predictor is not None:
+                answers = predictor(numeric[rows], [regions[i] for i in rows], [devices[i] for i in rows])
+            network_ms = self.base_latency_ms * np.exp(0.15 * self.rng.standard_normal(len(rows)))
+            latency_ms = network_ms + self.extra_latency_ms.get(version, 0.0)
             for offset, row in enumerate(rows):
+                probability = None
+                if answers is not None and answers.probabilities is not None:
+                    probability = float(answers.probabilities[offset])
                 self._log(
                     version=version,
                     numeric=numeric[row],
                     region=regions[row],
                     device=devices[row],
-                    probability=float(probabilities[offset]),
+                    prediction=None if answers is None else int(answers.labels[offset]),
+                    probability=probability,
                     label=int(labels[row]),
-                    latency_ms=latency_ms * (0.9 + 0.2 * self.rng.random()),
+                    latency_ms=float(latency_ms[offset]),
                     now=now,
                 )
 
@@ -155,13 +251,13 @@ class SimulatedServer:
         numeric: np.ndarray,
         region: str,
         device: str,
-        probability: float,
+        prediction: int | None,
+        probability: float | None,
         label: int,
         latency_ms: float,
         now: float,
     ) -> None:
         request_id = uuid.UUID(int=int(self.rng.integers(0, 2**63)) << 64 | self.stats.served).hex
-        prediction = 1 if probability >= 0.5 else 0
         features: dict[str, float | str] = {
             name: round(float(v), 5) for name, v in zip(workload.NUMERIC, numeric, strict=True)
         }
@@ -172,13 +268,19 @@ class SimulatedServer:
             request_id,
             features,
             prediction,
-            confidence=round(max(probability, 1 - probability), 5),
+            confidence=None if probability is None else round(max(probability, 1 - probability), 5),
             latency_ms=round(latency_ms, 4),
+            status="ok" if prediction is not None else "error",
         )
+        with self.lock:
+            self.stats.served += 1
+            self.stats.per_version[version] += 1
+            if prediction is None:
+                self.stats.errors += 1
+        if prediction is None:
+            return  # a failed request gets no prediction, so no ground truth is joined to it
         label_record = json.dumps({"request_id": request_id, "timestamp": now, "label": label}).encode()
         self._labels.append((time.monotonic() + self.label_delay_s, label_record))
-        self.stats.served += 1
-        self.stats.per_version[version] += 1
 
     def _send_due_labels(self) -> None:
         now = time.monotonic()

@@ -17,7 +17,7 @@ import torch
 NUMERIC = ("x0", "x1", "x2", "x3", "x4", "x5")
 REGIONS = ("eu", "us", "apac")
 DEVICES = ("mobile", "desktop")
-# True boundary weights; concept drift rotates them towards CONCEPT_TARGET.
+# True boundary weights; concept drift turns them towards the direction of CONCEPT_TARGET.
 BASE_WEIGHTS = np.array([1.2, -0.8, 0.6, 0.0, 0.9, 0.0])  # x3, x5 carry no signal
 CONCEPT_TARGET = np.array([-0.9, 0.3, 0.6, 1.1, -0.4, -0.5])
 
@@ -33,10 +33,17 @@ class DataShift:
 
 @dataclasses.dataclass(frozen=True)
 class ConceptDrift:
-    """Between ``start`` and ``start + ramp`` records the true boundary turns to CONCEPT_TARGET."""
+    """Between ``start`` and ``start + ramp`` records the true boundary turns by ``degrees``
+    towards CONCEPT_TARGET, then stays there.
+
+    The turn keeps the weights' length, so the task stays as hard as before: a model retrained on
+    the new concept can be as accurate as the old one was on the old concept. (Blending the two
+    weight vectors instead would shorten them and make every model worse, retrained or not.)
+    """
 
     start: int
     ramp: int
+    degrees: float = 25.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,12 +72,19 @@ def encode(numeric: np.ndarray, regions: Sequence[str], devices: Sequence[str]) 
     return torch.from_numpy(np.hstack([numeric.astype(np.float32), region_hot, device_hot]))
 
 
-def true_weights(schedule: Schedule, index: int) -> np.ndarray:
+def true_weights(schedule: Schedule, indices: np.ndarray) -> np.ndarray:
+    """The true boundary for each record index, one row per index."""
     concept = schedule.concept
-    if concept is None or index < concept.start:
-        return BASE_WEIGHTS
-    progress = min(1.0, (index - concept.start) / max(1, concept.ramp))
-    weights: np.ndarray = (1 - progress) * BASE_WEIGHTS + progress * CONCEPT_TARGET
+    if concept is None:
+        return np.tile(BASE_WEIGHTS, (len(indices), 1))
+    progress = np.clip((indices - concept.start) / max(1, concept.ramp), 0.0, 1.0)
+    angles = np.radians(concept.degrees) * progress
+    length = float(np.linalg.norm(BASE_WEIGHTS))
+    along = BASE_WEIGHTS / length
+    # The unit vector orthogonal to BASE_WEIGHTS in the plane it spans with CONCEPT_TARGET.
+    across = CONCEPT_TARGET - (CONCEPT_TARGET @ along) * along
+    across = across / np.linalg.norm(across)
+    weights: np.ndarray = length * (np.cos(angles)[:, None] * along + np.sin(angles)[:, None] * across)
     return weights
 
 
@@ -86,9 +100,7 @@ def sample(
             numeric[active, NUMERIC.index(name)] += shift.shift
     regions = [REGIONS[i] for i in rng.choice(len(REGIONS), size=count, p=[0.5, 0.3, 0.2])]
     devices = [DEVICES[i] for i in rng.choice(len(DEVICES), size=count, p=[0.6, 0.4])]
-    logits = np.empty(count)
-    for row, index in enumerate(indices):
-        logits[row] = numeric[row] @ true_weights(schedule, int(index))
+    logits = np.einsum("ij,ij->i", numeric, true_weights(schedule, indices))
     labels = (rng.random(count) < 1 / (1 + np.exp(-2.5 * logits))).astype(np.int64)
     return numeric, regions, devices, labels
 

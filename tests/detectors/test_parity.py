@@ -169,7 +169,7 @@ _TEST = re.compile(r"Value Drift for column (?P<column>.+)")
 
 def _run_evidently(case: Case) -> EvidentlyResult:
     evidently = pytest.importorskip("evidently", reason="evidently (a dev dependency) is not installed")
-    from evidently import presets  # noqa: PLC0415 - lazily: ~10 s to import
+    from evidently import presets
 
     reference, current = _frames(case)
     definition = evidently.DataDefinition(
@@ -293,8 +293,8 @@ def test_empirical_mmd_matches_evidently_given_the_same_permutations(shifted: bo
     """Evidently draws MMD permutations from the global NumPy generator, unseeded, so a Report
     cannot be compared; its test function can, after seeding that generator as ours is seeded."""
     pytest.importorskip("evidently", reason="evidently (a dev dependency) is not installed")
-    from evidently.legacy.calculations.stattests import mmd_stattest  # noqa: PLC0415
-    from evidently.legacy.core import ColumnType  # noqa: PLC0415
+    from evidently.legacy.calculations.stattests import mmd_stattest
+    from evidently.legacy.core import ColumnType
 
     rng = np.random.default_rng(7)
     # Sorted, because our samples are kept sorted and a permutation indexes positions.

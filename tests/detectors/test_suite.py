@@ -18,9 +18,28 @@ def _window(
     )
 
 
+DRIFT_ONLY = suite.SuiteConfig(detectors={"data_drift": {}, "prediction_drift": {}})
+
+
+def test_defaults_cover_drift_latency_errors_and_performance() -> None:
+    assert list(suite.SuiteConfig().detectors) == [
+        "data_drift",
+        "prediction_drift",
+        "latency",
+        "error_rate",
+        "performance",
+    ]
+
+
+def test_label_detectors_split_from_the_rest() -> None:
+    unlabelled, labelled = suite.split_by_labels(suite.SuiteConfig(), registry.default_registry())
+    assert list(labelled.detectors) == ["performance"]
+    assert "performance" not in unlabelled.detectors
+
+
 def test_runs_every_configured_detector() -> None:
     rng = np.random.default_rng(0)
-    runner = suite.DetectorSuite(suite.SuiteConfig())
+    runner = suite.DetectorSuite(DRIFT_ONLY)
     runner.set_reference(_window(rng, 400))
     results = runner.update(_window(rng, 300, shift=2.0))
     assert [r.detector for r in results] == ["data_drift", "prediction_drift"]
@@ -30,7 +49,7 @@ def test_runs_every_configured_detector() -> None:
 
 def test_detector_that_cannot_run_is_skipped_with_reason() -> None:
     rng = np.random.default_rng(1)
-    runner = suite.DetectorSuite(suite.SuiteConfig(), registry.default_registry())
+    runner = suite.DetectorSuite(DRIFT_ONLY, registry.default_registry())
     runner.set_reference(_window(rng, 400))
     results = runner.update(_window(rng, 300, predictions=False))
     assert [r.detector for r in results] == ["data_drift"]
@@ -54,7 +73,7 @@ def test_config_rejects_unknown_keys_and_keeps_detector_configs() -> None:
 
 def test_reset_keeps_results_reproducible() -> None:
     rng = np.random.default_rng(2)
-    runner = suite.DetectorSuite(suite.SuiteConfig())
+    runner = suite.DetectorSuite(DRIFT_ONLY)
     runner.set_reference(_window(rng, 400))
     window = _window(rng, 300, shift=0.5)
     before = [r.to_json() for r in runner.update(window)]

@@ -1,0 +1,536 @@
+"""Gated retrain and canary redeploy, end to end: the real agent against the real API server.
+
+The agent is the composition root (``agent.app.Agent``) with the Kubernetes Deployment target,
+reading prediction logs and labels from the real broker, keeping its registry in a real MLflow
+server, holding a Lease and acting with a token bound only to the chart's Role. Around it run
+the serving side's stand-ins (``tests.e2e.helpers_canary``): a kubelet that marks rollouts done
+and a traffic generator that serves whatever the Deployments say.
+
+1. Gradual concept drift: the performance incident grows until the policy calls it severe and,
+   the drift being gradual, plans a RETRAIN; the candidate trains on the recent labelled
+   traffic, passes its gates and is registered; a canary moves it through 10/50/100% of the
+   replicas and promotes it.
+2. A canary whose GPU latency is three times the stable version's fails its latency check
+   ``max_failed_checks`` times and is rolled back.
+
+Each prints its timeline from the agent's audit log, relative to the injection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pathlib
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import prometheus_client
+import pytest
+from kubernetes import client as k8s_client
+from mlflow.tracking import MlflowClient
+
+from actions import base as actions_base
+from actions import registry as registry_mod
+from actions.canary import state as canary_state
+from agent import app, broker, executor
+from agent import engine as engine_mod
+from agent import settings as settings_mod
+from agent.demo import receiver as receiver_mod
+from tests.e2e import helpers_canary as serving
+from tests.infra import kube
+from tests.infra import mlflow_server as mlflow_infra
+from tests.k8s import helpers
+from tests.registry import helpers as registry_helpers
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
+
+SUCCEEDED = actions_base.OutcomeStatus.SUCCEEDED
+FAILED = actions_base.OutcomeStatus.FAILED
+
+REPLICAS = 4
+SLACK_ENV = "DRIFT_E2E_CANARY_SLACK_WEBHOOK_URL"
+PAGERDUTY_ENV = "DRIFT_E2E_CANARY_PAGERDUTY_ROUTING_KEY"
+# Windows of 1000 records: with Evidently's default tests (normed Wasserstein at 0.1 once the
+# reference exceeds 1000 rows) windows of a few hundred raise data drift on stationary traffic.
+WINDOW = 1000
+RATE = 1000.0  # requests per second from the traffic generator
+# Deadlines bound every wait; a passing run stays far below them (see the printed timelines).
+READY_S = 90.0
+RETRAIN_S = 120.0
+CANARY_S = 90.0
+
+
+class Observer:
+    """Wakes the test when the agent evaluates a window or finishes an action."""
+
+    def __init__(self) -> None:
+        self.changed = threading.Condition()
+        self.labelled_windows = 0
+        self.windows = 0
+        self.actions: list[executor.Executed] = []
+
+    def on_evaluation(self, evaluation: engine_mod.Evaluation) -> None:
+        with self.changed:
+            self.windows += 1
+            self.labelled_windows += int(evaluation.labelled)
+            self.changed.notify_all()
+
+    def on_action(self, done: executor.Executed) -> None:
+        with self.changed:
+            self.actions.append(done)
+            self.changed.notify_all()
+
+    def wait_for(self, what: str, predicate: Callable[[], Any], timeout_s: float) -> Any:
+        deadline = time.monotonic() + timeout_s
+        with self.changed:
+            while True:
+                found = predicate()
+                if found:
+                    return found
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"gave up after {timeout_s:.0f} s waiting for {what}")
+                # Woken by every window and action; the timeout re-checks state kept elsewhere.
+                self.changed.wait(timeout=min(0.5, left))
+
+    def finished(
+        self, kind: actions_base.ActionKind, *statuses: actions_base.OutcomeStatus
+    ) -> executor.Executed | None:
+        """The first action of ``kind`` that ended in one of ``statuses``."""
+        return next(
+            (done for done in self.actions if done.request.kind is kind and done.outcome.status in statuses),
+            None,
+        )
+
+
+@contextlib.contextmanager
+def running_agent(settings: settings_mod.AgentSettings, observer: Observer) -> Iterator[app.Agent]:
+    agent = app.Agent(
+        settings,
+        registry=prometheus_client.CollectorRegistry(),
+        on_evaluation=observer.on_evaluation,
+        on_action=observer.on_action,
+    )
+    agent.start()
+    loop = threading.Thread(target=agent.loop, name="agent-loop", daemon=True)
+    loop.start()
+    try:
+        yield agent
+    finally:
+        agent.sidecar.stop_requested.set()
+        loop.join(timeout=20)
+        agent.stop()
+
+
+@contextlib.contextmanager
+def serving_side(
+    generator: serving.TrafficGenerator, kubelet: serving.KubeletStandIn
+) -> Iterator[tuple[serving.TrafficGenerator, serving.KubeletStandIn]]:
+    kubelet.start()
+    generator.start()
+    try:
+        yield generator, kubelet
+    finally:
+        generator.stop()
+        kubelet.stop()
+
+
+@pytest.fixture
+def namespace(admin_api: k8s_client.ApiClient) -> str:
+    return helpers.create_namespace(admin_api, prefix="e2e-canary")
+
+
+@pytest.fixture
+def agent_kubeconfig(
+    kube_apiserver: kube.KubeAPIServer, admin_api: k8s_client.ApiClient, namespace: str
+) -> pathlib.Path:
+    """A kubeconfig for the agent's token, which may do what the chart's Role grants and no more."""
+    with kube_apiserver.agent_client() as agent_api:
+        serving.grant_chart_role(admin_api, agent_api, namespace)
+    return kube_apiserver.kubeconfig_path(kube_apiserver.agent.token)
+
+
+@pytest.fixture
+def alerts(monkeypatch: pytest.MonkeyPatch) -> Iterator[receiver_mod.AlertReceiver]:
+    """Slack's and PagerDuty's endpoints, played on loopback; the agent's real sinks post to it."""
+    receiver = receiver_mod.AlertReceiver().start()
+    monkeypatch.setenv(SLACK_ENV, receiver.url + "/slack/webhook")
+    monkeypatch.setenv(PAGERDUTY_ENV, "e2e-routing-key")
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture
+def model_name() -> str:
+    return registry_helpers.unique_model_name("e2e-canary")
+
+
+def topics(kafka_broker: broker.EmbeddedBroker, stem: str) -> dict[str, str]:
+    names = {
+        "predictions_topic": f"{stem}.predictions",
+        "labels_topic": f"{stem}.labels",
+        "dead_letter_topic": f"{stem}.dlq",
+    }
+    kafka_broker.create_topics(names.values())
+    return names
+
+
+def agent_settings(
+    *,
+    state: pathlib.Path,
+    kafka_topics: dict[str, str],
+    bootstrap: str,
+    tracking_uri: str,
+    model_name: str,
+    namespace: str,
+    kubeconfig: pathlib.Path,
+    receiver_url: str,
+    retrain: dict[str, Any],
+) -> settings_mod.AgentSettings:
+    config: dict[str, Any] = {
+        "kafka": {
+            "bootstrap_servers": bootstrap,
+            **kafka_topics,
+            "group_id": f"drift-agent-{uuid.uuid4().hex[:8]}",
+            "max_poll_interval_ms": 10000,
+            "poll_timeout_ms": 200,
+        },
+        "window": {"size": WINDOW},
+        "reference": {"source": "first_n", "first_n": 3 * WINDOW},
+        "http": {"host": "127.0.0.1", "port": 0},
+        "logging": {"level": "WARNING", "json_format": False},
+        "runtime": {"state_dir": str(state / "agent"), "model_name": model_name, "drain_timeout_s": 10},
+        "registry": {
+            "tracking_uri": tracking_uri,
+            "registered_model_name": model_name,
+            "min_healthy_windows": 1,
+        },
+        "target": {
+            "kind": "kubernetes",
+            "kubeconfig": str(kubeconfig),
+            "kubernetes": {
+                "namespace": namespace,
+                "deployment": serving.STABLE_DEPLOYMENT,
+                "container": serving.CONTAINER,
+                "canary_deployment": serving.CANARY_DEPLOYMENT,
+            },
+        },
+        "leader_election": {
+            "enabled": True,
+            "namespace": namespace,
+            "lease_name": serving.LEASE_NAME,
+            "identity": "drift-agent-e2e",
+        },
+        "overrides": {"path": str(state / "overrides.yaml"), "reload_interval_s": 1.0},
+        "audit": {"path": str(state / "audit.jsonl")},
+        "retrain": retrain,
+        "canary": {
+            "steps": [10, 50, 100],
+            "analysis_interval_s": 2.0,
+            "min_samples": 100,
+            "max_failed_checks": 2,
+            "state_path": str(state / "canary.json"),
+        },
+        "alerting": {
+            "sinks": [
+                {"name": "slack", "type": "slack", "webhook_url_env": SLACK_ENV},
+                {
+                    "name": "pagerduty",
+                    "type": "pagerduty",
+                    "routing_key_env": PAGERDUTY_ENV,
+                    "base_url": receiver_url,
+                },
+            ],
+            "alert_sinks": ["slack"],
+            "page_sinks": ["pagerduty", "slack"],
+        },
+    }
+    return settings_mod.AgentSettings(**config)
+
+
+def register_versions(client: MlflowClient, model_name: str, count: int) -> registry_mod.ModelRegistry:
+    """Versions 1..count (storage URIs only the generator's built-in scorers stand behind); 1 is champion."""
+    registry_helpers.register_remote_versions(client, model_name, count)
+    client.set_registered_model_alias(model_name, registry_mod.Alias.CHAMPION.value, "1")
+    return registry_mod.ModelRegistry(client.tracking_uri, model_name)
+
+
+def wait_until_agent_judges_labelled_windows(observer: Observer, agent: app.Agent) -> None:
+    observer.wait_for(
+        "the reference and two labelled windows (consumer group join included)",
+        lambda: agent.sidecar.engine.reference_ready and observer.labelled_windows >= 2,
+        READY_S,
+    )
+
+
+def deployments(admin: k8s_client.ApiClient, namespace: str) -> tuple[Any, Any]:
+    return (
+        helpers.read_deployment(admin, namespace, serving.STABLE_DEPLOYMENT),
+        helpers.read_deployment(admin, namespace, serving.CANARY_DEPLOYMENT),
+    )
+
+
+def history_lines(state: canary_state.CanaryState, since: float) -> list[str]:
+    return [
+        f"{event.at - since:+7.1f}s  canary state: {event.what}: {event.detail}" for event in state.history
+    ]
+
+
+def assert_in_order(*moments: serving.Moment | None) -> None:
+    missing = [i for i, moment in enumerate(moments) if moment is None]
+    assert not missing, f"timeline lacks milestones #{missing}"
+    times = [moment.at for moment in moments if moment is not None]
+    assert times == sorted(times), "milestones out of order:\n" + "\n".join(str(m) for m in moments)
+
+
+def test_gradual_concept_drift_retrains_and_promotes_the_candidate_through_a_canary(
+    kafka_broker: broker.EmbeddedBroker,
+    mlflow_server: mlflow_infra.MlflowServer,
+    mlflow_client: MlflowClient,
+    admin_api: k8s_client.ApiClient,
+    namespace: str,
+    agent_kubeconfig: pathlib.Path,
+    alerts: receiver_mod.AlertReceiver,
+    model_name: str,
+    tmp_path: pathlib.Path,
+) -> None:
+    model = register_versions(mlflow_client, model_name, 1)
+    serving.create_serving_pair(
+        admin_api, namespace, version="1", model_uri=model.model_uri("1"), replicas=REPLICAS
+    )
+    kafka_topics = topics(kafka_broker, model_name)
+    settings = agent_settings(
+        state=tmp_path,
+        kafka_topics=kafka_topics,
+        bootstrap=kafka_broker.bootstrap_servers,
+        tracking_uri=mlflow_server.tracking_uri,
+        model_name=model_name,
+        namespace=namespace,
+        kubeconfig=agent_kubeconfig,
+        receiver_url=alerts.url,
+        retrain={
+            "enabled": True,
+            "experiment_name": f"e2e-{model_name}",
+            # The newest labelled traffic only: the world has moved, older rows teach the old rule.
+            "strategy": {"kind": "sliding", "window_records": 2000, "min_train_rows": 200},
+            "trainer": {"hidden_sizes": [32], "epochs": 20, "seed": 0},
+            "gates": {"latency": {"repeats": 10, "warmup": 2}},
+            "runner": {"kind": "subprocess", "work_dir": str(tmp_path / "retrain"), "timeout_s": 120},
+        },
+    )
+    cache = serving.ModelCache({"1": serving.linear_model(0.0)})
+    # 18 degrees costs version 1 about 0.07 accuracy: severe (0.05) but short of critical (0.15).
+    ramp = serving.ConceptRamp(ramp_records=12 * WINDOW, max_angle_deg=18.0)
+    generator = serving.TrafficGenerator(
+        admin=admin_api,
+        namespace=namespace,
+        cache=cache,
+        bootstrap_servers=kafka_broker.bootstrap_servers,
+        model_name=model_name,
+        seed=11,
+        ramp=ramp,
+        rate=RATE,
+        predictions_topic=kafka_topics["predictions_topic"],
+        labels_topic=kafka_topics["labels_topic"],
+    )
+    kubelet = serving.KubeletStandIn(admin_api, namespace, cache)
+    observer = Observer()
+    started = time.time()
+    with serving_side(generator, kubelet), running_agent(settings, observer) as agent:
+        wait_until_agent_judges_labelled_windows(observer, agent)
+        injected_at = time.time()
+        injected_index = generator.start_ramp()
+        print(
+            f"\nagent ready after {injected_at - started:.1f} s; "
+            f"concept ramp starts at request {injected_index}"
+        )
+
+        retrained = observer.wait_for(
+            "a retrained candidate that passed its gates",
+            lambda: observer.finished(actions_base.ActionKind.RETRAIN, SUCCEEDED, FAILED),
+            RETRAIN_S,
+        )
+        assert retrained.outcome.status is SUCCEEDED, retrained.outcome
+        candidate = str(retrained.outcome.details["candidate_version"])
+        canary = agent.remediation.canary
+        assert canary is not None
+        # The executor asks the CANARY handler again every policy tick until the canary ends.
+        observer.wait_for(
+            f"the CANARY action for version {candidate} to end",
+            lambda: observer.finished(actions_base.ActionKind.CANARY, SUCCEEDED, FAILED),
+            CANARY_S,
+        )
+        finished_at = time.time()
+        final = canary.state()
+        assert final is not None
+        served_by_generator = dict(generator.per_version)
+        stable, canary_deployment = deployments(admin_api, namespace)
+    assert not generator.errors and not kubelet.errors, (generator.errors[:3], kubelet.errors[:3])
+
+    moments = serving.audit_timeline(settings.audit.path, injected_at)
+    serving.print_timeline(
+        "retrain -> canary -> promotion, from the audit log",
+        moments,
+        [
+            *history_lines(final, injected_at),
+            f"{finished_at - injected_at:+7.1f}s  test saw the canary finish",
+        ],
+    )
+    print(f"requests served per version: {served_by_generator}; rollouts: {len(kubelet.rollouts)}")
+
+    assert final.phase is canary_state.Phase.PROMOTED, final.reason
+    assert candidate != "1"
+    # The candidate that served in the canary is the model MLflow holds for that version.
+    assert cache.loaded_from.get(candidate) == model.model_uri(candidate)
+    assert served_by_generator.get(candidate, 0) > 0
+    assert model.aliases()[registry_mod.Alias.CHAMPION.value] == candidate
+    assert model.aliases()[registry_mod.Alias.PREVIOUS.value] == "1"
+    assert stable.metadata.annotations["drift-agent.io/model-version"] == candidate
+    assert helpers.model_uri_of(stable) == model.model_uri(candidate)
+    assert (stable.spec.replicas, canary_deployment.spec.replicas) == (REPLICAS, 0)
+
+    # Gradual: the performance incident showed windows below severe before the first severe one.
+    first_drifted = serving.first(
+        moments, kind="incident", family="performance", window_severity=lambda s: s not in (None, "none")
+    )
+    first_severe = serving.first(moments, kind="incident", family="performance", window_severity="severe")
+    assert first_drifted is not None and first_drifted.facts["window_severity"] in ("minor", "moderate"), (
+        first_drifted
+    )
+    planned_retrain = serving.first(moments, kind="plan", actions=lambda kinds: "retrain" in (kinds or ()))
+    assert serving.first(moments, kind="plan", actions=lambda kinds: "rollback" in (kinds or ())) is None
+    retrain_started = serving.first(moments, action="retrain", status="in_progress")
+    retrain_done = serving.first(moments, action="retrain", status="succeeded")
+    canary_started = serving.first(moments, action="canary", status="in_progress")
+    promoted = serving.first(moments, action="canary", status="succeeded", phase="promoted")
+    assert_in_order(
+        first_drifted, first_severe, planned_retrain, retrain_started, retrain_done, canary_started, promoted
+    )
+    # Steps as the controller recorded them (the audit sees the canary only every policy tick).
+    advanced = [event.detail for event in final.history if event.what == "advanced"]
+    assert advanced == ["10% passed; now 50%", "50% passed; now 100%"], final.history
+    seen_percents = [m.facts["percent"] for m in moments if m.facts.get("action") == "canary"]
+    assert seen_percents == sorted(seen_percents) and seen_percents[-1] == 100, seen_percents
+
+
+def test_a_canary_whose_gpu_latency_regresses_is_rolled_back(
+    kafka_broker: broker.EmbeddedBroker,
+    mlflow_server: mlflow_infra.MlflowServer,
+    mlflow_client: MlflowClient,
+    admin_api: k8s_client.ApiClient,
+    namespace: str,
+    agent_kubeconfig: pathlib.Path,
+    alerts: receiver_mod.AlertReceiver,
+    model_name: str,
+    tmp_path: pathlib.Path,
+) -> None:
+    model = register_versions(mlflow_client, model_name, 2)
+    serving.create_serving_pair(
+        admin_api, namespace, version="1", model_uri=model.model_uri("1"), replicas=REPLICAS
+    )
+    kafka_topics = topics(kafka_broker, model_name)
+    settings = agent_settings(
+        state=tmp_path,
+        kafka_topics=kafka_topics,
+        bootstrap=kafka_broker.bootstrap_servers,
+        tracking_uri=mlflow_server.tracking_uri,
+        model_name=model_name,
+        namespace=namespace,
+        kubeconfig=agent_kubeconfig,
+        receiver_url=alerts.url,
+        retrain={"enabled": False},
+    )
+    # Version 2 answers like version 1 but spends three times as long on the GPU.
+    cache = serving.ModelCache({"1": serving.linear_model(0.0), "2": serving.linear_model(0.0)})
+    generator = serving.TrafficGenerator(
+        admin=admin_api,
+        namespace=namespace,
+        cache=cache,
+        bootstrap_servers=kafka_broker.bootstrap_servers,
+        model_name=model_name,
+        seed=12,
+        rate=RATE,
+        latency={"2": serving.LatencyProfile(gpu_median_ms=12.0)},
+        predictions_topic=kafka_topics["predictions_topic"],
+        labels_topic=kafka_topics["labels_topic"],
+    )
+    kubelet = serving.KubeletStandIn(admin_api, namespace, cache)
+    observer = Observer()
+    aliases_before = model.aliases()
+    with serving_side(generator, kubelet), running_agent(settings, observer) as agent:
+        wait_until_agent_judges_labelled_windows(observer, agent)
+        injected_at = time.time()
+        # What the retrain chain (or an operator) hands the executor: a CANARY of version 2.
+        agent.executor.submit(
+            [
+                actions_base.ActionRequest(
+                    kind=actions_base.ActionKind.CANARY,
+                    model_name=model_name,
+                    idempotency_key=f"{model_name}/e2e/canary-2",
+                    incident_id=f"{model_name}/release/2",
+                    severity="minor",
+                    reason="release version 2 through a canary",
+                    params={"candidate_version": "2"},
+                )
+            ]
+        )
+        canary = agent.remediation.canary
+        assert canary is not None
+        observer.wait_for(
+            "the CANARY action for version 2 to end",
+            lambda: observer.finished(actions_base.ActionKind.CANARY, SUCCEEDED, FAILED),
+            CANARY_S,
+        )
+        finished_at = time.time()
+        final = canary.state()
+        assert final is not None
+        # The restored split must be what serves: wait for the stable pods, then read the result.
+        observer.wait_for(
+            "traffic back on version 1 only",
+            lambda: {s.version for s in generator.serving().values() if s.ready > 0} == {"1"},
+            30.0,
+        )
+        stable, canary_deployment = deployments(admin_api, namespace)
+        received = alerts.snapshot()
+    assert not generator.errors and not kubelet.errors, (generator.errors[:3], kubelet.errors[:3])
+
+    moments = serving.audit_timeline(settings.audit.path, injected_at)
+    serving.print_timeline(
+        "canary with a GPU-latency regression -> rollback, from the audit log",
+        moments,
+        [
+            *history_lines(final, injected_at),
+            *(f"{item.at - injected_at:+7.1f}s  received: {item.headline()[:110]}" for item in received),
+            f"{finished_at - injected_at:+7.1f}s  test saw the canary finish",
+        ],
+    )
+
+    assert final.phase is canary_state.Phase.ROLLED_BACK, final.reason
+    assert final.failed_checks == 2
+    failures = [event.detail for event in final.history if event.what == "check_failed"]
+    assert len(failures) == 2 and all("gpu_latency_p95_vs_stable" in detail for detail in failures), failures
+    assert (stable.spec.replicas, canary_deployment.spec.replicas) == (REPLICAS, 0)
+    assert stable.metadata.annotations["drift-agent.io/model-version"] == "1"
+    assert helpers.model_uri_of(stable) == model.model_uri("1")
+    aliases = model.aliases()
+    assert (
+        aliases[registry_mod.Alias.CHAMPION.value] == aliases_before[registry_mod.Alias.CHAMPION.value] == "1"
+    )
+    assert model.version("2").health is registry_mod.Health.ROLLED_BACK
+    # On-call hears of it: the latency incident on the canary's traffic pages through the real sinks.
+    latency_pages = [
+        item for item in received if item.service == "pagerduty" and "latency" in item.headline()
+    ]
+    assert latency_pages, [item.headline() for item in received]
+
+    canary_started = serving.first(moments, action="canary", status="in_progress")
+    rolled_back = serving.first(moments, action="canary", status="failed", phase="rolled_back")
+    paged = serving.first(moments, action="page", status="succeeded")
+    assert_in_order(canary_started, rolled_back)
+    # The page follows the canary's start (the audit line of the start is written when the
+    # handler returns, so the controller's own record of the start is the reference).
+    assert paged is not None and paged.at > final.started_at - injected_at
+    # The policy's own rollback of the canary's version is refused as stale: it never served.
+    assert serving.first(moments, action="rollback", status="succeeded") is None
