@@ -7,6 +7,7 @@ reverse order; the parts themselves take their collaborators as arguments.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import logging
 import sys
@@ -283,6 +284,7 @@ class Agent:
             if self.remediation.canary is not None
             else None
         )
+        self.health_recorder = HealthRecorder(self.remediation.model_registry)
         self.health: http_mod.HealthServer | None = None
         self._last_policy_tick = 0.0
 
@@ -315,7 +317,7 @@ class Agent:
 
     def _note_health(self, evaluation: engine_mod.Evaluation, decision: policy.Decision) -> None:
         # The registry keeps no serving history; a clean window is what makes a version a
-        # rollback candidate later. Registry calls are I/O: they run in the executor's lane.
+        # rollback candidate later. Registry calls are slow I/O: a recorder batches them.
         model_registry = self.remediation.model_registry
         version = evaluation.window.model_version
         if model_registry is None or version is None or decision.severity != policy.Severity.NONE:
@@ -327,9 +329,11 @@ class Agent:
         # release looks clean on its inputs until its labels arrive.
         if self.settings.kafka.labels_topic is not None and not evaluation.labelled:
             return
-        threading.Thread(
-            target=_mark_healthy, args=(model_registry, version), name="mark-healthy", daemon=True
-        ).start()
+        # Only the leader writes the registry: followers would race it (and lag it, writing
+        # "healthy" onto a version the leader has just rolled back).
+        if not self.elector.is_leader():
+            return
+        self.health_recorder.note(version)
 
     def _action_done(self, done: executor.Executed) -> None:
         follow_up = remediation.canary_request(done.request, done.outcome)
@@ -356,6 +360,7 @@ class Agent:
     def start(self) -> None:
         self.overrides.poll()
         self.executor.start(on_done=self._action_done)
+        self.health_recorder.start()
         if self.canary_feed is not None:
             self.canary_feed.start()
         self.executor.resume_pending()
@@ -373,6 +378,7 @@ class Agent:
         self.executor.stop(timeout_s=max(1.0, self.settings.runtime.drain_timeout_s / 2))
         if self.canary_feed is not None:
             self.canary_feed.stop()
+        self.health_recorder.stop()
         self.elector.stop()
         self.audit.close()
         if self._audit_producer is not None:
@@ -381,11 +387,45 @@ class Agent:
             self.health.stop()
 
 
-def _mark_healthy(model_registry: registry_mod.ModelRegistry, version: str) -> None:
-    try:
-        model_registry.mark_healthy(version)
-    except registry_mod.RegistryError as exc:
-        log.warning("could not record version %s as healthy: %s", version, exc)
+class HealthRecorder:
+    """Counts clean windows per version and writes them to the registry in batches, off-thread."""
+
+    def __init__(self, model_registry: registry_mod.ModelRegistry | None, interval_s: float = 5.0) -> None:
+        self._registry = model_registry
+        self._interval_s = interval_s
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="health-recorder", daemon=True)
+
+    def note(self, version: str) -> None:
+        with self._lock:
+            self._counts[version] = self._counts.get(version, 0) + 1
+
+    def start(self) -> None:
+        if self._registry is not None:
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        self.flush()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            counts, self._counts = self._counts, {}
+        if self._registry is None:
+            return
+        for version, windows in counts.items():
+            try:
+                self._registry.mark_healthy(version, windows=windows)
+            except registry_mod.RegistryError as exc:
+                log.warning("could not record version %s as healthy: %s", version, exc)
 
 
 def run(settings: settings_mod.AgentSettings) -> int:
@@ -398,6 +438,10 @@ def run(settings: settings_mod.AgentSettings) -> int:
         return 2
     runner.install_signal_handlers(agent.sidecar)
     agent.start()
+    # Everything built so far lives for the whole run: keep it out of the collector's way, and
+    # collect less often (the hot path allocates many short-lived records: ~15% of ingest CPU).
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
     try:
         agent.loop()
     finally:

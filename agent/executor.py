@@ -153,6 +153,9 @@ class Executor:
             REMEDIATE_LANE: queue.Queue(maxsize=queue_size),
         }
         self._threads: list[threading.Thread] = []
+        # Keys queued or running: a resubmission of one of them would only come back "duplicate".
+        self._in_flight: set[str] = set()
+        self._in_flight_lock = threading.Lock()
         self._on_done: Callable[[Executed], None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -190,14 +193,23 @@ class Executor:
         queued = 0
         for request in requests:
             lane = _LANE_OF[request.kind]
+            with self._in_flight_lock:
+                if request.idempotency_key in self._in_flight:
+                    continue
+                self._in_flight.add(request.idempotency_key)
             try:
                 self._queues[lane].put_nowait(request)
                 queued += 1
             except queue.Full:
+                self._forget(request)
                 self._drop(request)
             if self._metrics is not None:
                 self._metrics.queue_depth.labels(lane=lane).set(self._queues[lane].qsize())
         return queued
+
+    def _forget(self, request: base.ActionRequest) -> None:
+        with self._in_flight_lock:
+            self._in_flight.discard(request.idempotency_key)
 
     def _drop(self, request: base.ActionRequest) -> None:
         LOG.error("executor queue full: dropping %s %s", request.kind.value, request.idempotency_key)
@@ -215,7 +227,10 @@ class Executor:
             request = lane_queue.get()
             if request is None:
                 return
-            executed = self.execute(request)
+            try:
+                executed = self.execute(request)
+            finally:
+                self._forget(request)
             if self._on_done is not None:
                 try:
                     self._on_done(executed)

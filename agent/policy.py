@@ -800,7 +800,11 @@ class _Planner:
                 )
             )
             return
-        request = notice.request(kind, incidents.action_key(incident, kind.value), self.policy)
+        # The version it acts on is part of the key: a fresh agent (empty state, epoch 1 again)
+        # must not mistake an old rollback of another version, recorded in the registry's
+        # journal under the same incident key, for this one.
+        version = f"v{incident.model_version}" if incident.model_version else None
+        request = notice.request(kind, incidents.action_key(incident, kind.value, version), self.policy)
         # A remediation an override will block does not start the cooldown: once the freeze ends
         # the next incident may act at once.
         if self.overrides.skip_reason(request, self.now) is None:

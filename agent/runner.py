@@ -102,7 +102,8 @@ class Sidecar:
         self.checkpoint_path = settings.runtime.state_dir / CHECKPOINT_FILE
         self.stats = LoopStats()
         self.stop_requested = threading.Event()
-        self._uncommitted: list[source.RawMessage] = []
+        # The last message per partition since the last commit: all a commit needs.
+        self._uncommitted: dict[tuple[str, int], source.RawMessage] = {}
         self._last_checkpoint = clock()
         # Arrival index of the next prediction record; restored from the checkpoint.
         self._index = start_index
@@ -116,12 +117,15 @@ class Sidecar:
     def step(self) -> int:
         started = time.perf_counter()
         batch = self.source.poll_batch()
+        predictions_before = self._index
         for message in batch:
             self._handle(message)
-        self._uncommitted.extend(batch)
+        for message in batch:
+            self._uncommitted[(message.topic, message.partition)] = message
         if batch:
             self.stats.batches += 1
             self.stats.records += len(batch)
+            self.metrics.record_out(self._index - predictions_before)
             self.metrics.observe_batch(time.perf_counter() - started)
         self._export_window_fill()
         if self.clock() - self._last_checkpoint >= self.checkpoint_interval_s:
@@ -154,7 +158,6 @@ class Sidecar:
     def _add_prediction(self, record: records.PredictionRecord) -> None:
         self._emit(self.engine.add_prediction(record, self._index))
         self._index += 1
-        self.metrics.record_out()
 
     def _reject(self, rejected: records.Rejected, message: source.RawMessage | None) -> None:
         self.stats.rejected += 1
@@ -191,9 +194,9 @@ class Sidecar:
             self.on_durable()
         self.stats.checkpoints += 1
         self._last_checkpoint = self.clock()
-        committed = self.source.commit(self._uncommitted)
+        committed = self.source.commit(list(self._uncommitted.values()))
         if committed:
-            self._uncommitted = []
+            self._uncommitted = {}
         return committed
 
     def _on_revoked(self, partitions: Sequence[source.Partition]) -> None:

@@ -226,7 +226,7 @@ class SimulatedServer:
             answers = None
             if predictor is not None:
                 answers = predictor(numeric[rows], [regions[i] for i in rows], [devices[i] for i in rows])
-            network_ms = self.base_latency_ms * np.exp(0.15 * self.rng.standard_normal(len(rows)))
+            network_ms = self.base_latency_ms * np.exp(0.1 * self.rng.standard_normal(len(rows)))
             latency_ms = network_ms + self.extra_latency_ms.get(version, 0.0)
             for offset, row in enumerate(rows):
                 probability = None

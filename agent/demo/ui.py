@@ -53,13 +53,14 @@ class View:
             "records",
             "windows",
             "serving",
+            "canary",
             "data drift share",
             "severity",
             "actions",
         ):
             table.add_column(column)
         if self.agent is None or self.observer is None or self.server is None:
-            table.add_row("-", "-", "-", "-", "-", "starting", "-")
+            table.add_row("-", "-", "-", "-", "-", "-", "starting", "-")
             return table
         now, records = time.monotonic(), self.agent.sidecar.stats.records
         last_at, last_records = self._last
@@ -76,13 +77,17 @@ class View:
                 share = f"{drift.score:.2f}"
             if evaluation.decision is not None and severity == "none":
                 severity = str(evaluation.decision.severity)
-        serving = ", ".join(f"v{v}: {n}" for v, n in sorted(self.server.stats.per_version.items()))
+        with self.server.lock:
+            serving = ", ".join(f"v{v}: {n}" for v, n in sorted(self.server.stats.per_version.items()))
+            split = self.server.stats.splits[-1] if self.server.stats.splits else None
+        canary = f"v{split[1]} at {split[2]}%" if split is not None and split[1] is not None else "-"
         action_text = "; ".join(f"{d.request.kind.value} {d.outcome.status.value}" for d in actions) or "-"
         table.add_row(
             f"{self._rate:,.0f}",
             f"{records:,}",
             str(self.observer.windows),
             serving,
+            canary,
             share,
             severity,
             action_text,
@@ -114,17 +119,17 @@ class View:
 
 
 def print_timeline(result: story.StoryResult, elapsed_s: float) -> None:
-    table = Table(title="timeline (seconds after each injection)", box=box.SIMPLE_HEAVY)
-    for column in (
-        "event",
-        "injected at record",
-        "detected",
-        "acted",
-        "recovered",
-        "what the agent did",
-        "result",
-    ):
-        table.add_column(column)
+    table = Table(
+        title="timeline (seconds after each injection)",
+        box=box.SIMPLE_HEAVY,
+        collapse_padding=True,
+        pad_edge=False,
+    )
+    table.add_column("event", no_wrap=True)
+    for column in ("at record", "detected", "acted", "recovered"):
+        table.add_column(column, no_wrap=True, justify="right")
+    table.add_column("what the agent did", ratio=1)
+    table.add_column("result", no_wrap=True, min_width=6)
     for event in result.events:
         table.add_row(
             event.name,

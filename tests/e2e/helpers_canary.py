@@ -38,7 +38,9 @@ import numpy.typing as npt
 from kubernetes import client as k8s_client
 
 import drift_logger
+from actions.canary import state as canary_state
 from agent import audit as audit_mod
+from agent.demo import receiver as receiver_mod
 from tests.infra import kube
 from tests.k8s import chart_rbac, helpers
 
@@ -609,9 +611,25 @@ def first(moments: Iterable[Moment], **facts: Any) -> Moment | None:
     return None
 
 
-def print_timeline(title: str, moments: Iterable[Moment], extra: Iterable[str] = ()) -> None:
+def canary_moments(state: canary_state.CanaryState, since: float) -> list[Moment]:
+    """The controller's own record of the canary (its state file), which the audit log lacks."""
+    return [
+        Moment(
+            event.at - since, f"[canary.json] {event.what}: {event.detail[:150]}", {"kind": "canary_state"}
+        )
+        for event in state.history
+    ]
+
+
+def received_moments(received: Iterable[receiver_mod.Received], since: float) -> list[Moment]:
+    return [
+        Moment(item.at - since, f"[receiver] {item.headline()[:120]}", {"kind": "received"})
+        for item in received
+    ]
+
+
+def print_timeline(title: str, *sources: Iterable[Moment]) -> None:
+    """Every source merged in time order; audit lines are unmarked, the others say where they come from."""
     print(f"\n== {title} (seconds after the injection) ==")
-    for moment in moments:
+    for moment in sorted((m for source in sources for m in source), key=lambda m: m.at):
         print(f"  {moment}")
-    for line in extra:
-        print(f"  {line}")

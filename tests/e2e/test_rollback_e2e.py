@@ -230,7 +230,7 @@ def test_severe_accuracy_drop_on_version_5_rolls_back_to_3_once_with_two_agents(
     assert {done.outcome.details.get("reason") for done in follower_rollbacks} == {"not_leader"}
     assert {done.request.idempotency_key for done in follower_rollbacks} == {entry.key}
     rollback_key = entry.key
-    assert rollback_key == f"{model_name}/performance/all#1/rollback"
+    assert rollback_key == f"{model_name}/performance/all#1/rollback/v5"
 
     # -- exactly one notification reached on-call, signed, about this incident -------------
     assert len(receiver.requests) == 1, [r.body[:200] for r in receiver.requests]
@@ -304,13 +304,6 @@ def test_severe_accuracy_drop_on_version_5_rolls_back_to_3_once_with_two_agents(
     assert severity == policy.Severity.SEVERE.rank
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="idempotency-key collision: a fresh agent's first incident key (<incident>#1/rollback) "
-    "matches an earlier agent's entry in the registry's rollback journal, and RollbackHandler answers "
-    "'already_done' without acting (fix: put the version rolled back from into rollback keys, or "
-    "treat a journal entry whose from_version is not the reported version as another rollback)",
-)
 def test_a_fresh_agent_rolls_back_when_an_earlier_agent_used_the_same_incident_key(
     mlflow_server: mlflow_infra.MlflowServer,
     mlflow_client: MlflowClient,
@@ -322,10 +315,13 @@ def test_a_fresh_agent_rolls_back_when_an_earlier_agent_used_the_same_incident_k
         incident_id=f"{model_name}/performance/all", model=model_name, family="performance", group="all"
     )
     incident.epoch = 1  # the first incident a sidecar with an empty state directory opens
-    key = incidents.action_key(incident, actions_base.ActionKind.ROLLBACK.value)
-    # Two days ago an agent (since replaced, its state directory gone) rolled 4 back under that key.
+    rollback = actions_base.ActionKind.ROLLBACK.value
+    # The policy qualifies remediation keys with the version acted on (tests/policy pins that).
+    earlier_key = incidents.action_key(incident, rollback, "v4")
+    key = incidents.action_key(incident, rollback, "v5")
+    # Two days ago an agent (since replaced, its state directory gone) rolled 4 back in epoch 1 too.
     history = world.seed_registry(
-        mlflow_client, mlflow_server.tracking_uri, model_name, time.time(), earlier_rollback_key=key
+        mlflow_client, mlflow_server.tracking_uri, model_name, time.time(), earlier_rollback_key=earlier_key
     )
     namespace = k8s_helpers.create_namespace(admin_api, "e2e-rollback-key")
     agent_api = kube_apiserver.agent_client()

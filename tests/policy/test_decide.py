@@ -169,7 +169,8 @@ def test_sudden_severe_drop_on_a_new_version_rolls_back() -> None:
     assert f.events(opened) == ["opened"] and opened.severity is policy.Severity.SEVERE
     assert f.kinds(opened) == [ALERT, ROLLBACK]
     rollback = opened.actions[1]
-    assert rollback.idempotency_key == "model/performance/all#1/rollback"
+    # The version it rolls back from is in the key (a fresh agent must not collide with an old one).
+    assert rollback.idempotency_key == "model/performance/all#1/rollback/v2"
     assert rollback.params["from_version"] == "2" and rollback.model_version == "2"
 
 
@@ -227,7 +228,7 @@ def test_critical_pages_and_rolls_back_on_the_first_window() -> None:
     assert f.kinds(decision) == [PAGE, ROLLBACK]
     assert [a.idempotency_key for a in decision.actions] == [
         "model/performance/all#1/page/critical",
-        "model/performance/all#1/rollback",
+        "model/performance/all#1/rollback/v1",
     ]
 
 

@@ -6,6 +6,7 @@ the full checks. Both are fed the same generated records, valid and invalid, fie
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from typing import Any
@@ -95,7 +96,8 @@ def generated(count: int, seed: int) -> list[dict[str, Any]]:
 
 def field_values(record: records.PredictionRecord) -> list[tuple[type, Any]]:
     # Types too: 12 == 12.0, but a record must carry a float latency, not an int.
-    return [(type(getattr(record, name)), getattr(record, name)) for name in records.PredictionRecord.__slots__]
+    values = [getattr(record, field.name) for field in dataclasses.fields(record)]
+    return [(type(value), value) for value in values]
 
 
 @pytest.fixture
