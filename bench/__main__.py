@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("ingest", "detectors")
+BENCHMARKS = ("ingest", "detectors", "logger")
 
 
 def main(argv: list[str]) -> int:

@@ -517,7 +517,7 @@ class Story:
         if isinstance(finished, tuple) and rolled_back is not None and canary is not None:
             event.acted_at = rolled_back[0]
             event.action_detail = f"canary v{candidate} rolled back"
-            event.notes.append(f"rolled back after {canary.failed_checks} failed analyses at {canary.percent}%")
+            event.notes.append(f"rolled back at {canary.percent}% after {canary.failed_checks} failed checks")
         elif isinstance(finished, tuple):
             ended = finished[1].outcome
             event.notes.append(f"canary ended {ended.status.value}: {ended.message}")
