@@ -88,7 +88,12 @@ class Remediation:
     canary: canary_controller.CanaryController | None = None
 
 
-def build_remediation(settings: settings_mod.AgentSettings, *, clock: Callable[[], float]) -> Remediation:
+def build_remediation(
+    settings: settings_mod.AgentSettings,
+    *,
+    clock: Callable[[], float],
+    alert_handler: actions_base.ActionHandler | None = None,
+) -> Remediation:
     uri = settings.registry.tracking_uri
     if uri is None:
         hint = "set registry.tracking_uri (and target.*) to enable rollback, retrain and canary"
@@ -128,7 +133,12 @@ def build_remediation(settings: settings_mod.AgentSettings, *, clock: Callable[[
         api_client=api_client,
     )
     canary = canary_controller.CanaryController(
-        target, model_registry, settings.canary.state_path, settings.canary, clock
+        target,
+        model_registry,
+        settings.canary.state_path,
+        settings.canary,
+        clock,
+        alert_handler=alert_handler,
     )
     return Remediation(
         {
@@ -143,15 +153,11 @@ def build_remediation(settings: settings_mod.AgentSettings, *, clock: Callable[[
 
 
 def build_handlers(
-    settings: settings_mod.AgentSettings,
     policy_config: policy.PolicyConfig,
-    registry: prometheus_client.CollectorRegistry,
-    remediation: Remediation,
+    alert_handlers: dict[actions_base.ActionKind, actions_base.ActionHandler],
+    configured: Remediation,
 ) -> dict[actions_base.ActionKind, actions_base.ActionHandler]:
-    handlers: dict[actions_base.ActionKind, actions_base.ActionHandler] = dict(
-        alert_handler.build_handlers(settings.alerting, registry=registry)
-    )
-    handlers.update(remediation.handlers)
+    handlers = {**alert_handlers, **configured.handlers}
     for kind in policy.action_kinds(policy_config) - set(handlers) - {actions_base.ActionKind.LOG}:
         handlers[kind] = null_actions.NotConfiguredHandler(kind, f"no handler for {kind.value} in this build")
     return handlers
@@ -236,10 +242,16 @@ class Agent:
         self.decider = policy_glue.PolicyDecider(self.policy_config, lambda: self.overrides.state)
         api_client = targets.api_client_from(settings.target) if settings.leader_election.enabled else None
         self.elector = leader.build_elector(settings.leader_election, api_client)
-        self.remediation = build_remediation(settings, clock=clock)
+        alert_handlers: dict[actions_base.ActionKind, actions_base.ActionHandler] = dict(
+            alert_handler.build_handlers(settings.alerting, registry=registry)
+        )
+        # The canary reports promotions and rollbacks through the same alert sinks.
+        self.remediation = build_remediation(
+            settings, clock=clock, alert_handler=alert_handlers[actions_base.ActionKind.ALERT]
+        )
         self.executor_metrics = executor.Metrics(registry)
         self.executor = executor.Executor(
-            build_handlers(settings, self.policy_config, registry, self.remediation),
+            build_handlers(self.policy_config, alert_handlers, self.remediation),
             store=idempotency.FileIdempotencyStore(state_dir / IDEMPOTENCY_FILE, clock=clock),
             audit=self.audit,
             overrides_state=lambda: self.overrides.state,

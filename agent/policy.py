@@ -847,6 +847,9 @@ class _Planner:
             params: dict[str, Any] = {"forced": True, "force_id": entry.id}
             if entry.to_version is not None:
                 params["to_version"] = entry.to_version
+                if entry.action is actions_base.ActionKind.CANARY:
+                    # For a canary the version named is the candidate to roll out.
+                    params["candidate_version"] = entry.to_version
             if entry.by is not None:
                 params["requested_by"] = entry.by
             self.actions.append(

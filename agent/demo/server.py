@@ -209,8 +209,9 @@ class SimulatedServer:
         state = self._serving()
         canary = state.canary_version if state.canary_percent > 0 else None
         split = (state.stable_version, canary, state.canary_percent if canary else 0)
-        if not self.stats.splits or self.stats.splits[-1] != split:
-            self.stats.splits.append(split)
+        with self.lock:
+            if not self.stats.splits or self.stats.splits[-1] != split:
+                self.stats.splits.append(split)
         to_canary = (
             self.rng.random(self.batch) * 100 < state.canary_percent if canary else np.zeros(self.batch, bool)
         )

@@ -3,7 +3,16 @@
 Embedded Tansu broker, an MLflow registry on sqlite, a simulated server with real torch models,
 delayed labels, the agent itself (the same ``app.Agent`` as `drift-agent run`) with the local
 deployment target, and a local receiver standing in for Slack and PagerDuty. Each scenario
-injects one change, waits for the agent to act, and records the timeline.
+injects one change, waits for the agent to act, and records the timeline:
+
+- data_drift: two inputs shift -> a moderate alert, resolved when they return.
+- bad_release: version 4 swaps two inputs -> accuracy falls at once -> rollback to 3.
+- concept_drift: the true boundary turns slowly -> accuracy falls gradually -> retrain on recent
+  labelled traffic, gates, a new registry version served (as an MLflow pyfunc) through a canary
+  at 10/50/100% -> promoted to champion.
+- canary_latency: a rebuild with slower serving goes out as a canary -> its latency check fails
+  twice -> rolled back, aliases as before.
+- override: on-call mutes and freezes the model -> drift is detected, nothing is sent or done.
 """
 
 from __future__ import annotations
@@ -401,20 +410,7 @@ class Story:
         drift = workload.ConceptDrift(0, CONCEPT_RAMP, CONCEPT_DEGREES)
         self._inject(event, lambda s, i: dataclasses.replace(s, concept=dataclasses.replace(drift, start=i)))
         self._detected(event, "performance")
-        retrained = self.observer.wait_for(
-            lambda: self.observer.first_finished(actions_base.ActionKind.RETRAIN, event.injected_at),
-            RETRAIN_WAIT_S,
-        )
-        candidate: str | None = None
-        if isinstance(retrained, tuple):
-            outcome = retrained[1].outcome
-            if outcome.status == actions_base.OutcomeStatus.SUCCEEDED:
-                event.acted_at = retrained[0]
-                candidate = str(outcome.details.get("candidate_version"))
-                event.action_detail = f"retrain -> v{candidate}"
-                self.say(f"[{event.name}] {outcome.message}")
-            else:
-                event.notes.append(f"retrain {outcome.status.value}: {outcome.message[:200]}")
+        candidate = self._retrained(event)
         event.notes.append(self._severity_path(event))
         promoted = None
         if candidate is not None:
@@ -432,10 +428,9 @@ class Story:
         champion = self._aliases().get(registry_mod.Alias.CHAMPION.value)
         if candidate is not None:
             event.steps = self._steps_served(candidate)
-            served = self.server.served(candidate)
             event.notes.append(
-                f"canary steps served {event.steps}; v{candidate} served {served} requests "
-                f"(loaded with mlflow.pyfunc from {serving.stable_model_uri.split('/artifacts/')[0]}/...)"
+                f"canary steps served {event.steps}; v{candidate}, loaded with mlflow.pyfunc from "
+                f"its registry URI, answered {self.server.served(candidate)} requests"
             )
             failure = self.server.load_failures.get(candidate)
             if failure is not None:
@@ -514,20 +509,19 @@ class Story:
         )
         canary = self.agent.remediation.canary.state() if self.agent.remediation.canary else None
         rolled_back = self._canary_event(candidate, canary_state.Phase.ROLLED_BACK.value)
-        if isinstance(finished, tuple) and rolled_back is not None and canary is not None:
+        event.steps = self._steps_served(candidate)
+        failures = [e.detail for e in canary.history if e.what == "check_failed"] if canary else []
+        latency_failed = bool(failures) and all("latency" in detail for detail in failures)
+        if failures and not latency_failed:
+            event.notes.append("an analysis failed on something other than latency")
+        if isinstance(finished, tuple) and rolled_back is not None:
             event.acted_at = rolled_back[0]
             event.action_detail = f"canary v{candidate} rolled back"
-            event.notes.append(f"rolled back at {canary.percent}% after {canary.failed_checks} failed checks")
+            at = f"{event.steps[-1]}%" if event.steps else "its first step"
+            event.notes.append(f"rolled back at {at} after {len(failures)} failed analyses")
         elif isinstance(finished, tuple):
             ended = finished[1].outcome
             event.notes.append(f"canary ended {ended.status.value}: {ended.message}")
-        if canary is not None:
-            event.steps = self._steps_served(candidate)
-            latency_failed = all("latency" in e.detail for e in canary.history if e.what == "check_failed")
-            if not latency_failed:
-                event.notes.append("an analysis failed on something other than latency")
-        else:
-            latency_failed = False
         serving = local_target.read_state(self.state / "serving.json")
         aliases_after = self._aliases()
         restored = (
@@ -563,6 +557,24 @@ class Story:
         return event
 
     # -- helpers for the scenarios ----------------------------------------------------------------
+
+    def _retrained(self, event: Event) -> str | None:
+        """Waits for the retrain the drift should cause; the version it registered, if any."""
+        retrained = self.observer.wait_for(
+            lambda: self.observer.first_finished(actions_base.ActionKind.RETRAIN, event.injected_at),
+            RETRAIN_WAIT_S,
+        )
+        if not isinstance(retrained, tuple):
+            return None
+        outcome = retrained[1].outcome
+        if outcome.status != actions_base.OutcomeStatus.SUCCEEDED:
+            event.notes.append(f"retrain {outcome.status.value}: {outcome.message[:200]}")
+            return None
+        event.acted_at = retrained[0]
+        candidate = str(outcome.details.get("candidate_version"))
+        event.action_detail = f"retrain -> v{candidate}"
+        self.say(f"[{event.name}] {outcome.message}")
+        return candidate
 
     def _aliases(self) -> dict[str, str]:
         model_registry = self.agent.remediation.model_registry

@@ -13,7 +13,9 @@ and a traffic generator that serves whatever the Deployments say.
 2. A canary whose GPU latency is three times the stable version's fails its latency check
    ``max_failed_checks`` times and is rolled back.
 
-Each prints its timeline from the agent's audit log, relative to the injection.
+Each prints its timeline from the agent's audit log, relative to the injection, merged with the
+canary controller's own record (its state file: the audit log sees the canary only through the
+CANARY action, re-polled every policy tick) and, in 2, what reached Slack and PagerDuty.
 """
 
 from __future__ import annotations
