@@ -395,6 +395,11 @@ class ModelRegistry:
         if windows < 1:
             raise ValueError(f"windows must be at least 1, got {windows}")
         info = self.version(version)
+        # A rolled-back version can still serve a trickle (a draining canary) that looks clean:
+        # only a redeploy after the rollback makes it a candidate again.
+        rolled_back_at = info.rolled_back_at or 0.0
+        if info.health is Health.ROLLED_BACK and max(info.deployed_at, default=0.0) <= rolled_back_at:
+            return
         self._set_tag(version, TAG_HEALTHY_WINDOWS, str(info.healthy_windows + windows))
         self._set_tag(version, TAG_HEALTHY_AT, _format_time(self._clock()))
         if info.health is not Health.HEALTHY:  # one round trip fewer in the steady state

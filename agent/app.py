@@ -292,6 +292,7 @@ class Agent:
                 overrides_state=lambda: self.overrides.state,
                 is_leader=self.elector.is_leader,
                 clock=clock,
+                audit=self.audit,
             )
             if self.remediation.canary is not None
             else None

@@ -19,6 +19,7 @@ from actions.canary import controller as canary_controller
 from actions.canary import observe as canary_observe
 from actions.canary import state as canary_state
 from actions.retrain import dataset
+from agent import audit as audit_mod
 from agent import engine as engine_mod
 from agent import labels, overrides
 from detectors import window as window_mod
@@ -98,8 +99,10 @@ class CanaryFeed:
         overrides_state: Callable[[], overrides.OverrideState],
         is_leader: Callable[[], bool],
         clock: Callable[[], float],
+        audit: audit_mod.AuditLog | None = None,
     ) -> None:
         self.controller = controller
+        self._audit = audit
         self._overrides = overrides_state
         self._is_leader = is_leader
         self._clock = clock
@@ -155,6 +158,14 @@ class CanaryFeed:
                 continue
             if result.error is not None:
                 log.warning("canary tick: %s", result.error)
+            if self._audit is not None and result.actions and result.state is not None:
+                self._audit.record(
+                    "canary",
+                    canary_id=result.state.canary_id,
+                    phase=result.state.phase.value,
+                    percent=result.state.percent,
+                    actions=[repr(action) for action in result.actions],
+                )
 
 
 def _newer_than(window: window_mod.Window, since: float | None) -> bool:
