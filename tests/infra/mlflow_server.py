@@ -87,6 +87,9 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=STOP_TIMEOUT_S)
 
 
+_BIND_ATTEMPTS = 3
+
+
 @contextlib.contextmanager
 def running_server(
     base_dir: pathlib.Path, *, startup_timeout_s: float = DEFAULT_STARTUP_TIMEOUT_S
@@ -97,42 +100,48 @@ def running_server(
     artifact_root.mkdir(exist_ok=True)
     backend_store_uri = f"sqlite:///{base_dir / 'mlflow.db'}"
     log_path = base_dir / "mlflow-server.log"
-    port = free_port()
-    argv = [
-        str(mlflow_executable()),
-        "server",
-        "--backend-store-uri",
-        backend_store_uri,
-        "--default-artifact-root",
-        str(artifact_root),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        # One worker: the machine is small and the tests are sequential.
-        "--workers",
-        "1",
-    ]
     env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true")
     started = time.monotonic()
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            argv, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-    tracking_uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = started + startup_timeout_s
-        while not _healthy(f"{tracking_uri}/health"):
-            if process.poll() is not None:
-                raise MlflowServerError(
-                    f"mlflow server exited with {process.returncode} before it was healthy:\n"
-                    + _log_tail(log_path)
-                )
+    deadline = started + startup_timeout_s
+    # The port is free when picked, but mlflow binds it ~20 s later: another server started in
+    # the meantime may have taken it. Then pick another (a bounded number of times).
+    for attempt in range(1, _BIND_ATTEMPTS + 1):
+        port = free_port()
+        argv = [
+            str(mlflow_executable()),
+            "server",
+            "--backend-store-uri",
+            backend_store_uri,
+            "--default-artifact-root",
+            str(artifact_root),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            # One worker: the machine is small and the tests are sequential.
+            "--workers",
+            "1",
+        ]
+        with log_path.open("wb") as log_file:
+            process = subprocess.Popen(
+                argv, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+        tracking_uri = f"http://127.0.0.1:{port}"
+        while not _healthy(f"{tracking_uri}/health") and process.poll() is None:
             if time.monotonic() > deadline:
+                _stop(process)
                 raise MlflowServerError(
                     f"mlflow server not healthy after {startup_timeout_s:.0f}s:\n" + _log_tail(log_path)
                 )
             time.sleep(_POLL_INTERVAL_S)  # waiting on a real process to bind: nothing to inject
+        if process.poll() is None:
+            break
+        tail = _log_tail(log_path)
+        if "address already in use" not in tail or attempt == _BIND_ATTEMPTS:
+            raise MlflowServerError(
+                f"mlflow server exited with {process.returncode} before it was healthy:\n{tail}"
+            )
+    try:
         yield MlflowServer(
             tracking_uri=tracking_uri,
             artifact_root=artifact_root,

@@ -129,6 +129,8 @@ def test_rebalance_tells_the_polling_thread_and_commit_skips_moved_partitions(
                 lambda: (
                     not first.poll_batch() and len(first.assignment()) == 1 and len(second.assignment()) == 1
                 ),
+                # A join waits up to the rebalance timeout per round; a loaded machine needs rounds.
+                timeout_s=90.0,
                 what="the two members to split the partitions",
             )
         finally:
