@@ -41,7 +41,6 @@ import drift_logger
 from actions.canary import state as canary_state
 from agent import audit as audit_mod
 from agent.demo import receiver as receiver_mod
-from tests.infra import kube
 from tests.k8s import chart_rbac, helpers
 
 STABLE_DEPLOYMENT = "model-server"
@@ -85,37 +84,7 @@ def grant_chart_role(admin: k8s_client.ApiClient, agent: k8s_client.ApiClient, n
         },
         "leaderElection": {"enabled": True, "leaseName": LEASE_NAME},
     }
-    rules = chart_rbac.load_role_rules(values, namespace=namespace)
-    rbac = k8s_client.RbacAuthorizationV1Api(admin)
-    rbac.create_namespaced_role(
-        namespace, helpers.build(k8s_client.V1Role, {"metadata": {"name": "drift-agent"}, "rules": rules})
-    )
-    binding = {
-        "metadata": {"name": "drift-agent"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "drift-agent"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": kube.AGENT_USER}],
-    }
-    rbac.create_namespaced_role_binding(namespace, helpers.build(k8s_client.V1RoleBinding, binding))
-    _wait_until_allowed(agent, namespace)
-
-
-def _wait_until_allowed(agent: k8s_client.ApiClient, namespace: str) -> None:
-    # The RBAC authorizer learns of new bindings through a watch: wait until it knows this one.
-    attributes = {
-        "namespace": namespace,
-        "group": "apps",
-        "resource": "deployments",
-        "verb": "patch",
-        "name": STABLE_DEPLOYMENT,
-    }
-    review = helpers.build(k8s_client.V1SelfSubjectAccessReview, {"spec": {"resourceAttributes": attributes}})
-    authorization = k8s_client.AuthorizationV1Api(agent)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if authorization.create_self_subject_access_review(review).to_dict()["status"]["allowed"]:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"the API server never authorized {attributes} for the agent after the grant")
+    chart_rbac.grant_chart_role(admin, agent, namespace, values)
 
 
 @dataclasses.dataclass(frozen=True)

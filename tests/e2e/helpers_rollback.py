@@ -25,7 +25,6 @@ from actions import registry as registry_mod
 from agent import engine as engine_mod
 from agent import executor
 from agent import settings as settings_mod
-from tests.infra import kube
 from tests.k8s import chart_rbac, helpers
 from tests.registry import helpers as registry_helpers
 
@@ -95,37 +94,7 @@ def grant_chart_role(admin: k8s_client.ApiClient, agent: k8s_client.ApiClient, n
         "target": {"kind": "kubernetes", "kubernetes": {"deployment": DEPLOYMENT, "container": CONTAINER}},
         "leaderElection": {"enabled": True, "leaseName": LEASE},
     }
-    rules = chart_rbac.load_role_rules(values, namespace=namespace)
-    rbac = k8s_client.RbacAuthorizationV1Api(admin)
-    rbac.create_namespaced_role(
-        namespace, helpers.build(k8s_client.V1Role, {"metadata": {"name": "drift-agent"}, "rules": rules})
-    )
-    binding = {
-        "metadata": {"name": "drift-agent"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "drift-agent"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": kube.AGENT_USER}],
-    }
-    rbac.create_namespaced_role_binding(namespace, helpers.build(k8s_client.V1RoleBinding, binding))
-    _wait_until_authorized(agent, namespace)
-
-
-def _wait_until_authorized(agent: k8s_client.ApiClient, namespace: str) -> None:
-    # The RBAC authorizer learns of new bindings through a watch: wait until it has this one.
-    attributes = {
-        "namespace": namespace,
-        "group": "apps",
-        "resource": "deployments",
-        "verb": "patch",
-        "name": DEPLOYMENT,
-    }
-    review = helpers.build(k8s_client.V1SelfSubjectAccessReview, {"spec": {"resourceAttributes": attributes}})
-    authorization = k8s_client.AuthorizationV1Api(agent)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if authorization.create_self_subject_access_review(review).to_dict()["status"]["allowed"]:
-            return
-        time.sleep(POLL_S)
-    raise AssertionError(f"the API server never authorized the agent for {attributes}")
+    chart_rbac.grant_chart_role(admin, agent, namespace, values)
 
 
 class KubeletStandIn:

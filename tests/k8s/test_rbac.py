@@ -7,9 +7,7 @@ authorizer.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from typing import Any
 
 import helm_python
 import pytest
@@ -25,43 +23,6 @@ pytestmark = pytest.mark.e2e
 
 V1_URI = "s3://models/churn/1"
 V2_URI = "s3://models/churn/2"
-
-
-def grant_chart_role(
-    admin: k8s_client.ApiClient, agent: k8s_client.ApiClient, namespace: str, values: dict[str, Any]
-) -> None:
-    rules = chart_rbac.load_role_rules(values, namespace=namespace)
-    rbac = k8s_client.RbacAuthorizationV1Api(admin)
-    rbac.create_namespaced_role(
-        namespace, helpers.build(k8s_client.V1Role, {"metadata": {"name": "drift-agent"}, "rules": rules})
-    )
-    binding = {
-        "metadata": {"name": "drift-agent"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "drift-agent"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": kube.AGENT_USER}],
-    }
-    rbac.create_namespaced_role_binding(namespace, helpers.build(k8s_client.V1RoleBinding, binding))
-    wait_until_authorizer_allows(agent, namespace, rules[0])
-
-
-def wait_until_authorizer_allows(agent: k8s_client.ApiClient, namespace: str, rule: dict[str, Any]) -> None:
-    """The RBAC authorizer sees new bindings through a watch: wait until it has this one."""
-    names = rule.get("resourceNames") or [""]
-    attributes = {
-        "namespace": namespace,
-        "group": rule["apiGroups"][0],
-        "resource": rule["resources"][0],
-        "verb": rule["verbs"][0],
-        "name": names[0],
-    }
-    review = helpers.build(k8s_client.V1SelfSubjectAccessReview, {"spec": {"resourceAttributes": attributes}})
-    authorization = k8s_client.AuthorizationV1Api(agent)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if authorization.create_self_subject_access_review(review).to_dict()["status"]["allowed"]:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"the API server never authorized {attributes} for the agent after the grant")
 
 
 def assert_forbidden(request: Callable[[], object]) -> None:
@@ -103,7 +64,7 @@ def test_deployment_target_and_leader_work_with_the_role_and_nothing_else_does(
     apps = k8s_client.AppsV1Api(agent_api)
     assert_forbidden(lambda: apps.read_namespaced_deployment("model-server", namespace))  # before the grant
 
-    grant_chart_role(
+    chart_rbac.grant_chart_role(
         admin_api, agent_api, namespace, {"target": {"kubernetes": {"canaryDeployment": "model-canary"}}}
     )
 
@@ -190,7 +151,7 @@ def test_kserve_target_works_with_the_role(
 ) -> None:
     helpers.create_inferenceservice(admin_api, namespace, "churn", version="3", storage_uri="gs://m/3")
     helpers.create_inferenceservice(admin_api, namespace, "fraud", version="7", storage_uri="gs://m/7")
-    grant_chart_role(
+    chart_rbac.grant_chart_role(
         admin_api,
         agent_api,
         namespace,
@@ -212,7 +173,7 @@ def test_kserve_target_works_with_the_role(
 def test_retrain_jobs_are_granted_only_with_the_kubernetes_runner(
     admin_api: k8s_client.ApiClient, agent_api: k8s_client.ApiClient, namespace: str
 ) -> None:
-    grant_chart_role(admin_api, agent_api, namespace, {"retrain": {"runner": "kubernetes"}})
+    chart_rbac.grant_chart_role(admin_api, agent_api, namespace, {"retrain": {"runner": "kubernetes"}})
     batch = k8s_client.BatchV1Api(agent_api)
     job = {
         "metadata": {"generateName": "retrain-"},
