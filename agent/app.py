@@ -7,7 +7,6 @@ reverse order; the parts themselves take their collaborators as arguments.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import json
 import logging
 import sys
@@ -451,10 +450,7 @@ def run(settings: settings_mod.AgentSettings) -> int:
         return 2
     runner.install_signal_handlers(agent.sidecar)
     agent.start()
-    # Everything built so far lives for the whole run: keep it out of the collector's way, and
-    # collect less often (the hot path allocates many short-lived records: ~15% of ingest CPU).
-    gc.freeze()
-    gc.set_threshold(10_000, 10, 10)
+    runner.tune_gc()
     try:
         agent.loop()
     finally:

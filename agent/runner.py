@@ -13,6 +13,7 @@ exit; past the bound the process exits hard.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import os
 import pathlib
@@ -237,6 +238,17 @@ def restore_engine(settings: settings_mod.AgentSettings) -> tuple[engine_mod.Eng
     if not isinstance(engine, engine_mod.Engine):
         raise TypeError("checkpoint does not hold an engine; remove it to start afresh")
     return engine, int(state["index"])
+
+
+def tune_gc() -> None:
+    """GC settings for the long-running loop: call once everything long-lived is built.
+
+    Freezing moves what exists now out of the collector's sight, and a higher first threshold
+    collects less often: the hot path allocates many short-lived records, and full collections
+    were ~15% of ingest CPU.
+    """
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
 
 
 def install_signal_handlers(sidecar: Sidecar) -> None:

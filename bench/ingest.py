@@ -45,7 +45,7 @@ from collections.abc import Iterator
 import kafka
 import prometheus_client
 
-from agent import broker, metrics, records, reference, settings, source, windows
+from agent import broker, metrics, records, reference, runner, settings, source, windows
 
 DEFAULT_N = 200_000
 GOAL_RATIO = 0.5
@@ -370,6 +370,8 @@ def run(argv: list[str] | None = None) -> None:
         f"WindowManager.add {window_us_per_record(sample, bench_schema()):.2f} us/record"
     )
 
+    # The agent runs with these GC settings (agent.app.run); both paths share the process.
+    runner.tune_gc()
     with broker.EmbeddedBroker() as embedded:
         bootstrap = embedded.bootstrap_servers
         topic = "bench-ingest"
