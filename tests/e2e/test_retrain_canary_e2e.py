@@ -21,6 +21,7 @@ CANARY action, re-polled every policy tick) and, in 2, what reached Slack and Pa
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import pathlib
 import threading
 import time
@@ -287,7 +288,45 @@ def assert_in_order(*moments: serving.Moment | None) -> None:
     assert times == sorted(times), "milestones out of order:\n" + "\n".join(str(m) for m in moments)
 
 
-def test_gradual_concept_drift_retrains_and_promotes_the_candidate_through_a_canary(
+@dataclasses.dataclass
+class World:
+    """The real servers and names one scenario runs against."""
+
+    kafka_broker: broker.EmbeddedBroker
+    mlflow_server: mlflow_infra.MlflowServer
+    mlflow_client: MlflowClient
+    admin_api: k8s_client.ApiClient
+    namespace: str
+    kubeconfig: pathlib.Path
+    receiver_url: str
+    model_name: str
+    state: pathlib.Path
+
+    def prepare(
+        self, *, versions: int, retrain: dict[str, Any]
+    ) -> tuple[registry_mod.ModelRegistry, dict[str, str], settings_mod.AgentSettings]:
+        """Register ``versions`` versions, serve version 1, and build the agent's settings."""
+        model = register_versions(self.mlflow_client, self.model_name, versions)
+        serving.create_serving_pair(
+            self.admin_api, self.namespace, version="1", model_uri=model.model_uri("1"), replicas=REPLICAS
+        )
+        kafka_topics = topics(self.kafka_broker, self.model_name)
+        settings = agent_settings(
+            state=self.state,
+            kafka_topics=kafka_topics,
+            bootstrap=self.kafka_broker.bootstrap_servers,
+            tracking_uri=self.mlflow_server.tracking_uri,
+            model_name=self.model_name,
+            namespace=self.namespace,
+            kubeconfig=self.kubeconfig,
+            receiver_url=self.receiver_url,
+            retrain=retrain,
+        )
+        return model, kafka_topics, settings
+
+
+@pytest.fixture
+def world(
     kafka_broker: broker.EmbeddedBroker,
     mlflow_server: mlflow_infra.MlflowServer,
     mlflow_client: MlflowClient,
@@ -297,21 +336,31 @@ def test_gradual_concept_drift_retrains_and_promotes_the_candidate_through_a_can
     alerts: receiver_mod.AlertReceiver,
     model_name: str,
     tmp_path: pathlib.Path,
-) -> None:
-    model = register_versions(mlflow_client, model_name, 1)
-    serving.create_serving_pair(
-        admin_api, namespace, version="1", model_uri=model.model_uri("1"), replicas=REPLICAS
+) -> World:
+    return World(
+        kafka_broker,
+        mlflow_server,
+        mlflow_client,
+        admin_api,
+        namespace,
+        agent_kubeconfig,
+        alerts.url,
+        model_name,
+        tmp_path,
     )
-    kafka_topics = topics(kafka_broker, model_name)
-    settings = agent_settings(
-        state=tmp_path,
-        kafka_topics=kafka_topics,
-        bootstrap=kafka_broker.bootstrap_servers,
-        tracking_uri=mlflow_server.tracking_uri,
-        model_name=model_name,
-        namespace=namespace,
-        kubeconfig=agent_kubeconfig,
-        receiver_url=alerts.url,
+
+
+def test_gradual_concept_drift_retrains_and_promotes_the_candidate_through_a_canary(
+    world: World,
+    kafka_broker: broker.EmbeddedBroker,
+    admin_api: k8s_client.ApiClient,
+    namespace: str,
+    alerts: receiver_mod.AlertReceiver,
+    model_name: str,
+    tmp_path: pathlib.Path,
+) -> None:
+    model, kafka_topics, settings = world.prepare(
+        versions=1,
         retrain={
             "enabled": True,
             "experiment_name": f"e2e-{model_name}",
@@ -416,30 +465,16 @@ def test_gradual_concept_drift_retrains_and_promotes_the_candidate_through_a_can
 
 
 def test_a_canary_whose_gpu_latency_regresses_is_rolled_back(
+    world: World,
     kafka_broker: broker.EmbeddedBroker,
-    mlflow_server: mlflow_infra.MlflowServer,
-    mlflow_client: MlflowClient,
     admin_api: k8s_client.ApiClient,
     namespace: str,
-    agent_kubeconfig: pathlib.Path,
     alerts: receiver_mod.AlertReceiver,
     model_name: str,
     tmp_path: pathlib.Path,
 ) -> None:
-    model = register_versions(mlflow_client, model_name, 2)
-    serving.create_serving_pair(
-        admin_api, namespace, version="1", model_uri=model.model_uri("1"), replicas=REPLICAS
-    )
-    kafka_topics = topics(kafka_broker, model_name)
-    settings = agent_settings(
-        state=tmp_path,
-        kafka_topics=kafka_topics,
-        bootstrap=kafka_broker.bootstrap_servers,
-        tracking_uri=mlflow_server.tracking_uri,
-        model_name=model_name,
-        namespace=namespace,
-        kubeconfig=agent_kubeconfig,
-        receiver_url=alerts.url,
+    model, kafka_topics, settings = world.prepare(
+        versions=2,
         retrain={"enabled": False},
     )
     # Version 2 answers like version 1 but spends three times as long on the GPU.
