@@ -9,26 +9,12 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import enum
 from collections.abc import Mapping
 from typing import Any
 
+from actions.vocabulary import ActionKind, OutcomeStatus
 
-class ActionKind(enum.StrEnum):
-    LOG = "log"  # record in the audit log, nothing else
-    ALERT = "alert"  # notify the alert sinks (Slack, Alertmanager, webhook)
-    PAGE = "page"  # notify the paging sinks (PagerDuty) at high urgency
-    RESOLVE = "resolve"  # the condition cleared: resolve open notifications
-    ROLLBACK = "rollback"  # serve the last healthy model version again
-    RETRAIN = "retrain"  # gated retrain, then canary
-    CANARY = "canary"  # advance / roll back a running canary
-
-
-class OutcomeStatus(enum.StrEnum):
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    SKIPPED = "skipped"  # e.g. frozen, pinned, dry-run, cooldown
-    IN_PROGRESS = "in_progress"
+__all__ = ["ActionHandler", "ActionKind", "ActionOutcome", "ActionRequest", "OutcomeStatus"]
 
 
 @dataclasses.dataclass(frozen=True)

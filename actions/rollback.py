@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from actions import base, registry
+from actions import base, model_registry
 from actions.targets import base as target_base
 
 LOG = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class RollbackHandler(base.ActionHandler):
 
     def __init__(
         self,
-        model_registry: registry.ModelRegistry,
+        registry: model_registry.ModelRegistry,
         target: target_base.DeploymentTarget,
         *,
         clock: Callable[[], float] = time.time,
@@ -100,7 +100,7 @@ class RollbackHandler(base.ActionHandler):
         ):
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
-        self._registry = model_registry
+        self._registry = registry
         self._target = target
         self._clock = clock
         self._cooldown_s = cooldown_s
@@ -109,12 +109,12 @@ class RollbackHandler(base.ActionHandler):
         # The executor runs one handler call at a time, but a second caller must not interleave
         # the journal's read-modify-write.
         self._lock = threading.Lock()
-        self._active: registry.RollbackEntry | None = None  # journaled and unfinished in this call
+        self._active: model_registry.RollbackEntry | None = None  # journaled and unfinished in this call
 
     @classmethod
     def from_settings(
         cls,
-        settings: registry.RegistrySettings,
+        settings: model_registry.RegistrySettings,
         *,
         model_name: str,
         target: target_base.DeploymentTarget,
@@ -122,14 +122,14 @@ class RollbackHandler(base.ActionHandler):
     ) -> RollbackHandler:
         if not settings.tracking_uri:
             raise ValueError("registry.tracking_uri is not set: rollback needs the MLflow registry's URL")
-        model_registry = registry.ModelRegistry(
+        registry = model_registry.ModelRegistry(
             settings.tracking_uri,
             settings.registered_model_name or model_name,
             min_healthy_windows=settings.min_healthy_windows,
             clock=clock,
         )
         return cls(
-            model_registry,
+            registry,
             target,
             clock=clock,
             cooldown_s=settings.cooldown_s,
@@ -144,7 +144,7 @@ class RollbackHandler(base.ActionHandler):
                 return self._handle(request, dry_run=dry_run)
             except InvalidRequestError as exc:
                 return _outcome(base.OutcomeStatus.FAILED, "invalid_request", str(exc))
-            except registry.RegistryError as exc:
+            except model_registry.RegistryError as exc:
                 return self._interrupted("registry_unavailable", str(exc), retryable=exc.retriable)
             except target_base.TargetError as exc:
                 message = f"{self._target.describe()}: {exc}"
@@ -161,7 +161,7 @@ class RollbackHandler(base.ActionHandler):
                 return self._finish(
                     active, base.OutcomeStatus.FAILED, reason, message, retryable=False, recommendation=PAGE
                 )
-            except registry.RegistryError:
+            except model_registry.RegistryError:
                 return _outcome(
                     base.OutcomeStatus.FAILED, reason, message, retryable=False, recommendation=PAGE
                 )
@@ -205,7 +205,7 @@ class RollbackHandler(base.ActionHandler):
                 base.OutcomeStatus.FAILED,
                 "no_healthy_version",
                 f"no version of model {request.model_name} other than {current} is known to have served "
-                f"healthily (tagged {registry.TAG_HEALTH}=healthy as it serves clean windows); "
+                f"healthily (tagged {model_registry.TAG_HEALTH}=healthy as it serves clean windows); "
                 "force one with an override {action: rollback, to_version: ...}",
                 current_version=current,
                 recommendation=PAGE,
@@ -242,7 +242,7 @@ class RollbackHandler(base.ActionHandler):
             )
         try:
             self._registry.version(to_version)
-        except registry.RegistryError as exc:
+        except model_registry.RegistryError as exc:
             if exc.retriable:
                 raise
             raise InvalidRequestError(
@@ -253,7 +253,7 @@ class RollbackHandler(base.ActionHandler):
     def _automatic_refusal(
         self,
         request: base.ActionRequest,
-        journal: list[registry.RollbackEntry],
+        journal: list[model_registry.RollbackEntry],
         current: str,
         *,
         dry_run: bool,
@@ -299,7 +299,12 @@ class RollbackHandler(base.ActionHandler):
         return None
 
     def _open_circuit(
-        self, request: base.ActionRequest, restored: registry.RollbackEntry, current: str, *, dry_run: bool
+        self,
+        request: base.ActionRequest,
+        restored: model_registry.RollbackEntry,
+        current: str,
+        *,
+        dry_run: bool,
     ) -> base.ActionOutcome:
         message = (
             f"version {current} of model {request.model_name}, restored by rollback {restored.key} "
@@ -338,7 +343,7 @@ class RollbackHandler(base.ActionHandler):
                 forced=forced,
                 dry_run=True,
             )
-        entry = registry.RollbackEntry(
+        entry = model_registry.RollbackEntry(
             key=request.idempotency_key,
             from_version=current,
             to_version=to_version,
@@ -354,7 +359,7 @@ class RollbackHandler(base.ActionHandler):
         self._target.set_version(to_version, model_uri)
         return self._confirm(entry)
 
-    def _continue(self, entry: registry.RollbackEntry, *, dry_run: bool) -> base.ActionOutcome:
+    def _continue(self, entry: model_registry.RollbackEntry, *, dry_run: bool) -> base.ActionOutcome:
         if entry.completed_at is not None:
             status = (
                 base.OutcomeStatus.SUCCEEDED
@@ -391,7 +396,7 @@ class RollbackHandler(base.ActionHandler):
             )
         return self._confirm(entry)
 
-    def _confirm(self, entry: registry.RollbackEntry) -> base.ActionOutcome:
+    def _confirm(self, entry: model_registry.RollbackEntry) -> base.ActionOutcome:
         status = self._target.rollout_status()
         if status.phase is target_base.RolloutPhase.FAILED:
             return self._finish(
@@ -420,8 +425,8 @@ class RollbackHandler(base.ActionHandler):
             )
         self._registry.mark_rolled_back(entry.from_version, entry.reason, at=entry.started_at)
         self._registry.mark_deployed(entry.to_version, at=entry.started_at)
-        self._registry.set_alias(registry.Alias.CHAMPION, entry.to_version)
-        self._registry.set_alias(registry.Alias.PREVIOUS, entry.from_version)
+        self._registry.set_alias(model_registry.Alias.CHAMPION, entry.to_version)
+        self._registry.set_alias(model_registry.Alias.PREVIOUS, entry.from_version)
         return self._finish(
             entry,
             base.OutcomeStatus.SUCCEEDED,
@@ -431,7 +436,7 @@ class RollbackHandler(base.ActionHandler):
 
     def _finish(
         self,
-        entry: registry.RollbackEntry,
+        entry: model_registry.RollbackEntry,
         status: base.OutcomeStatus,
         reason: str,
         message: str,
@@ -443,7 +448,7 @@ class RollbackHandler(base.ActionHandler):
         return _outcome(status, reason, message, **_entry_details(finished), **details)
 
 
-def _entry_details(entry: registry.RollbackEntry) -> dict[str, Any]:
+def _entry_details(entry: model_registry.RollbackEntry) -> dict[str, Any]:
     return {
         "key": entry.key,
         "from_version": entry.from_version,

@@ -93,7 +93,7 @@ def cmd_check_config(path: pathlib.Path) -> int:
 
 
 def cmd_config_reference(write: pathlib.Path | None) -> int:
-    from agent import config_doc  # noqa: PLC0415 - heavy modules load only for the command that needs them
+    from agent.settings import reference_doc as config_doc  # noqa: PLC0415 - heavy modules load only for the command that needs them
 
     text = config_doc.render_reference(
         settings_mod.AgentSettings, settings_mod.AgentSettings.model_construct()
@@ -117,9 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one retur
         print(str(exc), file=sys.stderr)
         return EXIT_CONFIG
     if args.command == "run":
-        from agent import runner  # noqa: PLC0415 - heavy modules load only for the command that needs them
+        from agent import app  # noqa: PLC0415 - heavy modules load only for the command that needs them
 
-        return runner.run_sidecar(loaded)
+        return app.run(loaded)
     if args.command == "replay":
         from agent import replay  # noqa: PLC0415 - heavy modules load only for the command that needs them
 
@@ -131,14 +131,14 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one retur
             events_out=args.events_out,
         )
     if args.command == "demo":
-        from agent.demo import story  # noqa: PLC0415 - heavy modules load only for the command that needs them
+        from demo import story  # noqa: PLC0415 - heavy modules load only for the command that needs them
 
         return story.run_demo(scenario=args.scenario, ui=not args.no_ui, state_dir=args.state_dir)
     if args.command == "audit":
-        from agent import audit  # noqa: PLC0415 - heavy modules load only for the command that needs them
+        from agent.observability import audit_view  # noqa: PLC0415 - loads only for this command
 
         path = args.path or loaded.audit.path
-        return audit.print_log(path)
+        return audit_view.print_log(path)
     raise AssertionError(f"unhandled command {args.command}")
 
 

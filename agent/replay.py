@@ -12,10 +12,14 @@ import sys
 from collections.abc import Iterator
 from typing import IO, Any
 
-from agent import engine as engine_mod
-from agent import policy_glue, records, reference
+from actions import vocabulary
+from agent import policy
 from agent import settings as settings_mod
-from detectors import base, registry
+from agent.ingest import records
+from agent.pipeline import engine as engine_mod
+from agent.pipeline import reference_files
+from agent.policy import decider
+from detectors import base
 
 
 class EventClock:
@@ -65,7 +69,36 @@ def evaluation_events(evaluation: engine_mod.Evaluation) -> Iterator[dict[str, A
         for detail in result.details:
             yield result_event(detail, evaluation)
     if evaluation.decision is not None:
-        yield policy_glue.decision_event(evaluation)
+        yield decision_event(evaluation)
+
+
+def decision_event(evaluation: engine_mod.Evaluation) -> dict[str, Any]:
+    """The contract's event for one decision (DESIGN.md, Replay / backtest)."""
+    decision = evaluation.decision
+    assert isinstance(decision, policy.Decision)
+    worst = max(
+        (r for r in decision.incidents if r.status == "open"), key=lambda r: r.severity.rank, default=None
+    )
+    score = worst.max_score_ratio if worst is not None and worst.max_score_ratio is not None else 0.0
+    return {
+        "type": "decision",
+        "record_index": evaluation.window.last_record_index,
+        "detector": "policy",
+        "feature": None,
+        "score": score,
+        "threshold": 1.0,
+        "drifted": decision.severity != vocabulary.Severity.NONE,
+        "severity": decision.severity.value,
+        "action": decision.actions[0].kind.value if decision.actions else None,
+        "actions": [
+            {"kind": a.kind.value, "incident_id": a.incident_id, "idempotency_key": a.idempotency_key}
+            for a in decision.actions
+        ],
+        "rule_id": decision.rule_id,
+        "incidents": [r.incident_id for r in decision.incidents if r.status == "open"],
+        "model_version": evaluation.window.model_version,
+        "labelled_window": evaluation.labelled,
+    }
 
 
 def _write(handle: IO[str], events: Iterator[dict[str, Any]]) -> int:
@@ -89,17 +122,11 @@ def run_replay(
     events_out: pathlib.Path,
 ) -> int:
     parser = records.RecordParser(settings.mapping, settings.kafka.max_message_bytes)
-    reference_records = reference.load_records(reference_path, parser)
+    reference_records = reference_files.load_records(reference_path, parser)
     clock = EventClock()
     # Replay never acts: decisions are written as events, no executor exists (dry-run by construction).
-    decide = policy_glue.build_decider(settings)
-    engine = engine_mod.Engine(
-        settings,
-        detectors=registry.default_registry(),
-        decide=decide,
-        clock=clock,
-        reference_records=reference_records,
-    )
+    decide = decider.build_decider(settings.policy, model_name=settings.runtime.model_name)
+    engine = engine_mod.build(settings, decide=decide, clock=clock, reference_records=reference_records)
     pending_labels = _read_labels(labels, parser) if labels is not None else iter(())
     next_label = next(pending_labels, None)
     rejected_path = events_out.with_name(events_out.name + ".rejected.jsonl")

@@ -1,13 +1,13 @@
 """Ingest benchmark: a bare kafka-python consume loop vs the agent's ingest path.
 
 Both read the same N prediction-log records (20 numeric features, ~670 bytes of JSON) from an
-embedded Tansu broker on loopback. The agent path is what ``runner.Runner.step`` does per
+embedded Tansu broker on loopback. The agent path is what ``runtime.sidecar.Sidecar.step`` does per
 batch, minus the detectors: ``KafkaSource.poll_batch``, ``RecordParser.parse_prediction`` per
 message, ``WindowManager.add`` per record (closing 1000-record windows into columnar
 ``Window`` objects), the ingest metrics, and ``KafkaSource.commit`` of what was read, at the
 runner's checkpoint cadence (every ``CHECKPOINT_INTERVAL_S``, and once at the end, inside the
 timing). Between commits only the last message of each partition is kept: that is all a commit
-needs. (Keeping every message until the checkpoint, as ``runner.Runner`` did when this was
+needs. (Keeping every message until the checkpoint, as ``runtime.sidecar.Sidecar`` did when this was
 written, holds seconds of raw records in memory and makes the garbage collector's full passes
 cost ~3 us per message: named tuples are never untracked.) Throughput is counted from the first
 record received (group joins and fetch warm-up excluded, for both).
@@ -45,7 +45,12 @@ from collections.abc import Iterator
 import kafka
 import prometheus_client
 
-from agent import broker, metrics, records, reference, runner, settings, source, windows
+from agent import settings
+from agent.ingest import records, source
+from agent.observability import metrics
+from agent.pipeline import reference, windows
+from agent.runtime import process
+from demo import broker
 
 DEFAULT_N = 200_000
 GOAL_RATIO = 0.5
@@ -53,7 +58,7 @@ FEATURES = 20
 WINDOW_SIZE = 1000
 PROGRESS_POINTS = (0.25, 0.5, 0.75, 1.0)
 PARSE_SAMPLE = 2000
-# runner.Runner commits after each checkpoint, by default every 5 s, not after every batch.
+# The sidecar commits after each checkpoint, by default every 5 s, not after every batch.
 CHECKPOINT_INTERVAL_S = 5.0
 
 _partition_of = operator.itemgetter(0, 1)  # RawMessage -> (topic, partition)
@@ -187,7 +192,7 @@ def bare_consume(bootstrap: str, topic: str, n: int, consumer_options: dict[str,
 
 
 class AgentIngest:
-    """The agent's ingest path, assembled as ``runner.Runner.step`` does it (no detectors)."""
+    """The agent's ingest path, assembled as ``runtime.sidecar.Sidecar.step`` does it (no detectors)."""
 
     def __init__(
         self, bootstrap: str, topic: str, max_poll_records: int, schema: reference.FeatureSchema
@@ -371,7 +376,7 @@ def run(argv: list[str] | None = None) -> None:
     )
 
     # The agent runs with these GC settings (agent.app.run); both paths share the process.
-    runner.tune_gc()
+    process.tune_gc()
     with broker.EmbeddedBroker() as embedded:
         bootstrap = embedded.bootstrap_servers
         topic = "bench-ingest"

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 import drift_logger
-from agent import broker
+from demo import broker
 
 LOG_BATCHES = 100
 LOG_CALLS_PER_BATCH = 1000

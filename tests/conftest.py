@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from agent import broker
+from demo import broker
 
 if TYPE_CHECKING:  # the servers' client libraries are slow to import: only the tests that use them pay
     from kubernetes import client as k8s_client

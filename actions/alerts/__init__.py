@@ -33,8 +33,9 @@ from __future__ import annotations
 from actions.alerts.base import AlertSink, NullSink, Runtime, SinkResult, SinkStatus
 from actions.alerts.config import AlertingConfig
 from actions.alerts.handler import AlertHandler, build_handlers
-from actions.alerts.notification import DriftItem, Event, Notification, NotificationError, Severity
-from actions.alerts.registry import UnknownSinkError, build_sinks
+from actions.alerts.notification import DriftItem, Event, Notification, NotificationError
+from actions.alerts.sink_factory import UnknownSinkError, build_sinks
+from actions.vocabulary import Severity
 
 __all__ = [
     "AlertHandler",

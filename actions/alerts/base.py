@@ -20,6 +20,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from actions import vocabulary
 from actions.alerts import delivery, notification, secret_refs
 from actions.alerts import metrics as metrics_mod
 from actions.alerts import transport as transport_mod
@@ -64,7 +65,7 @@ class SeverityGate:
 
     REMEMBERED = 10_000
 
-    def __init__(self, min_severity: notification.Severity) -> None:
+    def __init__(self, min_severity: vocabulary.Severity) -> None:
         self.min_severity = min_severity
         self._only_skipped: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._delivered: set[str] = set()
@@ -107,7 +108,7 @@ class AlertSink(abc.ABC):
     gate: SeverityGate
 
     @property
-    def min_severity(self) -> notification.Severity:
+    def min_severity(self) -> vocabulary.Severity:
         return self.gate.min_severity
 
     @abc.abstractmethod
@@ -139,7 +140,7 @@ class SinkOptions:
 
     metrics: metrics_mod.SinkMetrics
     runtime: Runtime = dataclasses.field(default_factory=Runtime)
-    min_severity: notification.Severity = notification.Severity.NONE
+    min_severity: vocabulary.Severity = vocabulary.Severity.NONE
     retry: delivery.RetryPolicy = dataclasses.field(default_factory=delivery.RetryPolicy)
     rate_limit: delivery.TokenBucket | None = None
 
@@ -266,7 +267,7 @@ class NullSink(AlertSink):
         self,
         name: str = "null",
         *,
-        min_severity: notification.Severity = notification.Severity.NONE,
+        min_severity: vocabulary.Severity = vocabulary.Severity.NONE,
         keep: int = 100,
         metrics: metrics_mod.SinkMetrics | None = None,
     ) -> None:

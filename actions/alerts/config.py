@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 import pydantic
 
-from actions.alerts import notification
+from actions import vocabulary
 
 SINK_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 DEFAULT_OVERRIDE_HINT = (
@@ -60,8 +60,8 @@ class _SinkBase(_Model):
         pattern=SINK_NAME_PATTERN,
         description="Unique sink name, used in routes, logs and the `sink` metric label.",
     )
-    min_severity: notification.Severity = pydantic.Field(
-        notification.Severity.NONE,
+    min_severity: vocabulary.Severity = pydantic.Field(
+        vocabulary.Severity.NONE,
         description="Skip notifications below this severity (none|minor|moderate|severe|critical).",
     )
     rate_limit: RateLimitConfig | None = pydantic.Field(

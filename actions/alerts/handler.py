@@ -20,7 +20,7 @@ import prometheus_client
 
 from actions import base as actions_base
 from actions.alerts import base, config, notification
-from actions.alerts import registry as sink_registry
+from actions.alerts import sink_factory as sink_registry
 
 LOG = logging.getLogger("actions.alerts")
 HANDLED_KINDS = (actions_base.ActionKind.ALERT, actions_base.ActionKind.PAGE, actions_base.ActionKind.RESOLVE)

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from actions import base
+from actions.vocabulary import Severity
 
 
 class Event(enum.StrEnum):
@@ -21,21 +22,6 @@ class Event(enum.StrEnum):
     UPDATE = "update"  # same incident, new facts (e.g. escalation); receivers dedup on incident_id
     RESOLVE = "resolve"  # the condition cleared
     CHANGE = "change"  # something was changed (rollback, deploy): informational, not an incident
-
-
-class Severity(enum.StrEnum):
-    NONE = "none"
-    MINOR = "minor"
-    MODERATE = "moderate"
-    SEVERE = "severe"
-    CRITICAL = "critical"
-
-    @property
-    def rank(self) -> int:
-        return _SEVERITY_ORDER.index(self)
-
-
-_SEVERITY_ORDER = (Severity.NONE, Severity.MINOR, Severity.MODERATE, Severity.SEVERE, Severity.CRITICAL)
 
 
 class NotificationError(ValueError):

@@ -12,6 +12,7 @@ import datetime
 from collections.abc import Mapping
 from typing import Any
 
+from actions import vocabulary
 from actions.alerts import base, notification, secret_refs
 from actions.alerts import transport as transport_mod
 
@@ -20,11 +21,11 @@ REDACTED = "<redacted>"
 
 # PagerDuty knows four severities; ours has five levels (none/minor both are informational).
 SEVERITY_MAP = {
-    notification.Severity.NONE: "info",
-    notification.Severity.MINOR: "info",
-    notification.Severity.MODERATE: "warning",
-    notification.Severity.SEVERE: "error",
-    notification.Severity.CRITICAL: "critical",
+    vocabulary.Severity.NONE: "info",
+    vocabulary.Severity.MINOR: "info",
+    vocabulary.Severity.MODERATE: "warning",
+    vocabulary.Severity.SEVERE: "error",
+    vocabulary.Severity.CRITICAL: "critical",
 }
 
 

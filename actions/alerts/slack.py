@@ -18,6 +18,7 @@ import datetime
 from collections.abc import Mapping
 from typing import Any
 
+from actions import vocabulary
 from actions.alerts import base, notification, secret_refs
 from actions.alerts import transport as transport_mod
 
@@ -32,11 +33,11 @@ DRIFT_LIST_CHARS = 8000  # total over the drift sections; keeps the whole messag
 TRUNCATION_MARKER = "… [truncated]"
 
 _SEVERITY_EMOJI = {
-    notification.Severity.NONE: ":white_circle:",
-    notification.Severity.MINOR: ":large_blue_circle:",
-    notification.Severity.MODERATE: ":large_yellow_circle:",
-    notification.Severity.SEVERE: ":large_orange_circle:",
-    notification.Severity.CRITICAL: ":red_circle:",
+    vocabulary.Severity.NONE: ":white_circle:",
+    vocabulary.Severity.MINOR: ":large_blue_circle:",
+    vocabulary.Severity.MODERATE: ":large_yellow_circle:",
+    vocabulary.Severity.SEVERE: ":large_orange_circle:",
+    vocabulary.Severity.CRITICAL: ":red_circle:",
 }
 _EVENT_PREFIX = {
     notification.Event.TRIGGER: "",

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
-from actions import base, registry
+from actions import base, model_registry
 from actions.canary import config as config_mod
 from actions.canary import state as state_mod
 from actions.canary import step as step_mod
@@ -35,12 +35,12 @@ from actions.targets import base as target_base
 LOG = logging.getLogger(__name__)
 
 # Registry failures that later calls may fix: the pending actions stay and are retried.
-_RETRY_LATER = (target_base.TargetError, registry.RegistryError)
+_RETRY_LATER = (target_base.TargetError, model_registry.RegistryError)
 
 
 @runtime_checkable
 class AliasRemover(Protocol):
-    def delete_alias(self, alias: registry.Alias | str) -> None: ...
+    def delete_alias(self, alias: model_registry.Alias | str) -> None: ...
 
 
 class CanaryBusyError(RuntimeError):
@@ -61,7 +61,7 @@ class CanaryController:
     def __init__(
         self,
         target: target_base.DeploymentTarget,
-        model_registry: registry.ModelRegistry,
+        model_registry: model_registry.ModelRegistry,
         store_path: pathlib.Path,
         config: config_mod.CanaryConfig,
         clock: Callable[[], float] = time.time,
@@ -184,17 +184,17 @@ class CanaryController:
         if isinstance(action, state_mod.SetTraffic):
             split = target_base.TrafficSplit(state.stable_version, state.candidate_version, action.percent)
             self.target.set_traffic(split, state.candidate_model_uri)
-            self._set_alias(registry.Alias.CHALLENGER, state.candidate_version)
+            self._set_alias(model_registry.Alias.CHALLENGER, state.candidate_version)
         elif isinstance(action, state_mod.Promote):
             self.target.set_version(state.candidate_version, state.candidate_model_uri)
             self.registry.mark_deployed(state.candidate_version, at=action.at)
-            self._set_alias(registry.Alias.CHAMPION, state.candidate_version)
-            self._set_alias(registry.Alias.PREVIOUS, state.stable_version)
+            self._set_alias(model_registry.Alias.CHAMPION, state.candidate_version)
+            self._set_alias(model_registry.Alias.PREVIOUS, state.stable_version)
             self._restore_challenger(state)
         elif isinstance(action, state_mod.Rollback):
             self.target.set_version(state.stable_version, state.stable_model_uri)
             self.registry.mark_rolled_back(state.candidate_version, action.reason, at=action.at)
-            for alias in (registry.Alias.CHAMPION, registry.Alias.PREVIOUS):
+            for alias in (model_registry.Alias.CHAMPION, model_registry.Alias.PREVIOUS):
                 before = state.aliases_before.get(alias.value)
                 if before is not None:
                     self._set_alias(alias, before)
@@ -203,20 +203,20 @@ class CanaryController:
             return self._alert(state, action)
         return None
 
-    def _set_alias(self, alias: registry.Alias, version: str) -> None:
+    def _set_alias(self, alias: model_registry.Alias, version: str) -> None:
         if self.registry.aliases().get(alias.value) != version:
             self.registry.set_alias(alias, version)
 
     def _restore_challenger(self, state: state_mod.CanaryState) -> None:
-        before = state.aliases_before.get(registry.Alias.CHALLENGER.value)
+        before = state.aliases_before.get(model_registry.Alias.CHALLENGER.value)
         if before is not None and before != state.candidate_version:
-            self._set_alias(registry.Alias.CHALLENGER, before)
+            self._set_alias(model_registry.Alias.CHALLENGER, before)
             return
-        current = self.registry.aliases().get(registry.Alias.CHALLENGER.value)
+        current = self.registry.aliases().get(model_registry.Alias.CHALLENGER.value)
         if current != state.candidate_version:
             return
         if isinstance(self.registry, AliasRemover):
-            self.registry.delete_alias(registry.Alias.CHALLENGER)
+            self.registry.delete_alias(model_registry.Alias.CHALLENGER)
         else:
             LOG.info(
                 "canary %s: alias challenger still names %s (this registry cannot remove aliases); its "

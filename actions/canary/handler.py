@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from actions import base, registry
+from actions import base, model_registry
 from actions.canary import controller as controller_mod
 from actions.canary import state as state_mod
 from actions.targets import base as target_base
@@ -52,7 +52,7 @@ class CanaryHandler(base.ActionHandler):
             return _outcome(base.OutcomeStatus.SKIPPED, "canary_running", str(exc))
         except ValueError as exc:  # a malformed request, or the candidate already serves
             return _outcome(base.OutcomeStatus.FAILED, "invalid_request", str(exc))
-        except (target_base.TargetError, registry.RegistryError) as exc:
+        except (target_base.TargetError, model_registry.RegistryError) as exc:
             reason = "unavailable" if exc.retriable else "rejected"
             return _outcome(base.OutcomeStatus.FAILED, reason, str(exc), retryable=exc.retriable)
         return self._report(result)

@@ -7,7 +7,7 @@ from typing import Any
 import prometheus_client
 
 from actions import base as actions_base
-from actions.alerts import base, config, notification, registry
+from actions.alerts import base, config, notification, sink_factory
 from detectors import base as detectors_base
 
 SINCE = 1_699_999_000.0
@@ -87,7 +87,7 @@ def build(
             "page_sinks": routes.get("page_sinks", names),
         }
     )
-    return alerting, registry.build_sinks(alerting, registry=metrics_registry, runtime=runtime)
+    return alerting, sink_factory.build_sinks(alerting, registry=metrics_registry, runtime=runtime)
 
 
 def notification_of(request: actions_base.ActionRequest) -> notification.Notification:

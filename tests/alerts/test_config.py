@@ -9,7 +9,7 @@ import prometheus_client
 import pydantic
 import pytest
 
-from actions.alerts import base, config, registry
+from actions.alerts import base, config, sink_factory
 from agent import settings
 
 EXAMPLE = pathlib.Path(__file__).resolve().parents[2] / "config" / "alerting.yaml"
@@ -19,7 +19,7 @@ def test_the_example_file_loads_and_builds_every_sink() -> None:
     loaded = settings.load_settings(EXAMPLE)
     alerting = loaded.alerting
     assert [s.type for s in alerting.sinks] == ["slack", "pagerduty", "alertmanager", "webhook", "null"]
-    sinks = registry.build_sinks(alerting, registry=prometheus_client.CollectorRegistry())
+    sinks = sink_factory.build_sinks(alerting, registry=prometheus_client.CollectorRegistry())
     assert set(sinks) == {s.name for s in alerting.sinks}
     assert all(isinstance(sink, base.AlertSink) for sink in sinks.values())
     assert sinks["pagerduty-ml"].min_severity.value == "severe"
@@ -27,7 +27,7 @@ def test_the_example_file_loads_and_builds_every_sink() -> None:
 
 def test_the_default_is_a_log_only_sink() -> None:
     alerting = settings.AgentSettings().alerting
-    sinks = registry.build_sinks(alerting, registry=prometheus_client.CollectorRegistry())
+    sinks = sink_factory.build_sinks(alerting, registry=prometheus_client.CollectorRegistry())
     assert isinstance(sinks["log"], base.NullSink)
     assert alerting.alert_sinks == alerting.page_sinks == ["log"]
 
@@ -91,8 +91,8 @@ def test_routes_must_name_configured_sinks_and_names_are_unique() -> None:
 
 
 def test_an_unknown_builder_name_lists_the_valid_ones() -> None:
-    with pytest.raises(registry.UnknownSinkError) as caught:
-        registry.builder_for("teams")
+    with pytest.raises(sink_factory.UnknownSinkError) as caught:
+        sink_factory.builder_for("teams")
     assert (
         str(caught.value)
         == "unknown sink type 'teams'; valid types are alertmanager, null, pagerduty, slack, webhook"

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from actions import base as actions_base
+from actions import vocabulary
 from actions.alerts import notification
 from detectors import base as detectors_base
 from tests.alerts import samples
@@ -21,7 +22,7 @@ def test_defaults_come_from_the_request_and_templates() -> None:
         runbook_url="https://runbooks.example/drift",
     )
     assert n.event is notification.Event.TRIGGER
-    assert n.severity is notification.Severity.MODERATE
+    assert n.severity is vocabulary.Severity.MODERATE
     assert n.title == "[moderate] fraud-model: data drift on 2 features"
     assert n.summary == "data drift on 2 features"
     assert n.override_hint == "mute fraud-model (fraud-model/data_drift/amount)"
@@ -58,7 +59,7 @@ def test_p_value_signals_sort_by_how_far_below_their_threshold() -> None:
     high_score = notification.DriftItem("y", "psi", score=0.5, threshold=0.1)
     assert low_p.ratio == pytest.approx(1e4)
     assert notification.Notification(
-        "i", notification.Event.TRIGGER, notification.Severity.MINOR, "m", None, "t", "s", (high_score, low_p)
+        "i", notification.Event.TRIGGER, vocabulary.Severity.MINOR, "m", None, "t", "s", (high_score, low_p)
     ).worst_first() == (low_p, high_score)
     assert math.isinf(notification.DriftItem("z", "ks", 0.0, 0.01, higher_is_drift=False).ratio)
 

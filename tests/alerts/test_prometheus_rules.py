@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from actions.alerts import metrics
-from agent import metrics as agent_metrics
+from agent.observability import metrics as agent_metrics
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 RULES = ROOT / "config" / "prometheus-rules.yaml"

@@ -8,7 +8,7 @@ import pytest
 from kubernetes import client as k8s_client
 from mlflow.tracking import MlflowClient
 
-from actions import base, registry
+from actions import base, model_registry
 from tests.infra import mlflow_server as mlflow_infra
 from tests.k8s import helpers as k8s_helpers
 from tests.registry import helpers as registry_helpers
@@ -35,12 +35,12 @@ def clock() -> registry_helpers.ManualClock:
 @pytest.fixture
 def model(
     mlflow_server: mlflow_infra.MlflowServer, mlflow_client: MlflowClient, clock: registry_helpers.ManualClock
-) -> registry.ModelRegistry:
+) -> model_registry.ModelRegistry:
     """A fresh registered model with versions 1 and 2; version 1 is the champion."""
     name = registry_helpers.unique_model_name("canary")
     registry_helpers.register_remote_versions(mlflow_client, name, 2)
     mlflow_client.set_registered_model_alias(name, "champion", "1")
-    return registry.ModelRegistry(mlflow_server.tracking_uri, name, clock=clock)
+    return model_registry.ModelRegistry(mlflow_server.tracking_uri, name, clock=clock)
 
 
 @pytest.fixture

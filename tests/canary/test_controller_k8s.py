@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s_client
 
-from actions import registry
+from actions import model_registry
 from actions.canary import controller as controller_mod
 from actions.canary import state as state_mod
 from actions.targets import base as target_base
@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 def deployment_pair(
     admin: k8s_client.ApiClient,
     namespace: str,
-    model: registry.ModelRegistry,
+    model: model_registry.ModelRegistry,
     clock: registry_helpers.ManualClock,
 ) -> k8s_target.KubernetesDeploymentTarget:
     v1 = model.model_uri("1")
@@ -72,7 +72,7 @@ def tick_until_waiting_for_rollout(
 def test_deployment_canary_moves_replicas_step_by_step_and_promotes(
     admin_api: k8s_client.ApiClient,
     namespace: str,
-    model: registry.ModelRegistry,
+    model: model_registry.ModelRegistry,
     store_path: pathlib.Path,
     clock: registry_helpers.ManualClock,
 ) -> None:
@@ -116,7 +116,7 @@ def test_deployment_canary_moves_replicas_step_by_step_and_promotes(
 def test_deployment_canary_failing_its_checks_goes_back_to_stable_replicas(
     admin_api: k8s_client.ApiClient,
     namespace: str,
-    model: registry.ModelRegistry,
+    model: model_registry.ModelRegistry,
     store_path: pathlib.Path,
     clock: registry_helpers.ManualClock,
 ) -> None:
@@ -143,7 +143,7 @@ def test_deployment_canary_failing_its_checks_goes_back_to_stable_replicas(
 def test_a_canary_whose_pods_never_become_ready_is_rolled_back_at_the_progress_deadline(
     admin_api: k8s_client.ApiClient,
     namespace: str,
-    model: registry.ModelRegistry,
+    model: model_registry.ModelRegistry,
     store_path: pathlib.Path,
     clock: registry_helpers.ManualClock,
 ) -> None:
@@ -177,7 +177,7 @@ def ready(admin: k8s_client.ApiClient, namespace: str) -> None:
 def test_kserve_canary_sets_canary_traffic_percent_then_promotes(
     admin_api: k8s_client.ApiClient,
     namespace: str,
-    model: registry.ModelRegistry,
+    model: model_registry.ModelRegistry,
     store_path: pathlib.Path,
     clock: registry_helpers.ManualClock,
 ) -> None:
@@ -216,7 +216,7 @@ def test_kserve_canary_sets_canary_traffic_percent_then_promotes(
 def test_kserve_canary_rollback_sends_all_traffic_to_the_previous_revision(
     admin_api: k8s_client.ApiClient,
     namespace: str,
-    model: registry.ModelRegistry,
+    model: model_registry.ModelRegistry,
     store_path: pathlib.Path,
     clock: registry_helpers.ManualClock,
 ) -> None:
@@ -234,4 +234,4 @@ def test_kserve_canary_rollback_sends_all_traffic_to_the_previous_revision(
     assert target.traffic() == target_base.TrafficSplit("1")
     state = controller.state()
     assert state is not None and state.phase is state_mod.Phase.ROLLED_BACK and "INC-42" in state.reason
-    assert model.version("2").health is registry.Health.ROLLED_BACK
+    assert model.version("2").health is model_registry.Health.ROLLED_BACK

@@ -7,7 +7,7 @@ import pathlib
 
 import pytest
 
-from actions import base, registry
+from actions import base, model_registry
 from actions.canary import controller as controller_mod
 from actions.canary import handler as handler_mod
 from actions.canary import state as state_mod
@@ -21,7 +21,7 @@ from tests.registry import helpers as registry_helpers
 pytestmark = pytest.mark.integration
 
 
-def local_target(tmp_path: pathlib.Path, model: registry.ModelRegistry) -> local.LocalTarget:
+def local_target(tmp_path: pathlib.Path, model: model_registry.ModelRegistry) -> local.LocalTarget:
     return local.LocalTarget(
         tmp_path / "serving.json", initial_version="1", initial_model_uri=model.model_uri("1")
     )
@@ -29,7 +29,7 @@ def local_target(tmp_path: pathlib.Path, model: registry.ModelRegistry) -> local
 
 def make_controller(
     tmp_path: pathlib.Path,
-    model: registry.ModelRegistry,
+    model: model_registry.ModelRegistry,
     store_path: pathlib.Path,
     clock: registry_helpers.ManualClock,
     alerts: RecordingAlerts | None = None,
@@ -62,7 +62,7 @@ def run_healthy(
 
 def test_healthy_canary_is_promoted_and_the_champion_moves(
     tmp_path: pathlib.Path,
-    model: registry.ModelRegistry,
+    model: model_registry.ModelRegistry,
     store_path: pathlib.Path,
     clock: registry_helpers.ManualClock,
     alerts: RecordingAlerts,
@@ -92,12 +92,12 @@ def test_healthy_canary_is_promoted_and_the_champion_moves(
 
 def test_failing_canary_is_rolled_back_and_the_aliases_restored(
     tmp_path: pathlib.Path,
-    model: registry.ModelRegistry,
+    model: model_registry.ModelRegistry,
     store_path: pathlib.Path,
     clock: registry_helpers.ManualClock,
     alerts: RecordingAlerts,
 ) -> None:
-    model.set_alias(registry.Alias.PREVIOUS, "1")
+    model.set_alias(model_registry.Alias.PREVIOUS, "1")
     before = model.aliases()
     controller = make_controller(tmp_path, model, store_path, clock, alerts, max_failed_checks=2)
     controller.start("2")
@@ -119,7 +119,7 @@ def test_failing_canary_is_rolled_back_and_the_aliases_restored(
     else:  # ModelRegistry cannot remove an alias yet: it keeps naming the candidate, tagged rolled_back
         assert aliases["challenger"] == "2"
     candidate = model.version("2")
-    assert candidate.health is registry.Health.ROLLED_BACK
+    assert candidate.health is model_registry.Health.ROLLED_BACK
     assert "gpu_latency_p95_vs_stable" in candidate.health_reason
     [alert] = alerts.requests
     assert alert.kind is base.ActionKind.ALERT and alert.severity == "severe"
@@ -130,11 +130,11 @@ def test_failing_canary_is_rolled_back_and_the_aliases_restored(
 
 def test_a_challenger_from_before_the_canary_is_put_back(
     tmp_path: pathlib.Path,
-    model: registry.ModelRegistry,
+    model: model_registry.ModelRegistry,
     store_path: pathlib.Path,
     clock: registry_helpers.ManualClock,
 ) -> None:
-    model.set_alias(registry.Alias.CHALLENGER, "1")
+    model.set_alias(model_registry.Alias.CHALLENGER, "1")
     controller = make_controller(tmp_path, model, store_path, clock)
     controller.start("2")
     assert model.aliases()["challenger"] == "2"
@@ -144,7 +144,7 @@ def test_a_challenger_from_before_the_canary_is_put_back(
 
 def test_restart_after_a_crash_carries_out_what_was_pending(
     tmp_path: pathlib.Path,
-    model: registry.ModelRegistry,
+    model: model_registry.ModelRegistry,
     store_path: pathlib.Path,
     clock: registry_helpers.ManualClock,
 ) -> None:
@@ -176,7 +176,7 @@ def test_restart_after_a_crash_carries_out_what_was_pending(
 
 def test_state_file_is_plain_json_naming_the_step(
     tmp_path: pathlib.Path,
-    model: registry.ModelRegistry,
+    model: model_registry.ModelRegistry,
     store_path: pathlib.Path,
     clock: registry_helpers.ManualClock,
 ) -> None:
@@ -189,7 +189,7 @@ def test_state_file_is_plain_json_naming_the_step(
 
 def test_handler_starts_reports_and_refuses_a_second_candidate(
     tmp_path: pathlib.Path,
-    model: registry.ModelRegistry,
+    model: model_registry.ModelRegistry,
     store_path: pathlib.Path,
     clock: registry_helpers.ManualClock,
 ) -> None:

@@ -10,8 +10,9 @@ import sys
 import pytest
 import yaml
 
-from agent import cli, config_doc
+from agent import cli
 from agent import settings as settings_mod
+from agent.settings import reference_doc as config_doc
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 

@@ -16,10 +16,11 @@ import kafka
 import prometheus_client
 import pytest
 
-from agent import broker, runner
-from agent import engine as engine_mod
 from agent import settings as settings_mod
-from detectors import registry
+from agent.pipeline import engine as engine_mod
+from agent.runtime import checkpoint
+from agent.runtime import sidecar as runner
+from demo import broker
 
 RECORDS, WINDOW, REFERENCE = 2500, 500, 500
 pytestmark = pytest.mark.integration
@@ -61,9 +62,12 @@ def sidecar(
     settings: settings_mod.AgentSettings, closed: list[int], engine: engine_mod.Engine, start: int
 ) -> runner.Sidecar:
     return runner.Sidecar(
-        settings,
+        kafka=settings.kafka,
+        mapping=settings.mapping,
+        kserve_settings=settings.kserve,
+        runtime=settings.runtime,
         engine=engine,
-        registry=prometheus_client.CollectorRegistry(),
+        metrics_registry=prometheus_client.CollectorRegistry(),
         on_evaluation=lambda evaluation: closed.append(evaluation.window.last_record_index),
         checkpoint_interval_s=1e9,  # checkpoints only when the test says so
         start_index=start,
@@ -85,9 +89,7 @@ def test_crash_after_checkpoint_loses_nothing(
     settings = make_settings(kafka_broker.bootstrap_servers, topic_name, tmp_path)
     closed: list[int] = []
 
-    first_engine = engine_mod.Engine(
-        settings, detectors=registry.default_registry(), decide=None, clock=time.time
-    )
+    first_engine = engine_mod.build(settings, decide=None, clock=time.time, reference_records=None)
     first = sidecar(settings, closed, first_engine, 0)
     step_until(first, 1200)
     assert first.make_durable()
@@ -98,9 +100,9 @@ def test_crash_after_checkpoint_loses_nothing(
     first.source.on_revoked = None
     first.source.close()
 
-    restored, start = runner.restore_engine(settings)
-    assert restored is not None and start == committed
-    second = sidecar(settings, closed, restored, start)
+    restored = checkpoint.restore(settings.runtime.state_dir)
+    assert restored is not None and restored.index == committed
+    second = sidecar(settings, closed, restored.engine, restored.index)
     step_until(second, RECORDS - committed)
 
     expected = {REFERENCE + WINDOW * k - 1 for k in range(1, (RECORDS - REFERENCE) // WINDOW + 1)}

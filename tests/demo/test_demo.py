@@ -12,8 +12,8 @@ import pathlib
 import pytest
 
 from actions import base as actions_base
-from agent import executor
-from agent.demo import story, ui
+from agent.respond import executor
+from demo import story, ui
 
 Kind = actions_base.ActionKind
 Status = actions_base.OutcomeStatus

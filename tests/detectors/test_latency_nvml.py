@@ -7,7 +7,8 @@ import types
 
 import pytest
 
-from agent import nvml
+from agent.observability import gpu as nvml
+from agent.settings import groups as settings_groups
 from detectors import latency
 
 
@@ -50,4 +51,4 @@ def test_missing_driver_gives_none() -> None:
 
 def test_settings_group_rejects_typos() -> None:
     with pytest.raises(ValueError, match="extra"):
-        nvml.GpuSettings.model_validate({"device_idx": 1})
+        settings_groups.GpuSettings.model_validate({"device_idx": 1})

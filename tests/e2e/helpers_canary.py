@@ -39,8 +39,8 @@ from kubernetes import client as k8s_client
 
 import drift_logger
 from actions.canary import state as canary_state
-from agent import audit as audit_mod
-from agent.demo import receiver as receiver_mod
+from agent.observability import audit as audit_mod
+from demo import receiver as receiver_mod
 from tests.k8s import chart_rbac, helpers
 
 STABLE_DEPLOYMENT = "model-server"

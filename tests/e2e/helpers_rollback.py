@@ -21,10 +21,10 @@ from mlflow.tracking import MlflowClient
 
 import drift_logger
 from actions import base as actions_base
-from actions import registry as registry_mod
-from agent import engine as engine_mod
-from agent import executor
+from actions import model_registry
 from agent import settings as settings_mod
+from agent.pipeline import engine as engine_mod
+from agent.respond import executor
 from tests.k8s import chart_rbac, helpers
 from tests.registry import helpers as registry_helpers
 
@@ -168,20 +168,20 @@ def seed_registry(
         2: registry_helpers.served_well(deployed_at=now - 4 * DAY_S, healthy_at=now - 4 * DAY_S + 3600),
         3: registry_helpers.served_well(deployed_at=now - 3 * DAY_S, healthy_at=v3_healthy_at),
         4: {
-            registry_mod.TAG_DEPLOYED_AT: json.dumps([now - 2 * DAY_S]),
-            registry_mod.TAG_HEALTH: registry_mod.Health.ROLLED_BACK.value,
-            registry_mod.TAG_HEALTH_REASON: "accuracy dropped after release",
-            registry_mod.TAG_HEALTHY_AT: repr(now - 2 * DAY_S + 600),
-            registry_mod.TAG_HEALTHY_WINDOWS: "5",
-            registry_mod.TAG_ROLLED_BACK_AT: repr(now - 2 * DAY_S + 1200),
+            model_registry.TAG_DEPLOYED_AT: json.dumps([now - 2 * DAY_S]),
+            model_registry.TAG_HEALTH: model_registry.Health.ROLLED_BACK.value,
+            model_registry.TAG_HEALTH_REASON: "accuracy dropped after release",
+            model_registry.TAG_HEALTHY_AT: repr(now - 2 * DAY_S + 600),
+            model_registry.TAG_HEALTHY_WINDOWS: "5",
+            model_registry.TAG_ROLLED_BACK_AT: repr(now - 2 * DAY_S + 1200),
         },
-        5: {registry_mod.TAG_DEPLOYED_AT: json.dumps([now - 3600.0])},
+        5: {model_registry.TAG_DEPLOYED_AT: json.dumps([now - 3600.0])},
     }
     versions = registry_helpers.register_remote_versions(client, model_name, 5, tags)
     assert versions == ["1", "2", "3", "4", "5"], versions
-    registry = registry_mod.ModelRegistry(tracking_uri, model_name, clock=lambda: now)
+    registry = model_registry.ModelRegistry(tracking_uri, model_name, clock=lambda: now)
     # Version 3 went back into service after that earlier rollback; 5 replaced it an hour ago.
-    earlier = registry_mod.RollbackEntry(
+    earlier = model_registry.RollbackEntry(
         key=earlier_rollback_key,
         from_version="4",
         to_version="3",
@@ -194,7 +194,7 @@ def seed_registry(
         message=f"model {model_name} rolled back from 4 to 3",
     )
     registry.record_rollback(earlier)
-    registry.set_alias(registry_mod.Alias.CHAMPION, "5")
+    registry.set_alias(model_registry.Alias.CHAMPION, "5")
     sources = {v: registry_helpers.storage_source(model_name, int(v)) for v in versions}
     return History(model_name, sources, earlier.key)
 

@@ -35,12 +35,14 @@ from kubernetes import client as k8s_client
 from mlflow.tracking import MlflowClient
 
 from actions import base as actions_base
-from actions import registry as registry_mod
+from actions import model_registry
 from actions.canary import state as canary_state
-from agent import app, broker, executor
-from agent import engine as engine_mod
+from agent import app
 from agent import settings as settings_mod
-from agent.demo import receiver as receiver_mod
+from agent.pipeline import engine as engine_mod
+from agent.respond import executor
+from demo import broker
+from demo import receiver as receiver_mod
 from tests.e2e import helpers_canary as serving
 from tests.infra import kube
 from tests.infra import mlflow_server as mlflow_infra
@@ -113,7 +115,7 @@ class Observer:
 def running_agent(settings: settings_mod.AgentSettings, observer: Observer) -> Iterator[app.Agent]:
     agent = app.Agent(
         settings,
-        registry=prometheus_client.CollectorRegistry(),
+        metrics_registry=prometheus_client.CollectorRegistry(),
         on_evaluation=observer.on_evaluation,
         on_action=observer.on_action,
     )
@@ -254,11 +256,11 @@ def agent_settings(
     return settings_mod.AgentSettings(**config)
 
 
-def register_versions(client: MlflowClient, model_name: str, count: int) -> registry_mod.ModelRegistry:
+def register_versions(client: MlflowClient, model_name: str, count: int) -> model_registry.ModelRegistry:
     """Versions 1..count (storage URIs only the generator's built-in scorers stand behind); 1 is champion."""
     registry_helpers.register_remote_versions(client, model_name, count)
-    client.set_registered_model_alias(model_name, registry_mod.Alias.CHAMPION.value, "1")
-    return registry_mod.ModelRegistry(client.tracking_uri, model_name)
+    client.set_registered_model_alias(model_name, model_registry.Alias.CHAMPION.value, "1")
+    return model_registry.ModelRegistry(client.tracking_uri, model_name)
 
 
 def wait_until_agent_judges_labelled_windows(observer: Observer, agent: app.Agent) -> None:
@@ -304,7 +306,7 @@ class World:
 
     def prepare(
         self, *, versions: int, retrain: dict[str, Any]
-    ) -> tuple[registry_mod.ModelRegistry, dict[str, str], settings_mod.AgentSettings]:
+    ) -> tuple[model_registry.ModelRegistry, dict[str, str], settings_mod.AgentSettings]:
         """Register ``versions`` versions, serve version 1, and build the agent's settings."""
         model = register_versions(self.mlflow_client, self.model_name, versions)
         serving.create_serving_pair(
@@ -436,8 +438,8 @@ def test_gradual_concept_drift_retrains_and_promotes_the_candidate_through_a_can
     # The candidate that served in the canary is the model MLflow holds for that version.
     assert cache.loaded_from.get(candidate) == model.model_uri(candidate)
     assert served_by_generator.get(candidate, 0) > 0
-    assert model.aliases()[registry_mod.Alias.CHAMPION.value] == candidate
-    assert model.aliases()[registry_mod.Alias.PREVIOUS.value] == "1"
+    assert model.aliases()[model_registry.Alias.CHAMPION.value] == candidate
+    assert model.aliases()[model_registry.Alias.PREVIOUS.value] == "1"
     assert stable.metadata.annotations["drift-agent.io/model-version"] == candidate
     assert helpers.model_uri_of(stable) == model.model_uri(candidate)
     assert (stable.spec.replicas, canary_deployment.spec.replicas) == (REPLICAS, 0)
@@ -550,13 +552,15 @@ def test_a_canary_whose_gpu_latency_regresses_is_rolled_back(
     assert helpers.model_uri_of(stable) == model.model_uri("1")
     aliases = model.aliases()
     assert (
-        aliases[registry_mod.Alias.CHAMPION.value] == aliases_before[registry_mod.Alias.CHAMPION.value] == "1"
+        aliases[model_registry.Alias.CHAMPION.value]
+        == aliases_before[model_registry.Alias.CHAMPION.value]
+        == "1"
     )
-    assert health_at_rollback is registry_mod.Health.ROLLED_BACK
+    assert health_at_rollback is model_registry.Health.ROLLED_BACK
     # The verdict must outlive the canary: labels of its traffic arrive after the rollback, and
     # their clean windows must not make version 2 a rollback target again.
     later = model.version("2")
-    assert later.health is registry_mod.Health.ROLLED_BACK, (
+    assert later.health is model_registry.Health.ROLLED_BACK, (
         f"version 2 was rolled back at {later.rolled_back_at} but marked {later.health} at "
         f"{later.healthy_at} by the agent's health recorder (clean labelled windows of its canary "
         "traffic): ModelRegistry.mark_healthy must not overturn a rolled_back verdict"

@@ -21,12 +21,13 @@ from kubernetes import client as k8s_client
 from mlflow.tracking import MlflowClient
 
 from actions import base as actions_base
-from actions import registry as registry_mod
+from actions import model_registry, targets, vocabulary
 from actions import rollback as rollback_mod
-from actions import targets
 from actions.alerts import webhook
 from actions.targets import base as target_base
-from agent import app, broker, incidents, policy
+from agent import app, policy
+from agent.policy import incidents
+from demo import broker
 from tests.alerts import receiver as receiver_mod
 from tests.e2e import helpers_rollback as world
 from tests.infra import kube
@@ -64,7 +65,7 @@ def test_severe_accuracy_drop_on_version_5_rolls_back_to_3_once_with_two_agents(
     # What the shipped policy says this drop is, read from the file rather than assumed.
     policy_config = policy.load_policy(POLICY_PATH)
     rule = performance_rule(policy_config)
-    assert rule.effect_size.grade(ACCURACY_DROP) is policy.Severity.SEVERE
+    assert rule.effect_size.grade(ACCURACY_DROP) is vocabulary.Severity.SEVERE
     assert policy_config.plans.severe == ("alert", "remediate")
     assert policy_config.remediation.on_sudden == "rollback"
 
@@ -115,7 +116,7 @@ def test_severe_accuracy_drop_on_version_5_rolls_back_to_3_once_with_two_agents(
         )
         agent = app.Agent(
             settings,
-            registry=prometheus_client.CollectorRegistry(),
+            metrics_registry=prometheus_client.CollectorRegistry(),
             clock=time.time,
             on_evaluation=observers[identity].on_evaluation,
             on_action=observers[identity].on_action,
@@ -170,8 +171,8 @@ def test_severe_accuracy_drop_on_version_5_rolls_back_to_3_once_with_two_agents(
             lease = k8s_client.CoordinationV1Api(admin_api).read_namespaced_lease(world.LEASE, namespace)
             assert lease.spec is not None and lease.spec.holder_identity == "agent-a"
             deployment = k8s_helpers.read_deployment(admin_api, namespace, world.DEPLOYMENT)
-            leader_metrics = leader.registry
-            follower_metrics = follower.registry
+            leader_metrics = leader.metrics_registry
+            follower_metrics = follower.metrics_registry
             # Stop the follower first: once the leader releases the Lease it could take over.
             for identity in ("agent-b", "agent-a"):
                 agents[identity].sidecar.stop_requested.set()
@@ -202,11 +203,11 @@ def test_severe_accuracy_drop_on_version_5_rolls_back_to_3_once_with_two_agents(
     assert deployment.metadata.generation == 2
 
     # -- MLflow: aliases, verdicts, the rollback journal -----------------------------------
-    registry = registry_mod.ModelRegistry(mlflow_server.tracking_uri, model_name)
+    registry = model_registry.ModelRegistry(mlflow_server.tracking_uri, model_name)
     assert registry.aliases() == {"champion": "3", "previous": "5"}
-    assert registry.version("5").health is registry_mod.Health.ROLLED_BACK
-    assert registry.version("4").health is registry_mod.Health.ROLLED_BACK
-    assert registry.version("3").health is registry_mod.Health.HEALTHY
+    assert registry.version("5").health is model_registry.Health.ROLLED_BACK
+    assert registry.version("4").health is model_registry.Health.ROLLED_BACK
+    assert registry.version("3").health is model_registry.Health.HEALTHY
     journal = registry.rollbacks()
     earlier, *new_entries = journal
     assert earlier.key == history.earlier_rollback_key
@@ -301,7 +302,7 @@ def test_severe_accuracy_drop_on_version_5_rolls_back_to_3_once_with_two_agents(
     severity = leader_metrics.get_sample_value(
         "drift_agent_severity", {"model": model_name, "family": "performance"}
     )
-    assert severity == policy.Severity.SEVERE.rank
+    assert severity == vocabulary.Severity.SEVERE.rank
 
 
 def test_a_fresh_agent_rolls_back_when_an_earlier_agent_used_the_same_incident_key(
@@ -339,7 +340,7 @@ def test_a_fresh_agent_rolls_back_when_an_earlier_agent_used_the_same_incident_k
         api_client=agent_api,
     )
     handler = rollback_mod.RollbackHandler(
-        registry_mod.ModelRegistry(mlflow_server.tracking_uri, model_name), target
+        model_registry.ModelRegistry(mlflow_server.tracking_uri, model_name), target
     )
     request = actions_base.ActionRequest(
         kind=actions_base.ActionKind.ROLLBACK,

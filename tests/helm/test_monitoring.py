@@ -15,8 +15,9 @@ import pytest
 import yaml
 
 from actions.alerts import metrics as sink_metrics
-from agent import detector_metrics, executor
-from agent import metrics as agent_metrics
+from agent.observability import detector_results as detector_metrics
+from agent.observability import metrics as agent_metrics
+from agent.respond import executor
 from detectors import latency
 from detectors import window as window_mod
 from tests.helm import chart, samples

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s_client
 
-from agent import leader
+from agent.runtime import leader
+from agent.settings import groups as settings_groups
 from tests.infra import kube
 from tests.k8s import helpers
 
@@ -147,7 +148,7 @@ def test_the_ticker_thread_acquires_and_stop_releases(
 
 def test_settings_reject_a_renew_deadline_longer_than_the_lease() -> None:
     with pytest.raises(ValueError, match="retry_period_s < renew_deadline_s < lease_duration_s"):
-        leader.LeaderElectionSettings(lease_duration_s=10, renew_deadline_s=12)
+        settings_groups.LeaderElectionSettings(lease_duration_s=10, renew_deadline_s=12)
 
 
 def test_always_leader_for_local_mode() -> None:

@@ -15,7 +15,7 @@ from kubernetes import client as k8s_client
 
 from actions.targets import base, dryrun, kserve
 from actions.targets import kubernetes as k8s_target
-from agent import leader
+from agent.runtime import leader
 from tests.infra import kube
 from tests.k8s import chart_rbac, helpers
 

@@ -13,7 +13,8 @@ import pathlib
 import signal
 import sys
 
-from agent import records, settings, source
+from agent import settings
+from agent.ingest import records, source
 
 
 def main(argv: list[str]) -> int:

@@ -7,7 +7,8 @@ import time
 import uuid
 from typing import Any
 
-from agent import settings, source
+from agent import settings
+from agent.ingest import source
 
 
 def kafka_settings(bootstrap_servers: str, topic: str, **overrides: Any) -> settings.KafkaSettings:

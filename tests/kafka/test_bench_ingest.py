@@ -5,8 +5,8 @@ from __future__ import annotations
 import kafka
 import pytest
 
-from agent import broker
 from bench import ingest
+from demo import broker
 from tests.infra import kafka as kafka_infra
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ import socket
 import kafka
 import pytest
 
-from agent import broker
+from demo import broker
 from tests.infra import kafka as kafka_infra
 
 pytestmark = pytest.mark.integration

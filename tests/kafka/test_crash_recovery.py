@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from agent import broker
+from demo import broker
 from tests.infra import kafka as kafka_infra
 from tests.kafka import helpers
 

@@ -10,7 +10,10 @@ import math
 import prometheus_client
 import pytest
 
-from agent import broker, dlq, metrics, records, source
+from agent.ingest import dead_letters as dlq
+from agent.ingest import records, source
+from agent.observability import metrics
+from demo import broker
 from tests.infra import kafka as kafka_infra
 from tests.kafka import helpers
 
@@ -133,7 +136,7 @@ def test_full_retry_buffer_drops_loudly(topic_name: str, caplog: pytest.LogCaptu
     dead_letters = dlq.DeadLetterQueue(
         config, metrics=metrics.AgentMetrics(registry), max_pending=2, bootstrap_timeout_s=0.2
     )
-    caplog.set_level(logging.ERROR, logger="agent.dlq")
+    caplog.set_level(logging.ERROR, logger="agent.ingest.dead_letters")
     for index in range(5):
         dead_letters.send(records.Rejected(records.OVERSIZE, "big", b"r%d" % index), None)
     assert not dead_letters.flush(timeout_s=0.1)

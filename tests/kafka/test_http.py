@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import prometheus_client
 import pytest
 
-from agent import http, metrics
+from agent.observability import metrics
+from agent.runtime import http
 
 
 @pytest.fixture

@@ -8,7 +8,12 @@ import numpy as np
 import prometheus_client
 import pytest
 
-from agent import broker, dlq, metrics, records, reference, settings, source, windows
+from agent import settings
+from agent.ingest import dead_letters as dlq
+from agent.ingest import records, source
+from agent.observability import metrics
+from agent.pipeline import reference, windows
+from demo import broker
 from tests.infra import kafka as kafka_infra
 from tests.kafka import helpers
 

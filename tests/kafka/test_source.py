@@ -12,7 +12,10 @@ import kafka
 import prometheus_client
 import pytest
 
-from agent import broker, metrics, settings, source
+from agent import settings
+from agent.ingest import source
+from agent.observability import metrics
+from demo import broker
 from tests.infra import kafka as kafka_infra
 from tests.kafka import helpers
 

@@ -6,7 +6,7 @@ import json
 import pathlib
 from typing import Any
 
-from agent import source
+from agent.ingest import source
 
 PAYLOADS = pathlib.Path(__file__).resolve().parent / "payloads"
 

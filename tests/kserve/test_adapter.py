@@ -5,7 +5,7 @@ from __future__ import annotations
 import pydantic
 import pytest
 
-from agent import kserve, records, source
+from agent.ingest import kserve, records, source
 from tests.kserve import payloads
 
 

@@ -7,8 +7,10 @@ import json
 import kafka
 import pytest
 
-from agent import broker, dlq, kserve, records
-from agent import source as source_mod
+from agent.ingest import dead_letters as dlq
+from agent.ingest import kserve, records
+from agent.ingest import source as source_mod
+from demo import broker
 from tests.infra import kafka as kafka_infra
 from tests.kafka import helpers as kafka_helpers
 from tests.kserve import payloads

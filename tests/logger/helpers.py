@@ -7,7 +7,8 @@ import threading
 from typing import Any
 
 import drift_logger
-from agent import broker, records
+from agent.ingest import records
+from demo import broker
 from tests.infra import kafka as kafka_infra
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import drift_logger
-from agent import broker
+from demo import broker
 from drift_logger import timing
 from tests.logger import helpers
 

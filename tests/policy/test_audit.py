@@ -9,7 +9,9 @@ import pathlib
 import kafka
 import pytest
 
-from agent import audit, broker, executor
+from agent.observability import audit, audit_view
+from agent.respond import executor
+from demo import broker
 from tests.policy import factories as f
 
 T0 = 1_900_000_000.0
@@ -108,7 +110,7 @@ def test_format_entries_is_readable_and_tolerates_garbage() -> None:
         "{not json",
         "",
     ]
-    text = audit.format_entries(lines)
+    text = audit_view.format_entries(lines)
     rows = text.splitlines()
     assert len(rows) == 4
     assert rows[0].startswith("2030-03-17T17:46:40Z  decision")
@@ -122,13 +124,13 @@ def test_format_entries_is_readable_and_tolerates_garbage() -> None:
 
 
 def test_print_log_reports_a_missing_file(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert audit.print_log(tmp_path / "absent.jsonl") == 1
+    assert audit_view.print_log(tmp_path / "absent.jsonl") == 1
     assert "cannot read audit log" in capsys.readouterr().err
     path = tmp_path / "audit.jsonl"
     with audit.AuditLog(path, clock=lambda: T0) as log:
         log.record("decision", severity="minor", rule_id="r")
     out = io.StringIO()
-    assert audit.print_log(path, out) == 0
+    assert audit_view.print_log(path, out) == 0
     assert "severity=minor rule=r" in out.getvalue()
 
 

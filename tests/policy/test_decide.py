@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from actions import base as actions_base
+from actions import vocabulary
 from agent import policy
 from tests.policy import factories as f
 
@@ -22,11 +23,11 @@ def test_raises_only_after_raise_after_consecutive_drifted_windows() -> None:
     first, second, third = (run.window(f.data_window(1), t) for t in (0.0, 60.0, 120.0))
     assert f.events(first) == ["pending"] and f.events(second) == ["pending"]
     assert first.actions == () and second.actions == ()
-    assert first.severity is policy.Severity.NONE
+    assert first.severity is vocabulary.Severity.NONE
     assert f.events(third) == ["opened"]
     assert f.kinds(third) == [LOG]
     assert third.actions[0].idempotency_key == f"{INCIDENT}#1/log/minor"
-    assert third.severity is policy.Severity.MINOR
+    assert third.severity is vocabulary.Severity.MINOR
     assert third.rule_id == "data-drift"
 
 
@@ -50,7 +51,7 @@ def test_clears_after_clear_after_clean_windows_and_resolves_what_was_notified()
     assert f.kinds(clean[2]) == [RESOLVE]
     assert clean[2].actions[0].idempotency_key == f"{INCIDENT}#1/resolve"
     assert run.state.incidents[INCIDENT].status == "closed"
-    assert clean[2].severity is policy.Severity.NONE
+    assert clean[2].severity is vocabulary.Severity.NONE
 
 
 def test_resolve_of_an_incident_nobody_was_told_about_is_only_logged() -> None:
@@ -88,7 +89,11 @@ def test_severity_grows_with_the_share_of_drifted_features() -> None:
         run = f.Run()
         run.windows([f.data_window(drifted)] * 3, 0.0)
         grades[drifted] = run.decisions[-1].severity
-    assert grades == {1: policy.Severity.MINOR, 2: policy.Severity.MODERATE, 5: policy.Severity.SEVERE}
+    assert grades == {
+        1: vocabulary.Severity.MINOR,
+        2: vocabulary.Severity.MODERATE,
+        5: vocabulary.Severity.SEVERE,
+    }
 
 
 def test_score_ratio_grades_higher_is_drift_scores() -> None:
@@ -96,9 +101,9 @@ def test_score_ratio_grades_higher_is_drift_scores() -> None:
         id="w", family="data_drift", raise_after=1, score_ratio=policy.Bands(moderate=2, severe=4)
     )
     run = f.Run(config=policy.PolicyConfig(rules=(rule,)))
-    assert run.window([f.score_result("a", score=0.15)], 0.0).severity is policy.Severity.MINOR
-    assert run.window([f.score_result("a", score=0.25)], 60.0).severity is policy.Severity.MODERATE
-    assert run.window([f.score_result("a", score=0.45)], 120.0).severity is policy.Severity.SEVERE
+    assert run.window([f.score_result("a", score=0.15)], 0.0).severity is vocabulary.Severity.MINOR
+    assert run.window([f.score_result("a", score=0.25)], 60.0).severity is vocabulary.Severity.MODERATE
+    assert run.window([f.score_result("a", score=0.45)], 120.0).severity is vocabulary.Severity.SEVERE
 
 
 def test_threshold_override_recomputes_the_verdict_from_the_score() -> None:
@@ -146,7 +151,7 @@ def test_repeats_update_silently_and_only_escalation_notifies_again() -> None:
     repeat = run.window(f.data_window(3), 300.0)
     lower = run.window(f.data_window(1), 360.0)
     assert repeat.actions == () and f.events(repeat) == ["updated"]
-    assert lower.actions == () and lower.severity is policy.Severity.MINOR
+    assert lower.actions == () and lower.severity is vocabulary.Severity.MINOR
     severe = run.window(f.data_window(6), 420.0)
     assert f.events(severe) == ["escalated"]
     assert f.kinds(severe) == [ALERT, RETRAIN]
@@ -166,7 +171,7 @@ def test_sudden_severe_drop_on_a_new_version_rolls_back() -> None:
     run = _new_version_run()
     run.windows([[f.perf_result(0.08, version="2")]] * 3, 1000.0)
     opened = run.decisions[-1]
-    assert f.events(opened) == ["opened"] and opened.severity is policy.Severity.SEVERE
+    assert f.events(opened) == ["opened"] and opened.severity is vocabulary.Severity.SEVERE
     assert f.kinds(opened) == [ALERT, ROLLBACK]
     rollback = opened.actions[1]
     # The version it rolls back from is in the key (a fresh agent must not collide with an old one).
@@ -224,7 +229,7 @@ def test_gradual_data_drift_retrains_and_on_gradual_none_only_alerts() -> None:
 def test_critical_pages_and_rolls_back_on_the_first_window() -> None:
     run = f.Run()
     decision = run.window([f.perf_result(0.3)], 0.0)
-    assert f.events(decision) == ["opened"] and decision.severity is policy.Severity.CRITICAL
+    assert f.events(decision) == ["opened"] and decision.severity is vocabulary.Severity.CRITICAL
     assert f.kinds(decision) == [PAGE, ROLLBACK]
     assert [a.idempotency_key for a in decision.actions] == [
         "model/performance/all#1/page/critical",

@@ -15,7 +15,9 @@ import prometheus_client
 import pytest
 
 from actions import base
-from agent import audit, executor, idempotency, overrides, policy
+from agent import overrides, policy
+from agent.observability import audit
+from agent.respond import executor, idempotency
 from tests.policy import factories as f
 
 T0 = 1_900_000_000.0

@@ -11,7 +11,9 @@ import prometheus_client
 import pytest
 
 from actions import base as actions_base
-from agent import audit, incidents, overrides
+from actions import vocabulary
+from agent import overrides
+from agent.observability import audit
 from tests.policy import factories as f
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -155,7 +157,7 @@ def test_entries_stop_applying_at_their_expiry_without_a_file_change(tmp_path: p
     watcher.poll()
     state = watcher.state
     kwargs = {"model": "fraud", "family": "data_drift", "detector": "ks", "feature": "a"}
-    severity = incidents.Severity.SEVERE
+    severity = vocabulary.Severity.SEVERE
     assert state.mute(**kwargs, severity=severity, now=T0 + 59) is not None
     assert state.mute(**kwargs, severity=severity, now=T0 + 60) is None
     assert state.acknowledged("fraud/data_drift/all", T0 + 119) is not None

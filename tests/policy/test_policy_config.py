@@ -7,7 +7,9 @@ import pathlib
 import pytest
 
 from actions import base as actions_base
+from actions import vocabulary
 from agent import policy, settings
+from agent.settings import groups as settings_groups
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -74,14 +76,14 @@ def test_action_kinds_lists_every_kind_the_plans_can_ask_for() -> None:
 def test_bands_grade_each_level_and_ignore_missing_values() -> None:
     bands = policy.Bands(moderate=0.2, severe=0.5)
     assert [bands.grade(v) for v in (None, 0.1, 0.2, 0.49, 0.5, 9.0)] == [
-        policy.Severity.NONE,
-        policy.Severity.NONE,
-        policy.Severity.MODERATE,
-        policy.Severity.MODERATE,
-        policy.Severity.SEVERE,
-        policy.Severity.SEVERE,
+        vocabulary.Severity.NONE,
+        vocabulary.Severity.NONE,
+        vocabulary.Severity.MODERATE,
+        vocabulary.Severity.MODERATE,
+        vocabulary.Severity.SEVERE,
+        vocabulary.Severity.SEVERE,
     ]
-    assert bands.grade(float("nan")) is policy.Severity.NONE
+    assert bands.grade(float("nan")) is vocabulary.Severity.NONE
 
 
 def test_settings_tree_carries_the_policy_overrides_and_audit_groups() -> None:
@@ -93,5 +95,5 @@ def test_settings_tree_carries_the_policy_overrides_and_audit_groups() -> None:
     assert loaded.audit.kafka_topic == "audit"
     with pytest.raises(ValueError, match=r"overrides\.reload_interval_s"):
         settings.AgentSettings(overrides={"reload_interval_s": 0})
-    for group in (policy.PolicySettings, loaded.overrides.__class__, loaded.audit.__class__):
+    for group in (settings_groups.PolicySettings, loaded.overrides.__class__, loaded.audit.__class__):
         assert all(field.description for field in group.model_fields.values())

@@ -14,7 +14,8 @@ from typing import Any
 import orjson
 import pytest
 
-from agent import records, settings
+from agent import settings
+from agent.ingest import records
 
 NAN = float("nan")
 INF = float("inf")

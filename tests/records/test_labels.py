@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent import labels, records
+from agent.ingest import records
+from agent.pipeline import label_join as labels
 
 
 class FakeClock:

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from agent import records, settings
+from agent import settings
+from agent.ingest import records
 
 
 def prediction(**overrides: Any) -> dict[str, Any]:

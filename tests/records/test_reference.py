@@ -11,7 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agent import records, reference, settings
+from agent import settings
+from agent.ingest import records
+from agent.pipeline import reference, reference_files
 
 
 def rec(i: int, features: dict[str, records.FeatureValue], **fields: Any) -> records.PredictionRecord:
@@ -160,16 +162,16 @@ def test_load_jsonl_skips_invalid_rows(tmp_path: pathlib.Path, parser: records.R
     lines.insert(2, '{"request_id": "bad"')
     lines.insert(4, "")
     path.write_text("\n".join(lines) + "\n")
-    result = reference.read_records(path, parser)
+    result = reference_files.read_records(path, parser)
     assert (result.rows, result.rejected, len(result.records)) == (7, 1, 6)
     assert result.first_rejections[0].startswith("row 3: malformed_json")
-    check_loaded(reference.load_records(path, parser), 6)
+    check_loaded(reference_files.load_records(path, parser), 6)
 
 
 def test_load_json_array(tmp_path: pathlib.Path, parser: records.RecordParser) -> None:
     path = tmp_path / "ref.json"
     path.write_text(json.dumps(rows(5)))
-    check_loaded(reference.load_records(path, parser), 5)
+    check_loaded(reference_files.load_records(path, parser), 5)
 
 
 def flat_frame(n: int) -> pd.DataFrame:
@@ -186,7 +188,7 @@ def test_load_csv_with_feature_columns(tmp_path: pathlib.Path, parser: records.R
     frame["segment.region"] = ["eu", "us", None, "eu", "eu"]
     path = tmp_path / "ref.csv"
     frame.to_csv(path, index=False)
-    loaded = reference.load_records(path, parser)
+    loaded = reference_files.load_records(path, parser)
     check_loaded(loaded, 5)
     assert loaded[4].features["x"] is None
     assert loaded[0].segment == {"region": "eu"} and loaded[2].segment is None
@@ -197,13 +199,13 @@ def test_load_csv_with_json_features_column(tmp_path: pathlib.Path, parser: reco
     frame = pd.DataFrame([{**row, "features": json.dumps(row["features"])} for row in data])
     path = tmp_path / "ref.csv"
     frame.to_csv(path, index=False)
-    check_loaded(reference.load_records(path, parser), 5)
+    check_loaded(reference_files.load_records(path, parser), 5)
 
 
 def test_load_parquet_with_feature_columns(tmp_path: pathlib.Path, parser: records.RecordParser) -> None:
     path = tmp_path / "ref.parquet"
     flat_frame(5).to_parquet(path)
-    check_loaded(reference.load_records(path, parser), 5)
+    check_loaded(reference_files.load_records(path, parser), 5)
 
 
 def test_load_parquet_with_struct_features_and_datetime(
@@ -213,7 +215,7 @@ def test_load_parquet_with_struct_features_and_datetime(
     frame["timestamp"] = pd.to_datetime(frame["timestamp"], unit="s", utc=True)
     path = tmp_path / "ref.parquet"
     frame.to_parquet(path)
-    check_loaded(reference.load_records(path, parser), 5)
+    check_loaded(reference_files.load_records(path, parser), 5)
 
 
 def test_max_rows_keeps_a_seeded_uniform_sample_in_file_order(
@@ -221,9 +223,9 @@ def test_max_rows_keeps_a_seeded_uniform_sample_in_file_order(
 ) -> None:
     path = tmp_path / "ref.jsonl"
     path.write_text("\n".join(json.dumps(row) for row in rows(400)))
-    first = reference.load_records(path, parser, max_rows=50, seed=7)
-    again = reference.load_records(path, parser, max_rows=50, seed=7)
-    other = reference.load_records(path, parser, max_rows=50, seed=8)
+    first = reference_files.load_records(path, parser, max_rows=50, seed=7)
+    again = reference_files.load_records(path, parser, max_rows=50, seed=7)
+    other = reference_files.load_records(path, parser, max_rows=50, seed=8)
     positions = [int(r.request_id[2:]) for r in first]
     assert len(first) == 50 and positions == sorted(positions)
     assert [r.request_id for r in again] == [r.request_id for r in first]
@@ -236,15 +238,15 @@ def test_file_without_valid_rows_is_an_error(tmp_path: pathlib.Path, parser: rec
     path = tmp_path / "ref.jsonl"
     path.write_text('{"request_id": 1}\n')
     with pytest.raises(reference.ReferenceError, match=r"no valid record in 1 rows.*row 1: wrong_type"):
-        reference.load_records(path, parser)
+        reference_files.load_records(path, parser)
 
 
 def test_unknown_suffix_and_missing_file(tmp_path: pathlib.Path, parser: records.RecordParser) -> None:
     with pytest.raises(
         reference.ReferenceError, match=r"unknown suffix '.txt'; use .jsonl, .json, .csv or .parquet"
     ):
-        reference.load_records(tmp_path / "ref.txt", parser)
+        reference_files.load_records(tmp_path / "ref.txt", parser)
     with pytest.raises(reference.ReferenceError, match="cannot read reference file"):
-        reference.load_records(tmp_path / "absent.jsonl", parser)
+        reference_files.load_records(tmp_path / "absent.jsonl", parser)
     with pytest.raises(reference.ReferenceError, match="cannot read reference file"):
-        reference.load_records(tmp_path / "absent.parquet", parser)
+        reference_files.load_records(tmp_path / "absent.parquet", parser)

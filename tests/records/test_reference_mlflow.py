@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-from agent import records, reference, settings
+from agent import settings
+from agent.ingest import records
+from agent.pipeline import reference, reference_files
 
 pytestmark = pytest.mark.slow  # MLflow import and sqlite schema creation take seconds
 
@@ -47,7 +49,9 @@ def run_with_reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, s
 def test_load_reference_artifact_from_an_mlflow_run(run_with_reference: tuple[str, str]) -> None:
     run_id, tracking_uri = run_with_reference
     parser = records.RecordParser(settings.FieldMappingSettings())
-    loaded = reference.load_from_mlflow(run_id, "data/reference.jsonl", tracking_uri, parser, max_rows=10)
+    loaded = reference_files.load_from_mlflow(
+        run_id, "data/reference.jsonl", tracking_uri, parser, max_rows=10
+    )
     assert len(loaded) == 10
     assert all(record.model_version == "5" for record in loaded)
     assert {record.request_id for record in loaded} <= {f"r-{i}" for i in range(30)}
@@ -59,4 +63,4 @@ def test_missing_artifact_names_run_and_path(run_with_reference: tuple[str, str]
     with pytest.raises(
         reference.ReferenceError, match=rf"artifact 'data/nope.parquet' of MLflow run '{run_id}'"
     ):
-        reference.load_from_mlflow(run_id, "data/nope.parquet", tracking_uri, parser)
+        reference_files.load_from_mlflow(run_id, "data/nope.parquet", tracking_uri, parser)

@@ -8,7 +8,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from agent import records, reference, settings, windows
+from agent import settings
+from agent.ingest import records
+from agent.pipeline import reference, windows
 from detectors import window as window_mod
 
 SCHEMA = reference.FeatureSchema(("x", "colour"), ("numeric", "categorical"))

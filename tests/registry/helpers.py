@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from mlflow.tracking import MlflowClient
 
-from actions import registry
+from actions import model_registry
 
 EXPERIMENT = "drift-agent-tests"
 
@@ -41,10 +41,10 @@ def storage_source(model_name: str, version_number: int) -> str:
 def served_well(*, deployed_at: float, healthy_at: float, windows: int = 12) -> dict[str, str]:
     """The tags ModelRegistry.mark_deployed + mark_healthy leave on a version that served well."""
     return {
-        registry.TAG_DEPLOYED_AT: json.dumps([deployed_at]),
-        registry.TAG_HEALTH: "healthy",
-        registry.TAG_HEALTHY_AT: repr(healthy_at),
-        registry.TAG_HEALTHY_WINDOWS: str(windows),
+        model_registry.TAG_DEPLOYED_AT: json.dumps([deployed_at]),
+        model_registry.TAG_HEALTH: "healthy",
+        model_registry.TAG_HEALTHY_AT: repr(healthy_at),
+        model_registry.TAG_HEALTHY_WINDOWS: str(windows),
     }
 
 

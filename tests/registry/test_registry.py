@@ -9,7 +9,7 @@ import pathlib
 import pytest
 from mlflow.tracking import MlflowClient
 
-from actions import registry
+from actions import model_registry
 from tests.infra import mlflow_server as mlflow_infra
 from tests.registry import helpers
 
@@ -23,8 +23,10 @@ def clock() -> helpers.ManualClock:
 
 def _registry(
     server: mlflow_infra.MlflowServer, name: str, clock: helpers.ManualClock, min_windows: int = 1
-) -> registry.ModelRegistry:
-    return registry.ModelRegistry(server.tracking_uri, name, min_healthy_windows=min_windows, clock=clock)
+) -> model_registry.ModelRegistry:
+    return model_registry.ModelRegistry(
+        server.tracking_uri, name, min_healthy_windows=min_windows, clock=clock
+    )
 
 
 def test_aliases_are_set_moved_and_read_from_the_registered_model(
@@ -35,13 +37,13 @@ def test_aliases_are_set_moved_and_read_from_the_registered_model(
     reg = _registry(mlflow_server, name, clock)
 
     assert reg.aliases() == {}
-    reg.set_alias(registry.Alias.CHAMPION, "2")
+    reg.set_alias(model_registry.Alias.CHAMPION, "2")
     reg.set_alias("previous", "1")
-    reg.set_alias(registry.Alias.CHALLENGER, "3")
+    reg.set_alias(model_registry.Alias.CHALLENGER, "3")
     assert reg.aliases() == {"champion": "2", "previous": "1", "challenger": "3"}
 
-    reg.set_alias(registry.Alias.CHAMPION, "3")  # an alias names one version: setting it moves it
-    assert reg.alias(registry.Alias.CHAMPION) == "3"
+    reg.set_alias(model_registry.Alias.CHAMPION, "3")  # an alias names one version: setting it moves it
+    assert reg.alias(model_registry.Alias.CHAMPION) == "3"
     assert mlflow_client.get_model_version_by_alias(name, "champion").version == "3"
     with pytest.raises(ValueError, match="champ"):
         reg.set_alias("champ", "1")
@@ -64,18 +66,18 @@ def test_history_tags_are_written_under_documented_names_and_parsed_back(
 
     info = reg.version("1")
     assert info.deployed_at == (100.0, 250.0)
-    assert info.health is registry.Health.HEALTHY
+    assert info.health is model_registry.Health.HEALTHY
     assert info.healthy_windows == 3
     assert info.healthy_at == 400.0
     assert info.source == helpers.storage_source(name, 1)
 
     reg.mark_rolled_back("1", "error rate 12% > 5%", at=500.0)
     raw = mlflow_client.get_model_version(name, "1").tags
-    assert raw[registry.TAG_HEALTH] == "rolled_back"
-    assert raw[registry.TAG_HEALTH_REASON] == "error rate 12% > 5%"
-    assert float(raw[registry.TAG_ROLLED_BACK_AT]) == 500.0
-    assert json.loads(raw[registry.TAG_DEPLOYED_AT]) == [100.0, 250.0]
-    assert raw[registry.TAG_HEALTHY_WINDOWS] == "3"
+    assert raw[model_registry.TAG_HEALTH] == "rolled_back"
+    assert raw[model_registry.TAG_HEALTH_REASON] == "error rate 12% > 5%"
+    assert float(raw[model_registry.TAG_ROLLED_BACK_AT]) == 500.0
+    assert json.loads(raw[model_registry.TAG_DEPLOYED_AT]) == [100.0, 250.0]
+    assert raw[model_registry.TAG_HEALTHY_WINDOWS] == "3"
 
 
 def test_last_healthy_version_skips_a_version_that_was_itself_rolled_back(
@@ -89,7 +91,7 @@ def test_last_healthy_version_skips_a_version_that_was_itself_rolled_back(
     history = {
         n: helpers.served_well(deployed_at=100.0 * n, healthy_at=100.0 * n + 50.0) for n in range(1, 5)
     }
-    history[5] = {registry.TAG_DEPLOYED_AT: "[500.0]"}
+    history[5] = {model_registry.TAG_DEPLOYED_AT: "[500.0]"}
     helpers.register_remote_versions(mlflow_client, name, 5, tags=history)
     reg = _registry(mlflow_server, name, clock)
     assert reg.last_healthy_version(exclude={"5"}) == "4"
@@ -127,10 +129,10 @@ def test_unreadable_tags_read_as_absent_instead_of_failing(
     # Tags are editable by anyone in the MLflow UI; a typo there must not stop a rollback.
     name = helpers.unique_model_name()
     helpers.register_remote_versions(mlflow_client, name, 1)
-    mlflow_client.set_model_version_tag(name, "1", registry.TAG_DEPLOYED_AT, "yesterday")
-    mlflow_client.set_model_version_tag(name, "1", registry.TAG_HEALTH, "fine I guess")
-    mlflow_client.set_model_version_tag(name, "1", registry.TAG_HEALTHY_WINDOWS, "many")
-    mlflow_client.set_registered_model_tag(name, registry.MODEL_TAG_ROLLBACKS, "[{not json")
+    mlflow_client.set_model_version_tag(name, "1", model_registry.TAG_DEPLOYED_AT, "yesterday")
+    mlflow_client.set_model_version_tag(name, "1", model_registry.TAG_HEALTH, "fine I guess")
+    mlflow_client.set_model_version_tag(name, "1", model_registry.TAG_HEALTHY_WINDOWS, "many")
+    mlflow_client.set_registered_model_tag(name, model_registry.MODEL_TAG_ROLLBACKS, "[{not json")
     reg = _registry(mlflow_server, name, clock)
 
     info = reg.version("1")
@@ -139,13 +141,13 @@ def test_unreadable_tags_read_as_absent_instead_of_failing(
     assert reg.last_healthy_version() is None
 
     mlflow_client.set_registered_model_tag(
-        name, registry.MODEL_TAG_ROLLBACKS, json.dumps([{"key": "only-a-key"}, _entry("k1").to_json()])
+        name, model_registry.MODEL_TAG_ROLLBACKS, json.dumps([{"key": "only-a-key"}, _entry("k1").to_json()])
     )
     assert [entry.key for entry in reg.rollbacks()] == ["k1"]
 
 
-def _entry(key: str, started_at: float = 10.0) -> registry.RollbackEntry:
-    return registry.RollbackEntry(
+def _entry(key: str, started_at: float = 10.0) -> model_registry.RollbackEntry:
+    return model_registry.RollbackEntry(
         key=key,
         from_version="5",
         to_version="3",
@@ -173,13 +175,15 @@ def test_rollback_journal_replaces_by_key_and_keeps_the_newest_entries(
     assert reg.rollback("nope") is None
 
     # Written in one go (one tag write per entry would cost a call each): the cap still holds.
-    overflow = [_entry(f"k{n}", started_at=float(n)) for n in range(2, registry.JOURNAL_LENGTH + 3)]
+    overflow = [_entry(f"k{n}", started_at=float(n)) for n in range(2, model_registry.JOURNAL_LENGTH + 3)]
     mlflow_client.set_registered_model_tag(
-        name, registry.MODEL_TAG_ROLLBACKS, json.dumps([e.to_json() for e in [finished, *overflow[1:-1]]])
+        name,
+        model_registry.MODEL_TAG_ROLLBACKS,
+        json.dumps([e.to_json() for e in [finished, *overflow[1:-1]]]),
     )
     reg.record_rollback(overflow[-1])
     keys = [entry.key for entry in reg.rollbacks()]
-    assert len(keys) == registry.JOURNAL_LENGTH
+    assert len(keys) == model_registry.JOURNAL_LENGTH
     assert keys[-1] == overflow[-1].key
     assert "k1" not in keys
 
@@ -194,7 +198,7 @@ def test_resolve_uri_follows_a_runs_source_to_the_run_artifacts(
     mlflow_client.create_registered_model(name)
     version = helpers.register_run_version(mlflow_client, name, tmp_path, "weights of v1")
     reg = _registry(mlflow_server, name, clock)
-    reg.set_alias(registry.Alias.CHAMPION, version)
+    reg.set_alias(model_registry.Alias.CHAMPION, version)
 
     by_version = reg.resolve_uri(f"models:/{name}/{version}")
     by_alias = reg.resolve_uri(f"models:/{name}@champion")
@@ -217,7 +221,7 @@ def test_resolve_uri_follows_a_logged_model_source(
     mlflow_client.create_registered_model(name)
     version, model_id = helpers.register_logged_model_version(mlflow_client, name, tmp_path, "logged weights")
     reg = _registry(mlflow_server, name, clock)
-    reg.set_alias(registry.Alias.CHALLENGER, version)
+    reg.set_alias(model_registry.Alias.CHALLENGER, version)
 
     for ref in (f"models:/{name}/{version}", f"models:/{name}@challenger", f"models:/{model_id}"):
         uri = reg.resolve_uri(ref)
@@ -237,10 +241,10 @@ def test_resolve_uri_passes_storage_uris_through_and_names_bad_references(
         reg.resolve_uri(f"models:/{name}")
     with pytest.raises(ValueError, match="non-empty"):
         reg.resolve_uri("")
-    with pytest.raises(registry.RegistryError, match="version 9") as missing_version:
+    with pytest.raises(model_registry.RegistryError, match="version 9") as missing_version:
         reg.resolve_uri(f"models:/{name}/9")
     assert missing_version.value.retriable is False
-    with pytest.raises(registry.RegistryError, match="alias champion") as missing_alias:
+    with pytest.raises(model_registry.RegistryError, match="alias champion") as missing_alias:
         reg.resolve_uri(f"models:/{name}@champion")
     assert missing_alias.value.retriable is False
 
@@ -252,9 +256,9 @@ def test_an_unreachable_registry_is_a_retriable_error(
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     closed = f"http://127.0.0.1:{mlflow_infra.free_port()}"
-    reg = registry.ModelRegistry(closed, "anything", clock=clock)
+    reg = model_registry.ModelRegistry(closed, "anything", clock=clock)
 
-    with pytest.raises(registry.RegistryError) as caught:
+    with pytest.raises(model_registry.RegistryError) as caught:
         reg.versions()
     assert caught.value.retriable is True
     assert "list versions of model anything" in str(caught.value)
@@ -262,4 +266,4 @@ def test_an_unreachable_registry_is_a_retriable_error(
 
 def test_model_names_that_break_the_search_filter_are_refused() -> None:
     with pytest.raises(ValueError, match="registered_model_name"):
-        registry.ModelRegistry("http://127.0.0.1:1", "it's")
+        model_registry.ModelRegistry("http://127.0.0.1:1", "it's")

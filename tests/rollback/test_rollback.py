@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from mlflow.tracking import MlflowClient
 
-from actions import base, registry, rollback
+from actions import base, model_registry, rollback
 from actions.targets import base as target_base
 from actions.targets import local
 from tests.infra import mlflow_server as mlflow_infra
@@ -66,8 +66,8 @@ class World:
     clock: helpers.ManualClock
     target_path: pathlib.Path
 
-    def registry(self) -> registry.ModelRegistry:
-        return registry.ModelRegistry(self.server.tracking_uri, self.name, clock=self.clock)
+    def registry(self) -> model_registry.ModelRegistry:
+        return model_registry.ModelRegistry(self.server.tracking_uri, self.name, clock=self.clock)
 
     def target(self, **kwargs: Any) -> CountingTarget:
         return CountingTarget(self.target_path, clock=self.clock, **kwargs)
@@ -110,11 +110,11 @@ def world(
     }
     history[4] = {
         **history[4],
-        registry.TAG_HEALTH: "rolled_back",
-        registry.TAG_HEALTH_REASON: "latency p99 doubled",
-        registry.TAG_ROLLED_BACK_AT: "4800.0",
+        model_registry.TAG_HEALTH: "rolled_back",
+        model_registry.TAG_HEALTH_REASON: "latency p99 doubled",
+        model_registry.TAG_ROLLED_BACK_AT: "4800.0",
     }
-    history[5] = {registry.TAG_DEPLOYED_AT: "[5000.0]"}
+    history[5] = {model_registry.TAG_DEPLOYED_AT: "[5000.0]"}
     helpers.register_remote_versions(mlflow_client, name, 5, tags=history)
     mlflow_client.set_registered_model_alias(name, "champion", "5")
     target_path = tmp_path / "target.json"
@@ -136,7 +136,7 @@ def test_rolls_back_to_the_last_healthy_version_and_records_it(world: World) -> 
     reg = world.registry()
     assert reg.aliases() == {"champion": "3", "previous": "5"}
     bad = reg.version("5")
-    assert bad.health is registry.Health.ROLLED_BACK
+    assert bad.health is model_registry.Health.ROLLED_BACK
     assert bad.rolled_back_at == 10_000.0
     assert bad.health_reason == "error rate 14% on the new version"
     assert reg.version("3").deployed_at[-1] == 10_000.0
@@ -273,7 +273,7 @@ def test_circuit_opens_when_the_restored_version_is_unhealthy_too(world: World) 
     assert tripped.details["restored_by"] == "k1"
     assert local.read_state(world.target_path).stable_version == "3"
     assert len(target.set_version_calls) == 1
-    assert world.registry().version("3").health is registry.Health.UNHEALTHY
+    assert world.registry().version("3").health is model_registry.Health.UNHEALTHY
 
     # Past the window the agent may act again, and 3 is no longer a candidate: it goes to 2.
     world.clock.advance(BREAKER_WINDOW_S)
@@ -470,7 +470,7 @@ def test_an_unreachable_registry_fails_retryably_before_touching_the_target(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    closed = registry.ModelRegistry(
+    closed = model_registry.ModelRegistry(
         f"http://127.0.0.1:{mlflow_infra.free_port()}", world.name, clock=world.clock
     )
     target = world.target()
@@ -487,10 +487,10 @@ def test_an_unreachable_registry_fails_retryably_before_touching_the_target(
 def test_from_settings_requires_a_tracking_uri(world: World) -> None:
     with pytest.raises(ValueError, match=r"registry\.tracking_uri"):
         rollback.RollbackHandler.from_settings(
-            registry.RegistrySettings(), model_name=world.name, target=world.target()
+            model_registry.RegistrySettings(), model_name=world.name, target=world.target()
         )
     handler = rollback.RollbackHandler.from_settings(
-        registry.RegistrySettings(
+        model_registry.RegistrySettings(
             tracking_uri=world.server.tracking_uri, min_healthy_windows=1, cooldown_s=0
         ),
         model_name=world.name,

@@ -1,0 +1,472 @@
+"""Kafka side of ingest: a consumer-group source with at-least-once commits.
+
+The pipeline polls a batch, processes it, makes the results durable, then calls ``commit``
+with that batch: only those offsets move. A broker outage is not an error here: the source
+reports ``ready = False``, returns empty batches and reconnects with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NamedTuple
+
+import kafka
+from kafka import errors as kafka_errors
+
+from agent import settings
+from agent.observability import metrics as metrics_mod
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+PartitionsHook = Callable[[list["Partition"]], None]
+
+# Bigger fetches amortise the per-request cost of a pure-Python client: 4 MiB per partition is
+# ~6k records of 660 bytes (three polls of 2000 per round trip); 16 MiB in all bounds what a
+# sidecar buffers. (bench/ingest.py could not separate 1-16 MiB on the shared 2-core machine:
+# run-to-run noise was about 2x.)
+FETCH_MAX_BYTES = 16 * 1024 * 1024
+MAX_PARTITION_FETCH_BYTES = 4 * 1024 * 1024
+LAG_REFRESH_S = 5.0
+# kafka-python blocks its constructor until it reaches a broker; the loop must not stall for
+# the client's 30 s default (a SIGTERM drain would overrun), so give up early and back off.
+BOOTSTRAP_TIMEOUT_S = 3.0
+COMMIT_TIMEOUT_S = 10.0
+
+
+class SourceConfigError(ValueError):
+    """Kafka settings that cannot work (not an outage): the message names the field and the fix."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Partition:
+    topic: str
+    partition: int
+
+
+class RawMessage(NamedTuple):
+    """One Kafka record as the pipeline sees it: bytes, not yet parsed.
+
+    A named tuple, not a frozen dataclass: one is built per record at ingest rate, and a
+    frozen dataclass costs about three times as much to construct.
+    """
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes
+    timestamp_ms: int
+    key: bytes | None = None
+    # Kafka record headers, as the client gives them: CloudEvents in binary mode live here.
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+def connection_config(kafka_settings: settings.KafkaSettings) -> dict[str, Any]:
+    """Client keyword arguments shared by consumer and producer: servers, TLS and SASL.
+
+    The SASL password is read from its file here and lives only in the returned dict, which
+    must never be logged.
+    """
+    config: dict[str, Any] = {
+        "bootstrap_servers": [s.strip() for s in kafka_settings.bootstrap_servers.split(",") if s.strip()],
+        "client_id": kafka_settings.client_id,
+        "security_protocol": kafka_settings.security_protocol,
+        "reconnect_backoff_ms": int(kafka_settings.reconnect_backoff_initial_s * 1000),
+        "reconnect_backoff_max_ms": int(kafka_settings.reconnect_backoff_max_s * 1000),
+    }
+    if not config["bootstrap_servers"]:
+        raise SourceConfigError("kafka.bootstrap_servers is empty; set it to host:port[,host:port...]")
+    protocol = kafka_settings.security_protocol
+    if protocol.startswith("SASL"):
+        if kafka_settings.sasl_mechanism is None:
+            raise SourceConfigError(
+                f"kafka.sasl_mechanism must be set when kafka.security_protocol is {protocol} "
+                "(PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)"
+            )
+        if kafka_settings.sasl_username is None or kafka_settings.sasl_password_file is None:
+            raise SourceConfigError(
+                f"kafka.sasl_username and kafka.sasl_password_file must both be set when "
+                f"kafka.security_protocol is {protocol}"
+            )
+        config["sasl_mechanism"] = kafka_settings.sasl_mechanism
+        config["sasl_plain_username"] = kafka_settings.sasl_username
+        config["sasl_plain_password"] = _read_password(kafka_settings)
+    if protocol.endswith("SSL"):
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            path = getattr(kafka_settings, name)
+            if path is None:
+                continue
+            if not path.is_file():
+                raise SourceConfigError(
+                    f"kafka.{name}: file {path} does not exist; mount it or unset the field"
+                )
+            config[name] = str(path)
+    return config
+
+
+def _read_password(kafka_settings: settings.KafkaSettings) -> str:
+    path = kafka_settings.sasl_password_file
+    assert path is not None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SourceConfigError(
+            f"kafka.sasl_password_file: cannot read {path} ({exc.strerror}); mount the Secret there"
+        ) from None
+    # Secrets mounted from files often end with a newline the broker would not expect.
+    password = text.rstrip("\r\n")
+    if not password:
+        raise SourceConfigError(f"kafka.sasl_password_file: {path} is empty")
+    return password
+
+
+class Backoff:
+    """Exponential backoff on an injected clock: initial, doubled per failure, capped."""
+
+    def __init__(self, initial_s: float, max_s: float, clock: Clock) -> None:
+        self.initial_s = initial_s
+        self.max_s = max(max_s, initial_s)
+        self.clock = clock
+        self.failures = 0
+        self.next_attempt_at = 0.0
+
+    def ready(self) -> bool:
+        return self.clock() >= self.next_attempt_at
+
+    def failed(self) -> float:
+        delay = min(self.max_s, self.initial_s * (2.0**self.failures))
+        self.failures += 1
+        self.next_attempt_at = self.clock() + delay
+        return delay
+
+    def succeeded(self) -> None:
+        self.failures = 0
+        self.next_attempt_at = 0.0
+
+
+class _RebalanceListener(kafka.ConsumerRebalanceListener):  # type: ignore[misc]
+    """Queues rebalance events for the pipeline's thread.
+
+    kafka-python 3 calls listeners on its I/O thread, where a blocking call (commit) raises;
+    so events are handed over and delivered by the next ``poll_batch`` on the caller's thread.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._events: list[tuple[str, list[Partition]]] = []
+
+    def on_partitions_revoked(self, revoked: Iterable[kafka.TopicPartition]) -> None:
+        self._queue("revoked", revoked)
+
+    def on_partitions_assigned(self, assigned: Iterable[kafka.TopicPartition]) -> None:
+        self._queue("assigned", assigned)
+
+    def _queue(self, kind: str, partitions: Iterable[kafka.TopicPartition]) -> None:
+        moved = sorted((Partition(tp.topic, tp.partition) for tp in partitions), key=_partition_order)
+        if moved:  # a member's first join revokes nothing
+            with self._lock:
+                self._events.append((kind, moved))
+
+    def take(self) -> list[tuple[str, list[Partition]]]:
+        with self._lock:
+            events, self._events = self._events, []
+        return events
+
+
+class KafkaSource:
+    """Consumer-group source of raw prediction (and label) records.
+
+    ``on_revoked`` / ``on_assigned`` run on the caller's thread, inside the ``poll_batch``
+    that follows a rebalance. By then the revoked partitions belong to another member:
+    ``commit`` leaves them out (the new owner re-reads from the last commit: at least once),
+    and the pipeline drops whatever per-partition state it keeps.
+    """
+
+    def __init__(
+        self,
+        kafka_settings: settings.KafkaSettings,
+        *,
+        metrics: metrics_mod.AgentMetrics | None = None,
+        clock: Clock = time.monotonic,
+        on_revoked: PartitionsHook | None = None,
+        on_assigned: PartitionsHook | None = None,
+        lag_refresh_s: float = LAG_REFRESH_S,
+        commit_timeout_s: float = COMMIT_TIMEOUT_S,
+        bootstrap_timeout_s: float = BOOTSTRAP_TIMEOUT_S,
+    ) -> None:
+        self.settings = kafka_settings
+        self.metrics = metrics
+        self.clock = clock
+        self.on_revoked = on_revoked
+        self.on_assigned = on_assigned
+        self.lag_refresh_s = lag_refresh_s
+        self.commit_timeout_s = commit_timeout_s
+        self.bootstrap_timeout_s = bootstrap_timeout_s
+        self.topics = [kafka_settings.predictions_topic]
+        if kafka_settings.labels_topic:
+            self.topics.append(kafka_settings.labels_topic)
+        # Validate now: a bad TLS path or missing password file is a config error, not an outage.
+        self._connection = connection_config(kafka_settings)
+        self._backoff = Backoff(
+            kafka_settings.reconnect_backoff_initial_s, kafka_settings.reconnect_backoff_max_s, clock
+        )
+        self._consumer: kafka.KafkaConsumer | None = None
+        self._connected = False
+        self._last_error: str | None = None
+        self._next_offset: dict[Partition, int] = {}
+        self._committed: dict[Partition, int] = {}
+        self._lag_refreshed_at: float | None = None
+        self._listener = _RebalanceListener()
+        self._closed = False
+
+    # -- public surface ---------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """Connected to a broker and a stable member of the consumer group."""
+        consumer = self._consumer
+        if consumer is None or not self._connected:
+            return False
+        return bool(consumer.group_metadata().state == kafka.structs.MemberState.STABLE)
+
+    def status(self) -> str:
+        """One line for ``/readyz``: why the source is not ready (or ``ok``)."""
+        if self._closed:
+            return "kafka source closed"
+        if self._consumer is None:
+            wait = max(0.0, self._backoff.next_attempt_at - self.clock())
+            return (
+                f"kafka consumer not created ({self._last_error or 'starting'}); next attempt in {wait:.1f}s"
+            )
+        if not self._connected:
+            return f"no connection to kafka brokers {self.settings.bootstrap_servers}; reconnecting"
+        if not self.ready:
+            return f"joining consumer group {self.settings.group_id!r}"
+        return "ok"
+
+    def assignment(self) -> list[Partition]:
+        consumer = self._consumer
+        if consumer is None:
+            return []
+        return sorted(
+            (Partition(tp.topic, tp.partition) for tp in consumer.assignment()), key=_partition_order
+        )
+
+    def poll_batch(self) -> list[RawMessage]:
+        """Up to ``max_poll_records`` records; ``[]`` when none arrived or the broker is away."""
+        if self._closed:
+            return []
+        consumer = self._ensure_consumer()
+        if consumer is None:
+            return []
+        try:
+            polled = consumer.poll(
+                timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.max_poll_records
+            )
+        except kafka_errors.KafkaError as exc:
+            self._poll_failed(exc)
+            return []
+        finally:
+            self._deliver_rebalance_events()
+        batch = self._to_messages(polled)
+        self._refresh_health(consumer, got_records=bool(batch))
+        return batch
+
+    def commit(self, batch: Sequence[RawMessage]) -> bool:
+        """Commit offset+1 of the last record per partition in ``batch``; False when it failed.
+
+        A failure is not fatal: the records come back after a restart or rebalance (at least
+        once). Offsets never move backwards through this method, and partitions that moved to
+        another member are left out (that is not a failure).
+        """
+        consumer = self._consumer
+        if consumer is None or not batch:
+            return not batch
+        offsets = self._offsets_to_commit(batch)
+        owned = consumer.assignment()
+        moved = sorted(f"{tp.topic}[{tp.partition}]" for tp in offsets if tp not in owned)
+        if moved:
+            # The broker would accept them (it checks the generation, not ownership) and could
+            # move the new owner's offsets: leave those partitions to it.
+            log.info("not committing partitions now owned by another member: %s", ", ".join(moved))
+            offsets = {tp: meta for tp, meta in offsets.items() if tp in owned}
+        if not offsets:
+            return True
+        try:
+            consumer.commit(offsets=offsets, timeout_ms=int(self.commit_timeout_s * 1000))
+        except kafka_errors.KafkaError as exc:
+            log.warning("offset commit failed (%s: %s); records will be redelivered", type(exc).__name__, exc)
+            self._count_commit(False)
+            return False
+        for tp, meta in offsets.items():
+            self._committed[Partition(tp.topic, tp.partition)] = meta.offset
+        self._count_commit(True)
+        return True
+
+    def close(self) -> None:
+        """Leave the group (partitions move to the other members at once)."""
+        self._closed = True
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            try:
+                consumer.close(autocommit=False, timeout_ms=int(self.commit_timeout_s * 1000))
+            except kafka_errors.KafkaError as exc:
+                log.warning("closing the kafka consumer: %s", exc)
+            self._deliver_rebalance_events()
+        self._set_connected(False)
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _ensure_consumer(self) -> kafka.KafkaConsumer | None:
+        if self._consumer is not None:
+            return self._consumer
+        if not self._backoff.ready():
+            return None
+        try:
+            consumer = kafka.KafkaConsumer(
+                **self._connection,
+                group_id=self.settings.group_id,
+                enable_auto_commit=False,
+                auto_offset_reset=self.settings.auto_offset_reset,
+                max_poll_records=self.settings.max_poll_records,
+                max_poll_interval_ms=self.settings.max_poll_interval_ms,
+                session_timeout_ms=self.settings.session_timeout_ms,
+                heartbeat_interval_ms=max(100, self.settings.session_timeout_ms // 3),
+                fetch_max_bytes=FETCH_MAX_BYTES,
+                max_partition_fetch_bytes=max(MAX_PARTITION_FETCH_BYTES, self.settings.max_message_bytes),
+                bootstrap_timeout_ms=int(self.bootstrap_timeout_s * 1000),
+            )
+            consumer.subscribe(self.topics, listener=self._listener)
+        except kafka_errors.KafkaError as exc:
+            delay = self._backoff.failed()
+            self._last_error = f"{type(exc).__name__}: {exc}"
+            log.warning("cannot create kafka consumer (%s); retrying in %.1fs", self._last_error, delay)
+            return None
+        self._backoff.succeeded()
+        self._last_error = None
+        self._consumer = consumer
+        return consumer
+
+    def _poll_failed(self, exc: kafka_errors.KafkaError) -> None:
+        self._last_error = f"{type(exc).__name__}: {exc}"
+        self._set_connected(False)
+        log.warning("kafka poll failed (%s); the consumer keeps retrying", self._last_error)
+
+    def _to_messages(self, polled: dict[kafka.TopicPartition, list[Any]]) -> list[RawMessage]:
+        batch: list[RawMessage] = []
+        for tp, records in polled.items():
+            if not records:
+                continue
+            for record in records:
+                # A null value (tombstone) is still a record: the parser rejects it to the DLQ.
+                value = record.value if record.value is not None else b""
+                batch.append(
+                    RawMessage(
+                        tp.topic,
+                        tp.partition,
+                        record.offset,
+                        value,
+                        record.timestamp,
+                        record.key,
+                        tuple(record.headers or ()),
+                    )
+                )
+            self._next_offset[Partition(tp.topic, tp.partition)] = records[-1].offset + 1
+            if self.metrics is not None:
+                self.metrics.record_in(tp.topic, len(records))
+        return batch
+
+    def _refresh_health(self, consumer: kafka.KafkaConsumer, *, got_records: bool) -> None:
+        connected = got_records or _connection_count(consumer) > 0
+        self._set_connected(connected)
+        if connected:
+            self._last_error = None
+        if self.metrics is None:
+            return
+        now = self.clock()
+        if self._lag_refreshed_at is not None and now - self._lag_refreshed_at < self.lag_refresh_s:
+            return
+        self._lag_refreshed_at = now
+        for tp in consumer.assignment():
+            # The high watermark comes with every fetch response: no extra request. (Tansu's
+            # ListOffsets answers wrong ends for multi-record batches; fetch responses are right.)
+            highwater = consumer.highwater(tp)
+            position = self._next_offset.get(Partition(tp.topic, tp.partition))
+            if highwater is None or position is None:
+                continue
+            self.metrics.set_lag(tp.topic, tp.partition, max(0, highwater - position))
+
+    def _set_connected(self, connected: bool) -> None:
+        if connected != self._connected:
+            log.info("kafka %s", "connected" if connected else "disconnected")
+        self._connected = connected
+        if self.metrics is not None:
+            self.metrics.set_connected(connected)
+
+    def _offsets_to_commit(
+        self, batch: Sequence[RawMessage]
+    ) -> dict[kafka.TopicPartition, kafka.OffsetAndMetadata]:
+        highest: dict[Partition, int] = {}
+        for message in batch:
+            key = Partition(message.topic, message.partition)
+            if message.offset + 1 > highest.get(key, -1):
+                highest[key] = message.offset + 1
+        return {
+            kafka.TopicPartition(p.topic, p.partition): kafka.OffsetAndMetadata(offset, "", -1)
+            for p, offset in highest.items()
+            if offset > self._committed.get(p, -1)
+        }
+
+    def _count_commit(self, ok: bool) -> None:
+        if self.metrics is not None:
+            self.metrics.commit_result(ok)
+
+    def _deliver_rebalance_events(self) -> None:
+        for kind, partitions in self._listener.take():
+            if kind == "revoked":
+                self._partitions_revoked(partitions)
+            else:
+                self._partitions_assigned(partitions)
+
+    def _partitions_revoked(self, partitions: list[Partition]) -> None:
+        log.info("partitions revoked: %s", _describe(partitions))
+        if self.on_revoked is not None:
+            try:
+                self.on_revoked(partitions)
+            except Exception:
+                # The rebalance must go on; the records will be redelivered to the new owner.
+                log.exception("on_revoked hook failed")
+        for partition in partitions:
+            self._next_offset.pop(partition, None)
+            self._committed.pop(partition, None)
+            if self.metrics is not None:
+                self.metrics.forget_partition(partition.topic, partition.partition)
+
+    def _partitions_assigned(self, partitions: list[Partition]) -> None:
+        log.info("partitions assigned: %s", _describe(partitions))
+        if self.on_assigned is not None:
+            try:
+                self.on_assigned(partitions)
+            except Exception:
+                log.exception("on_assigned hook failed")
+
+
+def _connection_count(consumer: kafka.KafkaConsumer) -> float:
+    """Open broker connections, from the client's own metrics (public API, no private state)."""
+    try:
+        value = consumer.metrics().get("consumer-metrics", {}).get("connection-count", 0.0)
+    except Exception:  # metrics are best effort; an odd value must not stop ingest
+        return 0.0
+    return float(value) if value else 0.0
+
+
+def _partition_order(partition: Partition) -> tuple[str, int]:
+    return (partition.topic, partition.partition)
+
+
+def _describe(partitions: list[Partition]) -> str:
+    return ", ".join(f"{p.topic}[{p.partition}]" for p in partitions) or "(none)"

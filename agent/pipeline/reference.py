@@ -1,0 +1,290 @@
+"""Reference data: the feature schema and columnarisation into a ``Window``.
+
+Loading reference files and MLflow artifacts is ``agent.pipeline.reference_files``.
+
+``to_window`` is the one place where records become the columnar ``Window`` detectors see, for
+reference data and for live windows alike, so both are built by the same rules:
+
+- numeric feature -> float64, NaN where the record lacks it or has null; a bool is 1.0 / 0.0;
+  a numeric string such as ``"1.5"`` is read as its number; any other string is NaN and counted
+  in ``ColumnStats.type_mismatches``.
+- categorical feature -> object array of ``str``, ``None`` where missing; numbers and bools in a
+  categorical column are turned into their JSON text (``3``, ``0.5``, ``true``).
+- features that the schema does not know are counted in ``ColumnStats.unknown_features`` and
+  ignored (never fatal).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import logging
+import math
+import operator
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final, Literal
+
+import numpy as np
+
+from agent.ingest import records as records_mod
+from detectors import window as window_mod
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["numeric", "categorical"]
+NUMERIC: Final = "numeric"
+CATEGORICAL: Final = "categorical"
+
+_NUMBER_TYPES: Final = frozenset({float, int, bool})
+_FLOAT_FIELD_NAMES: Final = ("timestamp", "confidence", "latency_ms", "gpu_latency_ms")
+_FLOAT_FIELDS: Final = operator.attrgetter(*_FLOAT_FIELD_NAMES)
+
+
+class ReferenceError(Exception):
+    """Reference data could not be loaded; the message names the file and what to fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSchema:
+    """Ordered feature names and the kind of each, fixed from the reference data."""
+
+    names: tuple[str, ...]
+    kinds: tuple[Kind, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.names) != len(self.kinds):
+            raise ValueError(f"FeatureSchema: {len(self.names)} names but {len(self.kinds)} kinds")
+        if len(set(self.names)) != len(self.names):
+            raise ValueError("FeatureSchema: feature names must be unique")
+        for name, kind in zip(self.names, self.kinds, strict=True):
+            if kind not in (NUMERIC, CATEGORICAL):
+                raise ValueError(
+                    f"FeatureSchema: feature {name!r} has kind {kind!r}; use numeric or categorical"
+                )
+
+    @classmethod
+    def infer(cls, records: Iterable[records_mod.PredictionRecord]) -> FeatureSchema:
+        """Names in first-seen order; numeric when every non-null value is a number or bool."""
+        categorical: dict[str, bool] = {}
+        for record in records:
+            for name, value in record.features.items():
+                if value is None:
+                    categorical.setdefault(name, False)
+                elif type(value) not in _NUMBER_TYPES:
+                    categorical[name] = True
+                else:
+                    categorical.setdefault(name, False)
+        names = tuple(categorical)
+        kinds: tuple[Kind, ...] = tuple(CATEGORICAL if categorical[name] else NUMERIC for name in names)
+        return cls(names, kinds)
+
+    @property
+    def numeric_names(self) -> tuple[str, ...]:
+        return tuple(name for name, kind in zip(self.names, self.kinds, strict=True) if kind == NUMERIC)
+
+    @property
+    def categorical_names(self) -> tuple[str, ...]:
+        return tuple(name for name, kind in zip(self.names, self.kinds, strict=True) if kind == CATEGORICAL)
+
+    def kind_of(self, name: str) -> Kind | None:
+        for known, kind in zip(self.names, self.kinds, strict=True):
+            if known == name:
+                return kind
+        return None
+
+
+@dataclasses.dataclass
+class ColumnStats:
+    """Counts of values that ``to_window`` could not take as they came (for metrics)."""
+
+    unknown_features: int = 0  # feature values whose name the schema does not know (ignored)
+    type_mismatches: int = 0  # a string in a numeric column (read as NaN)
+
+
+# -- columnarisation -------------------------------------------------------------------------------
+
+
+def to_window(
+    records: Sequence[records_mod.PredictionRecord],
+    schema: FeatureSchema,
+    *,
+    last_record_index: int = -1,
+    labels: Sequence[float | str | None] | None = None,
+    model_version: str | None = None,
+    segment: Mapping[str, str] | None = None,
+    stats: ColumnStats | None = None,
+) -> window_mod.Window:
+    """Records -> one columnar ``Window`` (the rules are in the module docstring).
+
+    ``labels``, when given, is aligned with ``records`` (None where a record has no label).
+    """
+    stats = stats if stats is not None else ColumnStats()
+    size = len(records)
+    ordered = _feature_columns([record.features for record in records], schema, stats)
+
+    # One C-level attrgetter call per record and one conversion for the four float fields,
+    # instead of a Python pass per field. A float field the parser let through as None is NaN.
+    timestamps, confidences, latency, gpu_latency = _numeric_matrix(
+        list(map(_FLOAT_FIELDS, records)), len(_FLOAT_FIELD_NAMES), ColumnStats()
+    )
+    predictions = [record.prediction for record in records]
+    statuses = [record.status for record in records]
+    errors = np.zeros(size, dtype=np.float64)
+    if "error" in statuses:
+        errors[[i for i, status in enumerate(statuses) if status == "error"]] = 1.0
+    return window_mod.Window(
+        features=ordered,
+        predictions=_value_column(predictions) if size else None,
+        confidences=_unless_all_nan(confidences),
+        labels=_value_column(labels) if labels is not None and _any_value(labels) else None,
+        latency_ms=_unless_all_nan(latency),
+        gpu_latency_ms=_unless_all_nan(gpu_latency),
+        errors=errors,
+        timestamps=timestamps,
+        model_version=model_version,
+        segment=segment,
+        last_record_index=last_record_index,
+    )
+
+
+def _feature_columns(
+    feature_maps: list[Mapping[str, records_mod.FeatureValue]], schema: FeatureSchema, stats: ColumnStats
+) -> dict[str, window_mod.Column]:
+    columns: dict[str, window_mod.Column] = {}
+    complete = True
+    numeric = schema.numeric_names
+    if numeric:
+        rows, has_all = _rows(feature_maps, numeric)
+        complete = complete and has_all
+        matrix = _numeric_matrix(rows, len(numeric), stats)
+        columns.update(zip(numeric, matrix, strict=True))
+    categorical = schema.categorical_names
+    if categorical:
+        rows, has_all = _rows(feature_maps, categorical)
+        complete = complete and has_all
+        by_feature = zip(*rows, strict=True) if rows else (() for _ in categorical)
+        columns.update(
+            (name, _categorical_column(values)) for name, values in zip(categorical, by_feature, strict=True)
+        )
+    names = schema.names
+    if complete:
+        known = len(names) * len(feature_maps)
+    else:
+        known = sum(1 for features in feature_maps for name in names if name in features)
+    stats.unknown_features += sum(map(len, feature_maps)) - known
+    return {name: columns[name] for name in names}
+
+
+def _rows(
+    feature_maps: list[Mapping[str, records_mod.FeatureValue]], names: tuple[str, ...]
+) -> tuple[list[tuple[Any, ...]], bool]:
+    """The values of ``names`` per record; the flag says whether every record had all of them."""
+    # One C-level itemgetter call per record instead of one dict lookup per feature: the fast
+    # path when every record carries every schema feature (the usual case).
+    if len(names) == 1:
+        only = names[0]
+        try:
+            return [(features[only],) for features in feature_maps], True
+        except KeyError:
+            return [(features.get(only),) for features in feature_maps], False
+    getter = operator.itemgetter(*names)
+    try:
+        return list(map(getter, feature_maps)), True
+    except KeyError:
+        return [tuple(features.get(name) for name in names) for features in feature_maps], False
+
+
+def _numeric_matrix(rows: list[tuple[Any, ...]], width: int, stats: ColumnStats) -> window_mod.FloatArray:
+    """A (feature, record) float64 block: row ``j`` is feature ``j``'s column, contiguous."""
+    size = len(rows)
+    try:
+        # Fastest when every value is a number or bool (no None, no string).
+        flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.float64, count=size * width)
+        matrix = flat.reshape(size, width)
+    except (ValueError, TypeError, OverflowError):
+        try:
+            # None -> NaN comes with numpy's array conversion (so does "1.5" -> 1.5).
+            matrix = np.array(rows, dtype=np.float64).reshape(size, width)
+        except (ValueError, TypeError, OverflowError):
+            matrix = _numeric_matrix_slow(rows, width, stats)
+    return np.ascontiguousarray(matrix.T)
+
+
+def _numeric_matrix_slow(
+    rows: list[tuple[Any, ...]], width: int, stats: ColumnStats
+) -> window_mod.FloatArray:
+    matrix = np.full((len(rows), width), np.nan, dtype=np.float64)
+    for row_index, row in enumerate(rows):
+        for column, value in enumerate(row):
+            number = _as_number(value)
+            if number is not None:
+                matrix[row_index, column] = number
+            elif value is not None:
+                stats.type_mismatches += 1
+    return matrix
+
+
+def _as_number(value: object) -> float | None:
+    """A float for numbers, bools and numeric strings; None for anything else (and infinities)."""
+    if not isinstance(value, bool | int | float | str):
+        return None
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _categorical_text(value: object) -> str | None:
+    if value is None or type(value) is str:
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value) if isinstance(value, int | float) else str(value)
+
+
+def _categorical_column(values: Sequence[Any]) -> window_mod.ObjectArray:
+    if not set(map(type, values)) <= {str, type(None)}:
+        values = [_categorical_text(value) for value in values]
+    return np.fromiter(values, dtype=object, count=len(values))
+
+
+def _value_column(values: Sequence[Any]) -> window_mod.Column:
+    """Predictions or labels: float64 when all are numbers (NaN for None), else object."""
+    if set(map(type, values)) <= {float, int, bool, type(None)}:
+        return np.array(values, dtype=np.float64)
+    return np.fromiter(values, dtype=object, count=len(values))
+
+
+def _unless_all_nan(column: window_mod.FloatArray) -> window_mod.FloatArray | None:
+    """None for an optional field no record carried (the parser never lets NaN through)."""
+    return None if np.isnan(column).all() else column
+
+
+def _any_value(values: Sequence[object]) -> bool:
+    return any(value is not None for value in values)
+
+
+class ReferenceCollector:
+    """``reference.source = first_n``: keeps the first ``n`` valid records seen."""
+
+    def __init__(self, n: int) -> None:
+        if n < 1:
+            raise ValueError(f"reference.first_n must be >= 1, got {n}")
+        self.n = n
+        self._records: list[records_mod.PredictionRecord] = []
+
+    @property
+    def complete(self) -> bool:
+        return len(self._records) >= self.n
+
+    def add(self, record: records_mod.PredictionRecord) -> bool:
+        """Keep ``record`` if room is left; True once the reference is complete."""
+        if len(self._records) < self.n:
+            self._records.append(record)
+        return len(self._records) >= self.n
+
+    def records(self) -> list[records_mod.PredictionRecord]:
+        """The records kept so far, in arrival order (a copy)."""
+        return list(self._records)

@@ -1,0 +1,309 @@
+"""Windows of records per (model version, segment), closed into columnar ``Window`` objects.
+
+Kinds (``settings.WindowSettings``):
+
+- ``count`` tumbling: a window closes every ``size`` records of its key.
+- ``count`` sliding (``slide`` < ``size``): the last ``size`` records of a key are kept; a window
+  closes when the first ``size`` have arrived, then every ``slide`` records.
+- ``time`` (by EVENT time, ``record.timestamp``): windows cover ``[end - duration_s, end)`` with
+  ``end`` on epoch multiples of ``slide_s`` (tumbling: ``slide_s = duration_s``). A window closes
+  when the first record at or past its end arrives (that record belongs to a later window). When
+  a record skips several boundaries only the first is closed: the later ones would repeat the
+  same records without any new one. ``tick()`` also closes a window once the wall clock is
+  ``grace_s`` past its end, so a quiet model still gets its last window judged.
+
+Late records: a record older than the start of the open window cannot go back to a window that
+has already closed. It is counted in ``late_records`` and put in the open window (keeping its own
+timestamp), so that nothing is silently dropped; it leaves with that window's records.
+
+Memory is bounded: at most ``size`` records per key (count kinds), at most
+``max_time_window_records`` per key (time kinds: beyond that a seeded uniform sample is kept and
+the excess counted in ``sampled_out``), and at most ``max_open_windows`` keys; the least recently
+used key is evicted without emitting (counted in ``evicted_windows`` / ``evicted_records``).
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import random
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+from agent import settings as settings_mod
+from agent.ingest import records as records_mod
+from agent.pipeline import reference
+from detectors import window as window_mod
+
+SegmentKey = tuple[tuple[str, str], ...]
+WindowKey = tuple[str, SegmentKey]
+Label = float | str | None
+
+# The segment value of a record that lacks a ``segment_by`` attribute.
+MISSING_SEGMENT: Final = "(none)"
+DEFAULT_GRACE_S: Final = 30.0
+DEFAULT_MAX_TIME_WINDOW_RECORDS: Final = 100_000
+
+
+class _CountBuffer:
+    __slots__ = ("fresh", "labels", "last_index", "records")
+
+    def __init__(self, capacity: int | None) -> None:
+        # Sliding windows keep the last `size` records: a bounded deque drops the oldest itself.
+        self.records: collections.deque[records_mod.PredictionRecord] | list[records_mod.PredictionRecord] = (
+            collections.deque(maxlen=capacity) if capacity is not None else []
+        )
+        # Created on the first label only: prediction windows never pay for it.
+        self.labels: collections.deque[Label] | list[Label] | None = None
+        self.last_index = -1
+        self.fresh = 0  # records added since the last window closed (sliding)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def add_label(self, label: Label) -> None:
+        if self.labels is None:
+            earlier: list[Label] = [None] * (len(self.records) - 1)
+            maxlen = self.records.maxlen if isinstance(self.records, collections.deque) else None
+            self.labels = collections.deque(earlier, maxlen=maxlen) if maxlen is not None else earlier
+        self.labels.append(label)
+
+
+class _TimeBuffer:
+    __slots__ = ("end", "entries", "fresh", "seen")
+
+    def __init__(self, end: float) -> None:
+        self.end = end  # the open window covers [end - duration_s, end)
+        # (event time, arrival index, record, label)
+        self.entries: list[tuple[float, int, records_mod.PredictionRecord, Label]] = []
+        self.fresh = 0
+        self.seen = 0  # records offered since the window opened (for the uniform sample)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+class WindowManager:
+    """Buffers records per key and closes them into ``Window`` objects (rules in the module doc)."""
+
+    def __init__(
+        self,
+        settings: settings_mod.WindowSettings,
+        schema: reference.FeatureSchema,
+        *,
+        clock: Callable[[], float] = time.time,
+        grace_s: float = DEFAULT_GRACE_S,
+        max_time_window_records: int = DEFAULT_MAX_TIME_WINDOW_RECORDS,
+        seed: int = 0,
+    ) -> None:
+        self.settings = settings
+        self.schema = schema
+        self._clock = clock
+        self._grace_s = grace_s
+        self._segment_by = tuple(settings.segment_by)
+        self._max_open = settings.max_open_windows
+        self._count_kind = settings.kind == "count"
+        self._size = settings.size
+        self._slide = self._count_slide(settings)
+        self._duration = settings.duration_s
+        self._slide_s = self._time_slide(settings)
+        if max_time_window_records < 1:
+            raise ValueError(f"max_time_window_records must be >= 1, got {max_time_window_records}")
+        self._time_cap = max_time_window_records
+        self._rng = random.Random(seed)  # noqa: S311 - sampling, not security
+        # One of the two is used, by kind; least recently used key first.
+        self._counted: collections.OrderedDict[WindowKey, _CountBuffer] = collections.OrderedDict()
+        self._timed: collections.OrderedDict[WindowKey, _TimeBuffer] = collections.OrderedDict()
+        self.column_stats = reference.ColumnStats()
+        self.late_records = 0
+        self.evicted_windows = 0
+        self.evicted_records = 0
+        self.sampled_out = 0
+        self.windows_closed = 0
+
+    @staticmethod
+    def _count_slide(settings: settings_mod.WindowSettings) -> int | None:
+        if settings.slide is None or settings.slide == settings.size:
+            return None
+        if settings.slide > settings.size:
+            raise ValueError(
+                f"window.slide ({settings.slide}) must be smaller than window.size ({settings.size}) "
+                "for a sliding window; leave it null for a tumbling one"
+            )
+        return settings.slide
+
+    @staticmethod
+    def _time_slide(settings: settings_mod.WindowSettings) -> float:
+        if settings.slide_s is None:
+            return settings.duration_s
+        if settings.slide_s > settings.duration_s:
+            raise ValueError(
+                f"window.slide_s ({settings.slide_s}) must not exceed window.duration_s "
+                f"({settings.duration_s}); leave it null for a tumbling window"
+            )
+        return settings.slide_s
+
+    # -- feeding ------------------------------------------------------------------------------------
+
+    def add(
+        self, record: records_mod.PredictionRecord, index: int, label: Label = None
+    ) -> list[window_mod.Window]:
+        """Buffer one record (``index``: its arrival position); return windows it closed."""
+        key = self._key(record) if self._segment_by else (record.model_version, ())
+        if not self._count_kind:
+            return self._add_timed(key, record, index, label)
+        # The count path is inlined: it runs once per record at ingest rate.
+        buffers = self._counted
+        buffer = buffers.get(key)
+        if buffer is None:
+            self._make_room(buffers)
+            buffer = buffers[key] = _CountBuffer(self._size if self._slide is not None else None)
+        elif len(buffers) > 1:
+            buffers.move_to_end(key)
+        rows = buffer.records
+        rows.append(record)
+        buffer.last_index = index
+        if label is not None or buffer.labels is not None:
+            buffer.add_label(label)
+        if self._slide is None:
+            if len(rows) < self._size:
+                return []
+            window = self._close_counted(key, buffer)
+            buffer.records = []
+            buffer.labels = None
+            return [window]
+        buffer.fresh += 1
+        if len(rows) == self._size and buffer.fresh >= self._slide:
+            return [self._close_counted(key, buffer)]
+        return []
+
+    def _key(self, record: records_mod.PredictionRecord) -> WindowKey:
+        segment = record.segment or {}
+        return (
+            record.model_version,
+            tuple((attribute, segment.get(attribute, MISSING_SEGMENT)) for attribute in self._segment_by),
+        )
+
+    def _make_room(self, buffers: collections.OrderedDict[WindowKey, Any]) -> None:
+        if len(buffers) >= self._max_open:
+            _, evicted = buffers.popitem(last=False)
+            self.evicted_windows += 1
+            self.evicted_records += len(evicted)
+
+    def _close_counted(self, key: WindowKey, buffer: _CountBuffer) -> window_mod.Window:
+        buffer.fresh = 0
+        labels = list(buffer.labels) if buffer.labels is not None else None
+        return self._window(key, list(buffer.records), labels, buffer.last_index)
+
+    def _boundary_after(self, timestamp: float) -> float:
+        return (math.floor(timestamp / self._slide_s) + 1) * self._slide_s
+
+    def _add_timed(
+        self, key: WindowKey, record: records_mod.PredictionRecord, index: int, label: Label
+    ) -> list[window_mod.Window]:
+        timestamp = record.timestamp
+        buffers = self._timed
+        buffer = buffers.get(key)
+        if buffer is None:
+            self._make_room(buffers)
+            buffer = buffers[key] = _TimeBuffer(self._boundary_after(timestamp))
+        elif len(buffers) > 1:
+            buffers.move_to_end(key)
+        closed: list[window_mod.Window] = []
+        if timestamp >= buffer.end:
+            window = self._close_timed(key, buffer)
+            if window is not None:
+                closed.append(window)
+            self._advance(buffer, self._boundary_after(timestamp))
+        if timestamp < buffer.end - self._duration:
+            self.late_records += 1
+        buffer.fresh += 1
+        buffer.seen += 1
+        entry = (timestamp, index, record, label)
+        if len(buffer.entries) < self._time_cap:
+            buffer.entries.append(entry)
+        else:
+            self.sampled_out += 1
+            slot = self._rng.randrange(buffer.seen)
+            if slot < self._time_cap:
+                buffer.entries[slot] = entry
+        return closed
+
+    def _close_timed(self, key: WindowKey, buffer: _TimeBuffer) -> window_mod.Window | None:
+        if not buffer.fresh or not buffer.entries:
+            return None
+        buffer.fresh = 0
+        entries = buffer.entries
+        labels = [entry[3] for entry in entries]
+        return self._window(
+            key,
+            [entry[2] for entry in entries],
+            labels if any(label is not None for label in labels) else None,
+            max(entry[1] for entry in entries),
+        )
+
+    def _advance(self, buffer: _TimeBuffer, end: float) -> None:
+        start = end - self._duration
+        buffer.entries = [entry for entry in buffer.entries if entry[0] >= start]
+        buffer.end = end
+        buffer.fresh = 0
+        buffer.seen = len(buffer.entries)
+
+    def _window(
+        self,
+        key: WindowKey,
+        rows: list[records_mod.PredictionRecord],
+        labels: list[Label] | None,
+        last_index: int,
+    ) -> window_mod.Window:
+        self.windows_closed += 1
+        return reference.to_window(
+            rows,
+            self.schema,
+            last_record_index=last_index,
+            labels=labels,
+            model_version=key[0],
+            segment=dict(key[1]) if self._segment_by else None,
+            stats=self.column_stats,
+        )
+
+    # -- closing without a new record -------------------------------------------------------------
+
+    def tick(self) -> list[window_mod.Window]:
+        """Close time windows whose end is ``grace_s`` behind the clock (count kinds: none)."""
+        if self._count_kind:
+            return []
+        horizon = self._clock() - self._grace_s
+        closed: list[window_mod.Window] = []
+        for key, buffer in self._timed.items():
+            if buffer.end <= horizon:
+                window = self._close_timed(key, buffer)
+                if window is not None:
+                    closed.append(window)
+                    self._advance(buffer, buffer.end + self._slide_s)
+        return closed
+
+    def flush(self) -> list[window_mod.Window]:
+        """Close every window holding records not yet emitted (shutdown, end of a replay).
+
+        All buffers are cleared afterwards.
+        """
+        closed = [
+            self._close_counted(key, buffer)
+            for key, buffer in self._counted.items()
+            # Tumbling buffers hold only unemitted records; sliding ones also hold emitted ones.
+            if len(buffer) and (buffer.fresh or self._slide is None)
+        ]
+        for key, timed in self._timed.items():
+            window = self._close_timed(key, timed)
+            if window is not None:
+                closed.append(window)
+        self._counted.clear()
+        self._timed.clear()
+        return closed
+
+    def fill(self) -> dict[WindowKey, int]:
+        """Records buffered now, per (model_version, segment) key (the window_fill metric)."""
+        buffers: collections.OrderedDict[WindowKey, Any] = self._counted if self._count_kind else self._timed
+        return {key: len(buffer) for key, buffer in buffers.items()}
