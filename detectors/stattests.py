@@ -343,7 +343,8 @@ class _Counts:
 
     @classmethod
     def of_categorical(cls, reference: CategoricalSample, current: CategoricalSample) -> _Counts:
-        keys = list(reference.counts.keys() | current.counts.keys())
+        # Sorted, not set order: sums over the keys must not depend on the process's hash seed.
+        keys = _sort_keys(list(reference.counts.keys() | current.counts.keys()))
         ref = np.array([reference.counts.get(k, 0) for k in keys], dtype=np.float64)
         cur = np.array([current.counts.get(k, 0) for k in keys], dtype=np.float64)
         return cls(keys, ref, cur, reference.size, current.size)

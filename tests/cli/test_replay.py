@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -99,3 +102,33 @@ def test_malformed_record_reported_with_its_index(files: dict[str, pathlib.Path]
     rejected = (files["root"] / "d.jsonl.rejected.jsonl").read_text().splitlines()
     assert [json.loads(line)["record_index"] for line in rejected] == [100]
     assert json.loads(rejected[0])["reason"] == "malformed_json"
+
+
+def test_output_does_not_depend_on_the_process_hash_seed(tmp_path: pathlib.Path) -> None:
+    """Processes with different string-hash seeds write the same bytes (set order does not leak)."""
+    rng = np.random.default_rng(5)
+    shares = np.array([30, 20, 15, 10, 10, 8, 5, 2], dtype=float)
+
+    def lines(n: int, start: int, skew: float) -> str:
+        p = shares + skew * np.arange(len(shares))
+        cities = rng.choice([f"city-{i}" for i in range(len(shares))], size=n, p=p / p.sum())
+        return "".join(
+            json.dumps(
+                {**record(rng, start + i, shifted=False), "features": {"city": str(c), "x": float(i % 7)}}
+            )
+            + "\n"
+            for i, c in enumerate(cities)
+        )
+
+    (tmp_path / "reference.jsonl").write_text(lines(3000, 0, 0.0))
+    (tmp_path / "stream.jsonl").write_text(lines(4000, 3000, 1.5))
+    outputs = []
+    for seed in ("1", "2", "3"):
+        out = tmp_path / f"seed-{seed}.jsonl"
+        subprocess.run(
+            [sys.executable, "-m", "agent.cli", "replay", "--reference", str(tmp_path / "reference.jsonl"),
+             "--stream", str(tmp_path / "stream.jsonl"), "--events-out", str(out)],
+            check=True, env={**os.environ, "PYTHONHASHSEED": seed}, capture_output=True,
+        )  # fmt: skip
+        outputs.append(out.read_bytes())
+    assert outputs[0] and outputs[0] == outputs[1] == outputs[2]
