@@ -21,7 +21,7 @@ from agent import overrides, policy
 from agent import settings as settings_mod
 from agent.ingest import records
 from agent.observability import audit as audit_mod
-from agent.observability import detector_results
+from agent.observability import detector_results, gpu
 from agent.pipeline import engine as engine_mod
 from agent.pipeline import reference_files
 from agent.policy import decider as decider_mod
@@ -85,6 +85,8 @@ class Agent:
             settings, clock=clock, alert_handler=alert_handlers[actions_base.ActionKind.ALERT]
         )
         self.executor_metrics = executor.Metrics(metrics_registry)
+        self.executor_metrics.watch_policy(self.policy_config.model_name, lambda: self.decider.state)
+        self.executor_metrics.watch_overrides(lambda: self.overrides.state, clock)
         self.executor = executor.Executor(
             remediation.build_handlers(self.policy_config, alert_handlers, self.remediation),
             store=idempotency.FileIdempotencyStore(state_dir / IDEMPOTENCY_FILE, clock=clock),
@@ -96,6 +98,7 @@ class Agent:
             required_kinds=policy.action_kinds(self.policy_config),
         )
         self.detector_metrics = detector_results.DetectorMetrics(metrics_registry)
+        gpu.register(metrics_registry, settings.gpu)
         restored = checkpoint.restore(state_dir)
         if restored is not None:
             engine = restored.engine
@@ -187,7 +190,6 @@ class Agent:
 
     def submit(self, decision: policy.Decision) -> None:
         executor.audit_decision(self.audit, decision)
-        self.executor_metrics.observe_state(self.policy_config.model_name, self.decider.state)
         if decision.actions:
             self.executor.submit(decision.actions)
 
@@ -209,7 +211,6 @@ class Agent:
             self._last_policy_tick = now
             self.submit(self.decider([], now))
             self.executor.resubmit_pending()
-            self.executor_metrics.observe_overrides(self.overrides.state, now)
         for evaluation in self.sidecar.engine.tick():
             self.on_evaluation(evaluation)
 

@@ -210,6 +210,7 @@ class AgentIngest:
         self.manager = windows.WindowManager(settings.WindowSettings(size=WINDOW_SIZE), schema)
         self.rejected = 0
         self.windows_closed = 0
+        self.window_fill: tuple[tuple[tuple[str, str], float], ...] = ()
 
     def run(self, n: int, memory_samples: list[tuple[int, int, int]] | None = None) -> Run:
         kafka_source = source.KafkaSource(self.kafka_settings, metrics=self.metrics)
@@ -241,8 +242,8 @@ class AgentIngest:
                     index += 1
                     accepted += 1
                 self.metrics.record_out(accepted)
-                for (version, segment), count in self.manager.fill().items():
-                    self.metrics.set_window_fill(version, dict(segment) or None, count / WINDOW_SIZE)
+                # The sidecar's per-batch window-fill snapshot (read by /metrics at scrape time).
+                self.window_fill = metrics.window_fill_samples(self.manager.fill(), WINDOW_SIZE)
                 progress.add(len(batch))
                 to_commit.update(zip(map(_partition_of, batch), batch, strict=True))
                 if progress.seen >= n or time.monotonic() - last_commit >= CHECKPOINT_INTERVAL_S:

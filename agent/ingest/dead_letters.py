@@ -24,6 +24,7 @@ from kafka import errors as kafka_errors
 
 from agent import settings
 from agent.ingest import records, source
+from agent.observability import collectors
 from agent.observability import metrics as metrics_mod
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,10 @@ class DeadLetterQueue:
         self._in_flight = 0
         self._reset_producer = False
         self.dropped = 0
+        if metrics is not None:
+            collectors.register_gauge(
+                metrics.registry, collectors.DLQ_PENDING, lambda: [((), float(self.pending))]
+            )
 
     @property
     def pending(self) -> int:
@@ -171,7 +176,6 @@ class DeadLetterQueue:
                 producer.flush(timeout=max(0.0, deadline - time.monotonic()))
             except kafka_errors.KafkaError as exc:
                 log.warning("dead-letter flush incomplete: %s: %s", type(exc).__name__, exc)
-        self._update_gauge()
         return self.pending == 0
 
     def close(self, timeout_s: float = 5.0) -> None:
@@ -207,7 +211,6 @@ class DeadLetterQueue:
     def _delivered(self, _metadata: object) -> None:
         with self._lock:
             self._in_flight -= 1
-        self._update_gauge()
 
     def _failed(self, item: _Pending, exc: BaseException) -> None:
         with self._lock:
@@ -232,7 +235,6 @@ class DeadLetterQueue:
                 self._retry.append(item)
         if evicted is not None:
             self._drop(evicted, f"retry buffer full ({self.max_pending} records)")
-        self._update_gauge()
 
     def _drop(self, item: _Pending, why: str) -> None:
         with self._lock:
@@ -240,11 +242,6 @@ class DeadLetterQueue:
         if self.metrics is not None:
             self.metrics.dead_letter_dropped(item.reason)
         log.error("dead-letter record (%s) LOST: %s", item.reason, why)
-        self._update_gauge()
-
-    def _update_gauge(self) -> None:
-        if self.metrics is not None:
-            self.metrics.set_dlq_pending(self.pending)
 
     def _ensure_producer(self) -> kafka.KafkaProducer | None:
         if self._reset_producer and self._producer is not None:

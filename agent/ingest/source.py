@@ -11,13 +11,14 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import kafka
 from kafka import errors as kafka_errors
 
 from agent import settings
+from agent.observability import collectors
 from agent.observability import metrics as metrics_mod
 
 log = logging.getLogger(__name__)
@@ -220,8 +221,15 @@ class KafkaSource:
         self._next_offset: dict[Partition, int] = {}
         self._committed: dict[Partition, int] = {}
         self._lag_refreshed_at: float | None = None
+        # Replaced as a whole (copy on write): the /metrics thread reads it while the loop runs.
+        self._lag: Mapping[Partition, int] = {}
         self._listener = _RebalanceListener()
         self._closed = False
+        if metrics is not None:
+            collectors.register_gauge(metrics.registry, collectors.CONSUMER_LAG, self._lag_samples)
+            collectors.register_gauge(
+                metrics.registry, collectors.KAFKA_CONNECTED, collectors.flag(lambda: self._connected)
+            )
 
     # -- public surface ---------------------------------------------------------------------
 
@@ -391,6 +399,7 @@ class KafkaSource:
         if self._lag_refreshed_at is not None and now - self._lag_refreshed_at < self.lag_refresh_s:
             return
         self._lag_refreshed_at = now
+        lag = dict(self._lag)
         for tp in consumer.assignment():
             # The high watermark comes with every fetch response: no extra request. (Tansu's
             # ListOffsets answers wrong ends for multi-record batches; fetch responses are right.)
@@ -398,14 +407,16 @@ class KafkaSource:
             position = self._next_offset.get(Partition(tp.topic, tp.partition))
             if highwater is None or position is None:
                 continue
-            self.metrics.set_lag(tp.topic, tp.partition, max(0, highwater - position))
+            lag[Partition(tp.topic, tp.partition)] = max(0, highwater - position)
+        self._lag = lag
+
+    def _lag_samples(self) -> list[collectors.Sample]:
+        return [((p.topic, str(p.partition)), float(n)) for p, n in self._lag.items()]
 
     def _set_connected(self, connected: bool) -> None:
         if connected != self._connected:
             log.info("kafka %s", "connected" if connected else "disconnected")
         self._connected = connected
-        if self.metrics is not None:
-            self.metrics.set_connected(connected)
 
     def _offsets_to_commit(
         self, batch: Sequence[RawMessage]
@@ -443,8 +454,8 @@ class KafkaSource:
         for partition in partitions:
             self._next_offset.pop(partition, None)
             self._committed.pop(partition, None)
-            if self.metrics is not None:
-                self.metrics.forget_partition(partition.topic, partition.partition)
+        # Their lag is the new owner's to report now.
+        self._lag = {p: n for p, n in self._lag.items() if p not in set(partitions)}
 
     def _partitions_assigned(self, partitions: list[Partition]) -> None:
         log.info("partitions assigned: %s", _describe(partitions))

@@ -1,13 +1,14 @@
-"""The agent's own Prometheus metrics, in one object bound to one registry.
+"""The agent's own Prometheus counters and histograms, in one object bound to one registry.
 
-Each test builds a fresh ``CollectorRegistry`` and reads values with ``get_sample_value``.
-Other modules that export metrics take the same registry in their constructor and register
-their own objects on it (names prefixed ``drift_agent_`` too), so one ``/metrics`` shows all.
+Counters count events as they happen. Gauges that mirror state (lag, window fill, readiness,
+the dead-letter backlog) are not here: their owners register ``collectors.StateGauge``s that
+read the state at scrape time. Each test builds a fresh ``CollectorRegistry`` and reads values
+with ``get_sample_value``; every module registers on the same registry (names prefixed
+``drift_agent_``), so one ``/metrics`` shows all.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping
 
 import prometheus_client
@@ -26,8 +27,18 @@ def segment_label(segment: Mapping[str, str] | None) -> str:
     return ",".join(f"{key}={segment[key]}" for key in sorted(segment))
 
 
+def window_fill_samples(
+    fill: Mapping[tuple[str, tuple[tuple[str, str], ...]], int], size: int
+) -> tuple[tuple[tuple[str, str], float], ...]:
+    """The window_fill gauge's samples: records buffered per (version, segment) over the window size."""
+    return tuple(
+        ((version, segment_label(dict(segment))), min(1.0, max(0.0, count / size)))
+        for (version, segment), count in fill.items()
+    )
+
+
 class AgentMetrics:
-    """Ingest, windowing and health metrics. Methods are the only way callers touch them."""
+    """Ingest and windowing counters. Methods are the only way callers touch them."""
 
     def __init__(self, registry: prometheus_client.CollectorRegistry) -> None:
         self.registry = registry
@@ -55,21 +66,10 @@ class AgentMetrics:
             ["reason"],
             registry=registry,
         )
-        self.dlq_pending = prometheus_client.Gauge(
-            PREFIX + "dlq_pending",
-            "Dead-letter records waiting in memory for the DLQ topic to accept them.",
-            registry=registry,
-        )
         self.batch_seconds = prometheus_client.Histogram(
             PREFIX + "batch_seconds",
             "Wall time to process one consumed batch, end to end.",
             buckets=BATCH_SECONDS_BUCKETS,
-            registry=registry,
-        )
-        self.consumer_lag = prometheus_client.Gauge(
-            PREFIX + "consumer_lag",
-            "Records behind the partition's high watermark, per assigned partition.",
-            ["topic", "partition"],
             registry=registry,
         )
         self.commits = prometheus_client.Counter(
@@ -78,26 +78,10 @@ class AgentMetrics:
             ["result"],
             registry=registry,
         )
-        self.broker_connected = prometheus_client.Gauge(
-            PREFIX + "kafka_connected",
-            "1 while the consumer holds at least one broker connection.",
-            registry=registry,
-        )
-        self.window_fill = prometheus_client.Gauge(
-            PREFIX + "window_fill",
-            "Fraction (0..1) of the open window filled, per model version and segment.",
-            ["model_version", "segment"],
-            registry=registry,
-        )
         self.windows_closed = prometheus_client.Counter(
             PREFIX + "windows_closed_total",
             "Windows closed and handed to the detectors, per model version.",
             ["model_version"],
-            registry=registry,
-        )
-        self.ready = prometheus_client.Gauge(
-            PREFIX + "ready",
-            "1 when the agent is ready (connected, in its consumer group, reference loaded).",
             registry=registry,
         )
         self.label_join = prometheus_client.Counter(
@@ -125,41 +109,14 @@ class AgentMetrics:
     def dead_letter_dropped(self, reason: str) -> None:
         self.dlq_dropped.labels(reason=reason).inc()
 
-    def set_dlq_pending(self, count: int) -> None:
-        self.dlq_pending.set(count)
-
     def observe_batch(self, seconds: float) -> None:
         self.batch_seconds.observe(seconds)
-
-    def set_lag(self, topic: str, partition: int, lag: int) -> None:
-        self.consumer_lag.labels(topic=topic, partition=str(partition)).set(lag)
-
-    def forget_partition(self, topic: str, partition: int) -> None:
-        """Drop a revoked partition's series so another sidecar's lag is not reported twice."""
-        with contextlib.suppress(KeyError):
-            self.consumer_lag.remove(topic, str(partition))
 
     def commit_result(self, ok: bool) -> None:
         self.commits.labels(result="ok" if ok else "failed").inc()
 
-    def set_connected(self, connected: bool) -> None:
-        self.broker_connected.set(1 if connected else 0)
-
-    def set_window_fill(self, model_version: str, segment: Mapping[str, str] | None, fraction: float) -> None:
-        self.window_fill.labels(model_version=model_version, segment=segment_label(segment)).set(
-            min(1.0, max(0.0, fraction))
-        )
-
-    def forget_window(self, model_version: str, segment: Mapping[str, str] | None) -> None:
-        """Drop the series of an evicted window (keeps label cardinality bounded)."""
-        with contextlib.suppress(KeyError):
-            self.window_fill.remove(model_version, segment_label(segment))
-
     def window_closed(self, model_version: str) -> None:
         self.windows_closed.labels(model_version=model_version).inc()
-
-    def set_ready(self, ready: bool) -> None:
-        self.ready.set(1 if ready else 0)
 
     def label_joined(self, outcome: str, count: int = 1) -> None:
         if outcome not in LABEL_JOIN_OUTCOMES:

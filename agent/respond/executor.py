@@ -36,6 +36,7 @@ import prometheus_client
 from actions import base, vocabulary
 from agent import overrides, policy
 from agent.observability import audit as audit_mod
+from agent.observability import collectors
 from agent.respond import idempotency
 from detectors import base as detectors_base
 
@@ -52,7 +53,6 @@ _LANE_OF = {
     base.ActionKind.RETRAIN: REMEDIATE_LANE,
     base.ActionKind.CANARY: REMEDIATE_LANE,
 }
-_SEVERITY_VALUE = {s: s.rank for s in vocabulary.Severity}
 
 
 class ExecutorError(ValueError):
@@ -60,19 +60,14 @@ class ExecutorError(ValueError):
 
 
 class Metrics:
-    """The policy's and executor's Prometheus series, on a registry passed in."""
+    """The policy's and executor's Prometheus series, on a registry passed in.
+
+    Counters count actions as they end; the gauges (severity, open incidents, overrides in force,
+    queue depth) read the current state at scrape time.
+    """
 
     def __init__(self, registry: prometheus_client.CollectorRegistry) -> None:
-        self.severity = prometheus_client.Gauge(
-            "drift_agent_severity",
-            "Worst open incident severity per model and family "
-            "(0 none, 1 minor, 2 moderate, 3 severe, 4 critical).",
-            ["model", "family"],
-            registry=registry,
-        )
-        self.incidents_open = prometheus_client.Gauge(
-            "drift_agent_incidents_open", "Open incidents per model.", ["model"], registry=registry
-        )
+        self.registry = registry
         self.actions = prometheus_client.Counter(
             "drift_agent_actions",
             "Actions by kind and outcome status.",
@@ -85,37 +80,42 @@ class Metrics:
             ["kind"],
             registry=registry,
         )
-        self.queue_depth = prometheus_client.Gauge(
-            "drift_agent_action_queue_depth",
-            "Actions waiting per executor lane.",
-            ["lane"],
-            registry=registry,
+
+    def watch_policy(self, model: str, state: Callable[[], policy.PolicyState]) -> None:
+        """Severity per family and open incidents of ``model``, from the policy state."""
+        collectors.register_gauge(
+            self.registry, collectors.SEVERITY, lambda: severity_samples(model, state())
         )
-        self.overrides_in_force = prometheus_client.Gauge(
-            "drift_agent_overrides_in_force", "Active override entries per kind.", ["kind"], registry=registry
+        collectors.register_gauge(
+            self.registry,
+            collectors.INCIDENTS_OPEN,
+            lambda: [((model,), float(open_incidents(model, state())))],
         )
 
-    def observe_state(self, model: str, state: policy.PolicyState) -> None:
-        """Set the severity gauges and open-incident count from the policy state."""
-        worst: dict[str, vocabulary.Severity] = {
-            family.value: vocabulary.Severity.NONE for family in detectors_base.DetectorFamily
-        }
-        open_count = 0
-        for incident in state.incidents.values():
-            if incident.model != model:
-                continue
-            if incident.status == "open":
-                open_count += 1
-                worst[incident.family] = vocabulary.worst(
-                    worst.get(incident.family, vocabulary.Severity.NONE), incident.severity
-                )
-        for family, severity in worst.items():
-            self.severity.labels(model=model, family=family).set(_SEVERITY_VALUE[severity])
-        self.incidents_open.labels(model=model).set(open_count)
+    def watch_overrides(
+        self, state: Callable[[], overrides.OverrideState], clock: Callable[[], float]
+    ) -> None:
+        collectors.register_gauge(
+            self.registry,
+            collectors.OVERRIDES_IN_FORCE,
+            lambda: [((kind,), float(count)) for kind, count in state().in_force(clock()).items()],
+        )
 
-    def observe_overrides(self, state: overrides.OverrideState, now: float) -> None:
-        for kind, count in state.in_force(now).items():
-            self.overrides_in_force.labels(kind=kind).set(count)
+
+def severity_samples(model: str, state: policy.PolicyState) -> list[collectors.Sample]:
+    worst: dict[str, vocabulary.Severity] = {
+        family.value: vocabulary.Severity.NONE for family in detectors_base.DetectorFamily
+    }
+    for incident in state.incidents.values():
+        if incident.model == model and incident.status == "open":
+            worst[incident.family] = vocabulary.worst(
+                worst.get(incident.family, vocabulary.Severity.NONE), incident.severity
+            )
+    return [((model, family), float(severity.rank)) for family, severity in worst.items()]
+
+
+def open_incidents(model: str, state: policy.PolicyState) -> int:
+    return sum(1 for i in state.incidents.values() if i.model == model and i.status == "open")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,6 +158,12 @@ class Executor:
         self._in_flight: set[str] = set()
         self._in_flight_lock = threading.Lock()
         self._on_done: Callable[[Executed], None] | None = None
+        if metrics is not None:
+            collectors.register_gauge(
+                metrics.registry,
+                collectors.ACTION_QUEUE_DEPTH,
+                lambda: [((lane,), float(q.qsize())) for lane, q in self._queues.items()],
+            )
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -204,8 +210,6 @@ class Executor:
             except queue.Full:
                 self._forget(request)
                 self._drop(request)
-            if self._metrics is not None:
-                self._metrics.queue_depth.labels(lane=lane).set(self._queues[lane].qsize())
         return queued
 
     def _forget(self, request: base.ActionRequest) -> None:
@@ -398,8 +402,6 @@ class Executor:
         )
         if self._metrics is not None:
             self._metrics.actions.labels(kind=request.kind.value, status=outcome.status.value).inc()
-            lane = _LANE_OF[request.kind]
-            self._metrics.queue_depth.labels(lane=lane).set(self._queues[lane].qsize())
 
 
 def _skipped(reason: str, message: str) -> base.ActionOutcome:

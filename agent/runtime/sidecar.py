@@ -23,6 +23,7 @@ import prometheus_client
 
 from agent import settings as settings_mod
 from agent.ingest import dead_letters, kserve, records, source
+from agent.observability import collectors
 from agent.observability import metrics as metrics_mod
 from agent.pipeline import engine as engine_mod
 from agent.runtime import checkpoint
@@ -85,6 +86,10 @@ class Sidecar:
         # KServe's inference logger sends request and response as two CloudEvents: the adapter
         # joins them into prediction records instead of the plain JSON parser.
         self.kserve = kserve.KServeAdapter.from_settings(kserve_settings) if kserve_settings.enabled else None
+        # The open windows' fill, replaced after each batch and read by /metrics at scrape time.
+        self._window_fill: tuple[collectors.Sample, ...] = ()
+        collectors.register_gauge(metrics_registry, collectors.WINDOW_FILL, lambda: self._window_fill)
+        collectors.register_gauge(metrics_registry, collectors.READY, collectors.flag(self.ready))
 
     # -- one batch ----------------------------------------------------------------------------
 
@@ -101,10 +106,9 @@ class Sidecar:
             self.stats.records += len(batch)
             self.metrics.record_out(self._index - predictions_before)
             self.metrics.observe_batch(time.perf_counter() - started)
-        self._export_window_fill()
+        self._snapshot_window_fill()
         if self.clock() - self._last_checkpoint >= self.checkpoint_interval_s:
             self.make_durable()
-        self.metrics.set_ready(self.ready())
         return len(batch)
 
     def _handle(self, message: source.RawMessage) -> None:
@@ -144,10 +148,10 @@ class Sidecar:
             if self.on_evaluation is not None:
                 self.on_evaluation(evaluation)
 
-    def _export_window_fill(self) -> None:
-        size = self.engine.window_size
-        for (version, segment), count in self.engine.window_fill().items():
-            self.metrics.set_window_fill(version, dict(segment) or None, min(1.0, count / size))
+    def _snapshot_window_fill(self) -> None:
+        self._window_fill = metrics_mod.window_fill_samples(
+            self.engine.window_fill(), self.engine.window_size
+        )
 
     # -- durability -----------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from actions.alerts import metrics as sink_metrics
+from agent.observability import collectors
 from agent.observability import detector_results as detector_metrics
 from agent.observability import metrics as agent_metrics
 from agent.respond import executor
@@ -117,7 +118,9 @@ def exported_metric_names() -> set[str]:
         "histogram": ("_bucket", "_sum", "_count"),
         "summary": ("_sum", "_count"),
     }
-    names: set[str] = set()
+    # Gauges that mirror state are registered by their owners (source, sidecar, executor, ...)
+    # from the one list in collectors; their names come from that list.
+    names: set[str] = {collectors.PREFIX + spec.name for spec in collectors.STATE_GAUGES}
     for family in registry.collect():
         names.update(family.name + suffix for suffix in suffixes.get(family.type, ("",)))
     return names

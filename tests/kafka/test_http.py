@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import prometheus_client
 import pytest
 
-from agent.observability import metrics
+from agent.observability import collectors, metrics
 from agent.runtime import http
 
 
@@ -57,7 +57,7 @@ def test_metrics_exposes_the_agent_metrics(
     agent_metrics = metrics.AgentMetrics(registry)
     agent_metrics.record_in("predictions", 3)
     agent_metrics.dead_lettered("malformed_json")
-    agent_metrics.set_lag("predictions", 2, 41)
+    collectors.register_gauge(registry, collectors.CONSUMER_LAG, lambda: [(("predictions", "2"), 41.0)])
     status, content_type, body = get(server.url + "/metrics")
     assert status == 200
     assert content_type.startswith("text/plain")
@@ -128,9 +128,13 @@ def test_metrics_start_at_zero_for_label_join_and_commits(
 
 
 def test_window_fill_is_clamped_and_forgotten(registry: prometheus_client.CollectorRegistry) -> None:
-    agent_metrics = metrics.AgentMetrics(registry)
-    agent_metrics.set_window_fill("v2", {"region": "eu", "app": "web"}, 1.7)
+    fill: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {
+        ("v2", (("app", "web"), ("region", "eu"))): 1700
+    }
+    collectors.register_gauge(
+        registry, collectors.WINDOW_FILL, lambda: metrics.window_fill_samples(fill, 1000)
+    )
     labels = {"model_version": "v2", "segment": "app=web,region=eu"}
     assert registry.get_sample_value("drift_agent_window_fill", labels) == 1.0
-    agent_metrics.forget_window("v2", {"app": "web", "region": "eu"})
+    fill.clear()  # the window was evicted: its series goes with it, nothing to remove by hand
     assert registry.get_sample_value("drift_agent_window_fill", labels) is None

@@ -351,9 +351,15 @@ def test_metrics_follow_the_policy_state_and_the_overrides() -> None:
     registry = prometheus_client.CollectorRegistry()
     metrics = executor.Metrics(registry)
     run = f.Run()
+    now = {"t": T0}
+    state = f.override_state(
+        "mute:\n  - {until: '2030-03-17T18:00:00Z'}\npins:\n  - {model: m, version: '1'}\n"
+    )
+    # The gauges read the live state at scrape time: nothing is pushed to them.
+    metrics.watch_policy("model", lambda: run.state)
+    metrics.watch_overrides(lambda: state, lambda: now["t"])
     run.window([f.perf_result(0.3)], T0)
     run.windows([f.data_window(3)] * 3, T0)
-    metrics.observe_state("model", run.state)
 
     def severity(family: str) -> float | None:
         return registry.get_sample_value("drift_agent_severity", {"model": "model", "family": family})
@@ -361,17 +367,12 @@ def test_metrics_follow_the_policy_state_and_the_overrides() -> None:
     assert severity("performance") == 4 and severity("data_drift") == 2 and severity("latency") == 0
     assert registry.get_sample_value("drift_agent_incidents_open", {"model": "model"}) == 2
     run.windows([f.data_window(0)] * 3, T0 + 1000)
-    metrics.observe_state("model", run.state)
     assert severity("data_drift") == 0
     assert registry.get_sample_value("drift_agent_incidents_open", {"model": "model"}) == 1
 
-    state = f.override_state(
-        "mute:\n  - {until: '2030-03-17T18:00:00Z'}\npins:\n  - {model: m, version: '1'}\n"
-    )
-    metrics.observe_overrides(state, T0)
     assert registry.get_sample_value("drift_agent_overrides_in_force", {"kind": "mute"}) == 1
     assert registry.get_sample_value("drift_agent_overrides_in_force", {"kind": "pin"}) == 1
-    metrics.observe_overrides(state, T0 + 7200)  # the mute has expired, the pin has no expiry
+    now["t"] = T0 + 7200  # the mute has expired, the pin has no expiry
     assert registry.get_sample_value("drift_agent_overrides_in_force", {"kind": "mute"}) == 0
     assert registry.get_sample_value("drift_agent_overrides_in_force", {"kind": "pin"}) == 1
 
