@@ -43,7 +43,7 @@ def _read_labels(path: pathlib.Path, parser: records.RecordParser) -> Iterator[r
 
 
 def result_event(result: base.DetectorResult, evaluation: engine_mod.Evaluation) -> dict[str, Any]:
-    """The contract's event for one detector result (DESIGN.md, Replay / backtest)."""
+    """The contract's event for one detector result (README, Commands: the replay event format)."""
     severity = evaluation.decision.severity if evaluation.decision is not None else None
     return {
         "type": "result",
@@ -73,7 +73,7 @@ def evaluation_events(evaluation: engine_mod.Evaluation) -> Iterator[dict[str, A
 
 
 def decision_event(evaluation: engine_mod.Evaluation) -> dict[str, Any]:
-    """The contract's event for one decision (DESIGN.md, Replay / backtest)."""
+    """The contract's event for one decision (README, Commands: the replay event format)."""
     decision = evaluation.decision
     assert isinstance(decision, policy.Decision)
     worst = max(

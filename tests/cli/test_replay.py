@@ -1,4 +1,4 @@
-"""`drift-agent replay`: the backtest contract of DESIGN.md, on files written by the test."""
+"""`drift-agent replay`: the backtest contract (README, Commands), on files written by the test."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ VALID = {
     "features": {"f0": 1.0},
     "prediction": 1,
 }
-# (raw bytes, expected reason): one per bad-input kind in DESIGN.md, plus bytes that are not text.
+# (raw bytes, expected reason): one per bad-input kind of the record contract, plus bytes that are not text.
 BAD_INPUTS = [
     (b'{"request_id": ', records.MALFORMED_JSON),
     (b"\xff\xfe\x00not-utf8", records.MALFORMED_JSON),
