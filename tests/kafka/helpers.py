@@ -42,7 +42,7 @@ def poll_until(
 
 
 def prediction_json(index: int, *, n_features: int = 3, version: str = "v1") -> bytes:
-    """A valid prediction-log record (the contract in the README, "The prediction-log record") as Kafka message bytes."""
+    """A valid prediction-log record (README, "The prediction-log record") as Kafka message bytes."""
     record = {
         "request_id": f"req-{index}",
         "timestamp": 1_700_000_000 + index,
