@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.overrides.file import (
+from agent.overrides.schema import (
     NOTIFICATION_KINDS,
     VERSION_CHANGING_KINDS,
     Acknowledge,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.policy.rules import (
+from agent.policy.schema import (
     DEFAULT_OVERRIDE_HINT,
     DEFAULT_POLICY_PATH,
     MAX_FORCED_IDS_KEPT,
