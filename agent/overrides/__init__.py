@@ -1,10 +1,8 @@
-"""On-call overrides: the override file, its state, and the watcher that reloads it."""
+"""On-call overrides: the override file's schema, the state it puts in force, and its watcher."""
 
 from __future__ import annotations
 
-from agent.overrides.file import (
-    NOTIFICATION_KINDS,
-    VERSION_CHANGING_KINDS,
+from agent.overrides.schema import (
     Acknowledge,
     CanaryControl,
     DryRun,
@@ -13,14 +11,14 @@ from agent.overrides.file import (
     Mute,
     OverrideError,
     OverrideFile,
-    OverrideState,
-    OverrideWatcher,
     Pin,
-    Skip,
     ThresholdOverride,
     diff,
+    glob_matches,
     parse,
 )
+from agent.overrides.state import NOTIFICATION_KINDS, VERSION_CHANGING_KINDS, OverrideState, Skip
+from agent.overrides.watcher import OverrideWatcher
 
 __all__ = [
     "NOTIFICATION_KINDS",
@@ -39,5 +37,6 @@ __all__ = [
     "Skip",
     "ThresholdOverride",
     "diff",
+    "glob_matches",
     "parse",
 ]

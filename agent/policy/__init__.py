@@ -1,33 +1,28 @@
-"""The policy: policy-file schema, incidents, judging and planning, and the stateful decider."""
+"""The policy: policy-file schema, state, judging and planning, and the stateful decider."""
 
 from __future__ import annotations
 
-from agent.policy.rules import (
+from agent.policy.incidents import IncidentState
+from agent.policy.schema import (
     DEFAULT_OVERRIDE_HINT,
     DEFAULT_POLICY_PATH,
-    MAX_FORCED_IDS_KEPT,
     ActionPlans,
     Bands,
-    Decision,
     FlappingConfig,
-    IncidentReport,
-    IncidentState,
     PlanStep,
     PolicyConfig,
     PolicyError,
-    PolicyState,
     RemediationConfig,
     RemediationKind,
     Rule,
-    Suppressed,
-    Unit,
     action_kinds,
-    decide,
     default_rules,
     load_policy,
     parse_policy,
-    units_of,
 )
+from agent.policy.state import MAX_FORCED_IDS_KEPT, Decision, IncidentReport, PolicyState, Suppressed
+from agent.policy.units import Unit, units_of
+from agent.policy.window import decide
 
 __all__ = [
     "DEFAULT_OVERRIDE_HINT",

@@ -1,0 +1,310 @@
+"""Planning: how one window moves each incident, and the action requests that follow.
+
+* Hysteresis and flapping control (``agent.policy.incidents``) decide whether the incident
+  opens, escalates, holds or resolves; only opening and escalation produce a plan.
+* The plan for a severity comes from ``plans``: by default minor -> log; moderate -> alert;
+  severe -> alert + remediate; critical -> page + rollback. ``remediate`` is the explicit
+  sudden-vs-gradual rule (``remediation``): the trigger is *sudden* when its family is one of
+  ``sudden_families`` (performance, errors, latency), it reached severe within
+  ``sudden_within_windows`` windows of its first drifted window, and (with
+  ``require_new_version``) the version it fired on was first seen less than
+  ``new_version_max_age_s`` ago with an older version seen before it. Sudden -> ``on_sudden``
+  (rollback); otherwise -> ``on_gradual`` (retrain).
+* Remediation of a kind runs at most once per incident epoch and once per ``cooldown_s`` per
+  model; operator-forced actions (overrides) bypass both.
+* Idempotency keys are built from the incident, its epoch, the action kind and the severity or
+  version acted on (``force/<id>`` for a forced action), never from a clock, so a replay from a
+  checkpoint asks for the same actions under the same keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from actions import base as actions_base
+from actions import vocabulary
+from agent import overrides
+from agent.policy import incidents
+from agent.policy.judge import _grade, _Group, _Judged
+from agent.policy.schema import PolicyConfig, RemediationKind, Rule
+from agent.policy.state import MAX_FORCED_IDS_KEPT, IncidentReport, PolicyState, Suppressed
+from agent.policy.units import Unit
+
+
+class _Planner:
+    """Turns incident transitions into action requests (one instance per ``decide`` call)."""
+
+    def __init__(
+        self, state: PolicyState, policy: PolicyConfig, overrides_state: overrides.OverrideState, now: float
+    ) -> None:
+        self.state = state
+        self.policy = policy
+        self.overrides = overrides_state
+        self.now = now
+        self.actions: list[actions_base.ActionRequest] = []
+        self.suppressed: list[Suppressed] = []
+
+    def advance(self, key: str, group: _Group) -> IncidentReport:
+        rule = self.policy.rules[group.rule_index]
+        incident = self.state.incidents.get(key)
+        if incident is None:
+            incident = incidents.IncidentState(
+                incident_id=key, model=self.policy.model_name, family=group.family, group=group.group
+            )
+            self.state.incidents[key] = incident
+        grade = _grade(group.judged, rule)
+        counted = [j for j in group.judged if not j.insufficient]
+        acknowledged = self.overrides.acknowledged(key, self.now) is not None
+        if not counted:
+            event: incidents.Event = "insufficient"
+        else:
+            incident.rule_id = rule.id
+            hysteresis = incidents.Hysteresis(
+                raise_after=rule.raise_after,
+                clear_after=rule.clear_after,
+                critical_raise_after=rule.critical_raise_after,
+                max_opens=self.policy.flapping.max_opens,
+                flapping_window_s=self.policy.flapping.window_s,
+            )
+            drifted_units = [j for j in counted if j.drifted]
+            version = _latest_version(self.state, [j.unit for j in drifted_units])
+            closing_epoch_actions = list(incident.actions_taken)
+            transition = incidents.step(
+                incident,
+                drifted=bool(drifted_units),
+                severity=grade.severity,
+                hysteresis=hysteresis,
+                now=self.now,
+                model_version=version,
+            )
+            event = transition.event
+            if transition.notify is not vocabulary.Severity.NONE:
+                self._plan(incident, rule, transition, drifted_units, acknowledged)
+            elif event == "resolved":
+                self._resolve(incident, closing_epoch_actions)
+        return IncidentReport(
+            incident_id=key,
+            rule_id=rule.id,
+            event=event,
+            status=incident.status,
+            severity=incident.severity if incident.status == "open" else vocabulary.Severity.NONE,
+            window_severity=grade.severity,
+            epoch=incident.epoch,
+            units=len(group.judged),
+            drifted=sum(1 for j in group.judged if j.drifted),
+            insufficient=sum(1 for j in group.judged if j.insufficient),
+            below_effect_size=sum(1 for j in group.judged if j.below_effect_size),
+            drifted_share=grade.share,
+            max_score_ratio=grade.ratio,
+            max_effect_size=grade.effect,
+            flapping=incident.flapping,
+            acknowledged=acknowledged,
+        )
+
+    def _plan(
+        self,
+        incident: incidents.IncidentState,
+        rule: Rule,
+        transition: incidents.Transition,
+        drifted: Sequence[_Judged],
+        acknowledged: bool,
+    ) -> None:
+        severity = transition.notify
+        plans = rule.plans or self.policy.plans
+        steps = plans.for_severity(severity)
+        kinds = [self._remediation_kind(incident) if step == "remediate" else step for step in steps]
+        planned = [k for k in kinds if k != "none"]
+        notice = _Notice(
+            incident=incident,
+            severity=severity,
+            event="update" if transition.event == "escalated" else "trigger",
+            flapping=transition.event == "flapping",
+            drifted=drifted,
+            planned=planned,
+            rule=rule,
+        )
+        for kind in planned:
+            if kind in ("alert", "page", "log"):
+                self._notify(notice, actions_base.ActionKind(kind), acknowledged)
+            else:
+                self._remediate(notice, actions_base.ActionKind(kind))
+
+    def _remediation_kind(self, incident: incidents.IncidentState) -> RemediationKind:
+        config = self.policy.remediation
+        sudden = (
+            incident.family in {f.value for f in config.sudden_families}
+            and incident.severe_at_window is not None
+            and incident.severe_at_window <= config.sudden_within_windows
+            and (not config.require_new_version or self._is_new_version(incident.model_version))
+        )
+        return config.on_sudden if sudden else config.on_gradual
+
+    def _is_new_version(self, version: str | None) -> bool:
+        seen = self.state.versions_first_seen
+        if version is None or version not in seen:
+            return False
+        first_seen = seen[version]
+        has_older = any(t < first_seen for v, t in seen.items() if v != version)
+        return has_older and self.now - first_seen < self.policy.remediation.new_version_max_age_s
+
+    def _notify(self, notice: _Notice, kind: actions_base.ActionKind, acknowledged: bool) -> None:
+        incident = notice.incident
+        if acknowledged and kind is not actions_base.ActionKind.LOG:
+            escalated_to_critical = (
+                notice.event == "update" and notice.severity is vocabulary.Severity.CRITICAL
+            )
+            if not (kind is actions_base.ActionKind.PAGE and escalated_to_critical):
+                self.suppressed.append(Suppressed(kind.value, incident.incident_id, "acknowledged"))
+                return
+        key = incidents.action_key(incident, kind.value, notice.severity.value)
+        self._emit(notice.request(kind, key, self.policy))
+
+    def _remediate(self, notice: _Notice, kind: actions_base.ActionKind) -> None:
+        incident = notice.incident
+        if kind.value in incident.actions_taken:
+            self.suppressed.append(
+                Suppressed(kind.value, incident.incident_id, "already issued in this epoch")
+            )
+            return
+        cooldown_key = f"{incident.model}/{kind.value}"
+        last = self.state.last_remediation.get(cooldown_key)
+        if last is not None and self.now - last < notice.rule.cooldown_s:
+            self.suppressed.append(
+                Suppressed(
+                    kind.value,
+                    incident.incident_id,
+                    f"cooldown ({self.now - last:.0f}s of {notice.rule.cooldown_s:.0f}s)",
+                )
+            )
+            return
+        # The version it acts on is part of the key: a fresh agent (empty state, epoch 1 again)
+        # must not mistake an old rollback of another version, recorded in the registry's
+        # journal under the same incident key, for this one.
+        version = f"v{incident.model_version}" if incident.model_version else None
+        request = notice.request(kind, incidents.action_key(incident, kind.value, version), self.policy)
+        # A remediation an override will block does not start the cooldown: once the freeze ends
+        # the next incident may act at once.
+        if self.overrides.skip_reason(request, self.now) is None:
+            self.state.last_remediation[cooldown_key] = self.now
+        self._emit(request)
+
+    def _resolve(self, incident: incidents.IncidentState, epoch_actions: Sequence[str]) -> None:
+        notified = {"alert", "page"} & set(epoch_actions)
+        kind = actions_base.ActionKind.RESOLVE if notified else actions_base.ActionKind.LOG
+        request = actions_base.ActionRequest(
+            kind=kind,
+            model_name=incident.model,
+            idempotency_key=incidents.action_key(incident, "resolve"),
+            incident_id=incident.incident_id,
+            severity=vocabulary.Severity.NONE.value,
+            reason=f"{incident.family} on {incident.group} cleared",
+            model_version=incident.model_version,
+            params={
+                "event": "resolve",
+                "title": f"[resolved] {incident.model}: {incident.family} on {incident.group}",
+                "summary": f"{incident.incident_id} has been clean for the configured number of windows.",
+                "since": incident.opened_at,
+                "family": incident.family,
+                "labels": {"family": incident.family, "group": incident.group},
+            },
+        )
+        self.actions.append(request)
+
+    def _emit(self, request: actions_base.ActionRequest) -> None:
+        incident = self.state.incidents.get(request.incident_id)
+        if incident is not None and request.kind.value not in incident.actions_taken:
+            incident.actions_taken.append(request.kind.value)
+        self.actions.append(request)
+
+    def add_forced_actions(self) -> None:
+        for entry in self.overrides.forced(self.now):
+            if entry.id in self.state.forced_done:
+                continue
+            model = entry.model or self.policy.model_name
+            params: dict[str, Any] = {"forced": True, "force_id": entry.id}
+            if entry.to_version is not None:
+                params["to_version"] = entry.to_version
+                if entry.action is actions_base.ActionKind.CANARY:
+                    # For a canary the version named is the candidate to roll out.
+                    params["candidate_version"] = entry.to_version
+            if entry.by is not None:
+                params["requested_by"] = entry.by
+            self.actions.append(
+                actions_base.ActionRequest(
+                    kind=entry.action,
+                    model_name=model,
+                    idempotency_key=f"force/{entry.id}",
+                    incident_id=entry.incident or f"{model}/operator/{entry.id}",
+                    severity=entry.severity.value,
+                    reason=entry.reason or f"forced by operator override {entry.id}",
+                    params=params,
+                )
+            )
+            self.state.forced_done.append(entry.id)
+        del self.state.forced_done[:-MAX_FORCED_IDS_KEPT]
+
+
+def _latest_version(state: PolicyState, units: Sequence[Unit]) -> str | None:
+    versions = {u.model_version for u in units if u.model_version is not None}
+    if not versions:
+        return None
+    return max(versions, key=lambda v: (state.versions_first_seen.get(v, 0.0), v))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Notice:
+    """What one opening/escalation is about; builds the requests (and the alert params)."""
+
+    incident: incidents.IncidentState
+    severity: vocabulary.Severity
+    event: Literal["trigger", "update"]
+    flapping: bool
+    drifted: Sequence[_Judged]
+    planned: Sequence[str]
+    rule: Rule
+
+    def request(
+        self, kind: actions_base.ActionKind, key: str, policy: PolicyConfig
+    ) -> actions_base.ActionRequest:
+        incident = self.incident
+        results = [j.unit.result for j in self.drifted]
+        detectors = sorted({r.detector for r in results})
+        features = sorted({r.feature for r in results if r.feature is not None})
+        what = ", ".join(features[:5]) + (f" and {len(features) - 5} more" if len(features) > 5 else "")
+        reason = f"{incident.family} on {incident.group}" + (f" ({what})" if what else "")
+        flapping_note = " (flapping: opened repeatedly; held open until it settles)" if self.flapping else ""
+        params: dict[str, Any] = {
+            "event": self.event,
+            "title": f"[{self.severity.value}] {incident.model}: {reason}{flapping_note}",
+            "summary": (
+                f"{len(results)} signal(s) drifted for {incident.drift_streak} window(s) in a row; "
+                f"rule {self.rule.id}; planned: {', '.join(self.planned) or 'nothing'}."
+            ),
+            "drifted": [r.to_json() for r in results],
+            "since": incident.opened_at,
+            "action": ", ".join(self.planned),
+            "override_hint": policy.override_hint.format(
+                model=incident.model, incident_id=incident.incident_id
+            ),
+            "labels": {"family": incident.family, "group": incident.group, "rule": self.rule.id},
+            "family": incident.family,
+            "detectors": detectors,
+            "features": features or [None],
+            "rule_id": self.rule.id,
+            "flapping": self.flapping,
+            "epoch": incident.epoch,
+        }
+        if kind is actions_base.ActionKind.ROLLBACK:
+            params["from_version"] = incident.model_version
+        return actions_base.ActionRequest(
+            kind=kind,
+            model_name=incident.model,
+            idempotency_key=key,
+            incident_id=incident.incident_id,
+            severity=self.severity.value,
+            reason=reason,
+            model_version=incident.model_version,
+            params=params,
+        )
