@@ -216,7 +216,7 @@ class PolicyConfig(_Model):
         default_factory=default_rules,
         description="Ordered rules; each result goes to the first that matches.",
     )
-    plans: ActionPlans = pydantic.Field(ActionPlans(), description="vocabulary.Severity -> actions.")
+    plans: ActionPlans = pydantic.Field(ActionPlans(), description="Severity -> actions.")
     remediation: RemediationConfig = pydantic.Field(
         RemediationConfig(), description="Sudden vs gradual rule."
     )
