@@ -1,7 +1,8 @@
 # Two commands for a new user: `make demo` and `make test`. Both set themselves up.
 VENV := .venv
 PY := $(VENV)/bin/python
-SRC := agent detectors actions drift_logger
+# drift_logger is its own distribution (drift_logger/pyproject.toml); its package lives under src/.
+SRC := agent detectors actions demo drift_logger/src/drift_logger
 
 .PHONY: setup setup-test demo test lint typecheck unit bench clean
 

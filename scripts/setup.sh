@@ -32,11 +32,13 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 stamp=.venv/.drift-agent-installed
-digest=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
+digest=$(cat pyproject.toml drift_logger/pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ]; then
   echo "setup: installing Python dependencies (pinned by constraints.txt)"
   .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip 2>/dev/null || true
-  .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]' \
+  # One call, so pip takes drift-logger (a dependency of the demo and dev extras) from ./drift_logger.
+  .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt \
+    -e ./drift_logger -e '.[dev]' \
     2> >(grep -v 'WARNING: Location' >&2)
   echo "$digest" > "$stamp"
 fi
