@@ -19,7 +19,7 @@ from actions import targets
 from actions.alerts import handler as alert_handler
 from agent import overrides, policy
 from agent import settings as settings_mod
-from agent.ingest import records
+from agent.ingest import parsing
 from agent.observability import audit as audit_mod
 from agent.observability import detector_results, gpu
 from agent.pipeline import engine as engine_mod
@@ -105,7 +105,7 @@ class Agent:
             engine.attach(self.decider)
             self.decider.state = policy.PolicyState.from_json(restored.policy_state)
         else:
-            parser = records.RecordParser(settings.mapping, settings.kafka.max_message_bytes)
+            parser = parsing.RecordParser(settings.mapping, settings.kafka.max_message_bytes)
             reference = reference_files.load_reference(
                 settings.reference, settings.registry.tracking_uri, parser
             )

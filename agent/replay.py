@@ -15,7 +15,7 @@ from typing import IO, Any
 from actions import vocabulary
 from agent import policy
 from agent import settings as settings_mod
-from agent.ingest import records
+from agent.ingest import parsing, records
 from agent.pipeline import engine as engine_mod
 from agent.pipeline import reference_files
 from agent.policy import decider
@@ -32,7 +32,7 @@ class EventClock:
         return self.now
 
 
-def _read_labels(path: pathlib.Path, parser: records.RecordParser) -> Iterator[records.LabelRecord]:
+def _read_labels(path: pathlib.Path, parser: parsing.RecordParser) -> Iterator[records.LabelRecord]:
     with path.open("rb") as handle:
         for line in handle:
             if not line.strip():
@@ -121,7 +121,7 @@ def run_replay(
     labels: pathlib.Path | None,
     events_out: pathlib.Path,
 ) -> int:
-    parser = records.RecordParser(settings.mapping, settings.kafka.max_message_bytes)
+    parser = parsing.RecordParser(settings.mapping, settings.kafka.max_message_bytes)
     reference_records = reference_files.load_records(reference_path, parser)
     clock = EventClock()
     # Replay never acts: decisions are written as events, no executor exists (dry-run by construction).

@@ -46,7 +46,7 @@ import kafka
 import prometheus_client
 
 from agent import settings
-from agent.ingest import records, source
+from agent.ingest import parsing, records, source
 from agent.observability import metrics
 from agent.pipeline import reference, windows
 from agent.runtime import process
@@ -122,7 +122,7 @@ def produce(bootstrap: str, topic: str, n: int) -> float:
 
 def bench_schema() -> reference.FeatureSchema:
     """The schema the agent would fix from its reference data (built before any timing)."""
-    parser = records.RecordParser()
+    parser = parsing.RecordParser()
     sample = [parser.parse_prediction(value) for value in iter_records(100)]
     return reference.FeatureSchema.infer(r for r in sample if isinstance(r, records.PredictionRecord))
 
@@ -206,7 +206,7 @@ class AgentIngest:
             session_timeout_ms=2000,
         )
         self.metrics = metrics.AgentMetrics(prometheus_client.CollectorRegistry())
-        self.parser = records.RecordParser()
+        self.parser = parsing.RecordParser()
         self.manager = windows.WindowManager(settings.WindowSettings(size=WINDOW_SIZE), schema)
         self.rejected = 0
         self.windows_closed = 0
@@ -260,7 +260,7 @@ class AgentIngest:
 
 def parse_us_per_record(values: list[bytes]) -> float:
     """``parse_prediction`` alone (no Kafka): CPU time, best of 5 repeats, in microseconds."""
-    parse = records.RecordParser().parse_prediction
+    parse = parsing.RecordParser().parse_prediction
 
     def parse_all() -> None:
         for value in values:
@@ -272,7 +272,7 @@ def parse_us_per_record(values: list[bytes]) -> float:
 
 def window_us_per_record(values: list[bytes], schema: reference.FeatureSchema) -> float:
     """``WindowManager.add`` alone, closing windows included: CPU time, best of 5, in microseconds."""
-    parser = records.RecordParser()
+    parser = parsing.RecordParser()
     parsed = [parser.parse_prediction(value) for value in values]
     good = [record for record in parsed if isinstance(record, records.PredictionRecord)]
 

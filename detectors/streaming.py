@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
@@ -51,6 +52,29 @@ def _running_mean(values: FloatArray, count: float, mean: float) -> tuple[FloatA
         mean += (1.0 / count) * (value - mean)
         out[index] = mean
     return out, count, mean
+
+
+def _changes(
+    values: FloatArray, chunk: int, scan: Callable[[FloatArray, int], int], restart: Callable[[], None]
+) -> IntArray:
+    """Indices into ``values`` where ``scan`` flags a change; the detector restarts after each one.
+
+    ``scan(part, start)`` reads ``part``, at most ``chunk`` values of ``values`` from index
+    ``start``, and returns the index in ``part`` of its first change, or -1 having absorbed it all.
+    Like River, the detector starts afresh (``restart``) with the value after a change.
+    """
+    changes: list[int] = []
+    start = 0
+    while start < len(values):
+        part = values[start : start + chunk]
+        hit = scan(part, start)
+        if hit < 0:
+            start += len(part)
+            continue
+        changes.append(start + hit)
+        restart()
+        start += hit + 1
+    return np.asarray(changes, dtype=np.int64)
 
 
 @dataclasses.dataclass
@@ -104,16 +128,8 @@ class Adwin:
     def update_many(self, values: npt.ArrayLike) -> IntArray:
         """Feed ``values`` in order; return the indices (into ``values``) where a change was flagged."""
         array = _as_values(values)
-        changes: list[int] = []
-        start = 0
-        while start < len(array):
-            hit = self._scan(array[start:])
-            if hit < 0:
-                break
-            changes.append(start + hit)
-            self.reset()
-            start += hit + 1
-        return np.asarray(changes, dtype=np.int64)
+        # One scan over all that is left: its check points vectorise across the whole remainder.
+        return _changes(array, len(array), lambda rest, _start: self._scan(rest), self.reset)
 
     def _scan(self, values: FloatArray) -> int:
         """Index of the first change in ``values``, or -1 after absorbing them all into the state."""
@@ -293,23 +309,16 @@ class Ddm:
         array = _as_values(values)
         if np.any((array != 0.0) & (array != 1.0)):
             raise ValueError("DDM needs a 0/1 error stream (1 = wrong prediction)")
-        changes: list[int] = []
         warnings: list[int] = []
-        start = 0
-        while start < len(array):
-            chunk = array[start : start + _CHUNK]
+
+        def scan(chunk: FloatArray, start: int) -> int:
             hit, chunk_warnings = self._scan(chunk)
             warnings.extend(start + w for w in chunk_warnings)
-            if hit < 0:
-                start += len(chunk)
-                continue
-            changes.append(start + hit)
-            self.reset()
-            start += hit + 1
+            return hit
+
+        changes = _changes(array, _CHUNK, scan, self.reset)
         return DdmChanges(
-            changes=np.asarray(changes, dtype=np.int64),
-            warnings=np.asarray(warnings, dtype=np.int64),
-            in_warning=self._in_warning,
+            changes=changes, warnings=np.asarray(warnings, dtype=np.int64), in_warning=self._in_warning
         )
 
     def _scan(self, values: FloatArray) -> tuple[int, list[int]]:
@@ -385,19 +394,7 @@ class PageHinkley:
         return self._mean
 
     def update_many(self, values: npt.ArrayLike) -> IntArray:
-        array = _as_values(values)
-        changes: list[int] = []
-        start = 0
-        while start < len(array):
-            chunk = array[start : start + _CHUNK]
-            hit = self._scan(chunk)
-            if hit < 0:
-                start += len(chunk)
-                continue
-            changes.append(start + hit)
-            self.reset()
-            start += hit + 1
-        return np.asarray(changes, dtype=np.int64)
+        return _changes(_as_values(values), _CHUNK, lambda chunk, _start: self._scan(chunk), self.reset)
 
     def _scan(self, values: FloatArray) -> int:
         first_count = self._count

@@ -28,6 +28,7 @@ from typing import Any, Final
 import numpy as np
 
 from agent import settings as settings_mod
+from agent.ingest import parsing
 from agent.ingest import records as records_mod
 from agent.pipeline.reference import ReferenceError
 
@@ -70,7 +71,7 @@ class _Reservoir:
 
 def read_records(
     path: pathlib.Path | str,
-    parser: records_mod.RecordParser,
+    parser: parsing.RecordParser,
     *,
     max_rows: int | None = None,
     seed: int = 0,
@@ -108,7 +109,7 @@ def read_records(
 
 def load_records(
     path: pathlib.Path | str,
-    parser: records_mod.RecordParser,
+    parser: parsing.RecordParser,
     *,
     max_rows: int | None = None,
     seed: int = 0,
@@ -142,7 +143,7 @@ def load_from_mlflow(
     run_id: str,
     artifact_path: str,
     tracking_uri: str | None,
-    parser: records_mod.RecordParser,
+    parser: parsing.RecordParser,
     *,
     max_rows: int | None = None,
     seed: int = 0,
@@ -165,7 +166,7 @@ def load_from_mlflow(
 
 
 def load_reference(
-    config: settings_mod.ReferenceSettings, tracking_uri: str | None, parser: records_mod.RecordParser
+    config: settings_mod.ReferenceSettings, tracking_uri: str | None, parser: parsing.RecordParser
 ) -> list[records_mod.PredictionRecord] | None:
     """Reference records from a file or MLflow; None means "collect the first N records"."""
     if config.source == "file":
@@ -205,7 +206,7 @@ def _json_rows(path: pathlib.Path) -> Iterator[Any]:
                 yield line
 
 
-def _frame_rows(path: pathlib.Path, parser: records_mod.RecordParser, kind: str) -> Iterator[dict[str, Any]]:
+def _frame_rows(path: pathlib.Path, parser: parsing.RecordParser, kind: str) -> Iterator[dict[str, Any]]:
     import pandas as pd  # noqa: PLC0415 - only file references need it
 
     string_columns = {

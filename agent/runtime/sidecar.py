@@ -22,7 +22,7 @@ from typing import Any
 import prometheus_client
 
 from agent import settings as settings_mod
-from agent.ingest import dead_letters, kserve, records, source
+from agent.ingest import dead_letters, kserve, parsing, records, source
 from agent.observability import collectors
 from agent.observability import metrics as metrics_mod
 from agent.pipeline import engine as engine_mod
@@ -66,7 +66,7 @@ class Sidecar:
         self.drain_timeout_s = runtime.drain_timeout_s
         self.metrics = metrics_mod.AgentMetrics(metrics_registry)
         self.metrics_registry = metrics_registry
-        self.parser = records.RecordParser(mapping, kafka.max_message_bytes)
+        self.parser = parsing.RecordParser(mapping, kafka.max_message_bytes)
         self.source = source.KafkaSource(kafka, metrics=self.metrics, on_revoked=self._on_revoked)
         self.dlq = dead_letters.DeadLetterQueue(kafka, metrics=self.metrics)
         self.on_evaluation = on_evaluation

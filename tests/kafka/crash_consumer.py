@@ -14,7 +14,7 @@ import signal
 import sys
 
 from agent import settings
-from agent.ingest import records, source
+from agent.ingest import parsing, records, source
 
 
 def main(argv: list[str]) -> int:
@@ -34,7 +34,7 @@ def main(argv: list[str]) -> int:
         max_poll_interval_ms=2000,
         session_timeout_ms=2000,
     )
-    record_parser = records.RecordParser()
+    record_parser = parsing.RecordParser()
     kafka_source = source.KafkaSource(config)
     stopping = False
 

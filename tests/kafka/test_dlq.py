@@ -11,7 +11,7 @@ import prometheus_client
 import pytest
 
 from agent.ingest import dead_letters as dlq
-from agent.ingest import records, source
+from agent.ingest import parsing, records, source
 from agent.observability import metrics
 from demo import broker
 from tests.infra import kafka as kafka_infra
@@ -59,7 +59,7 @@ def test_each_bad_input_kind_reaches_the_dlq_topic(
     registry = prometheus_client.CollectorRegistry()
     agent_metrics = metrics.AgentMetrics(registry)
     config = helpers.kafka_settings(bootstrap, topic_name)
-    parser = records.RecordParser(max_bytes=2048)
+    parser = parsing.RecordParser(max_bytes=2048)
     kafka_source = source.KafkaSource(config, metrics=agent_metrics)
     dead_letters = dlq.DeadLetterQueue(config, metrics=agent_metrics, wall_clock=lambda: AGENT_TIME)
     try:

@@ -10,7 +10,7 @@ import pytest
 
 from agent import settings
 from agent.ingest import dead_letters as dlq
-from agent.ingest import records, source
+from agent.ingest import parsing, records, source
 from agent.observability import metrics
 from agent.pipeline import reference, windows
 from demo import broker
@@ -33,7 +33,7 @@ def test_records_become_windows_and_bad_ones_dead_letters(
     registry = prometheus_client.CollectorRegistry()
     agent_metrics = metrics.AgentMetrics(registry)
     config = helpers.kafka_settings(bootstrap, topic_name)
-    parser = records.RecordParser()
+    parser = parsing.RecordParser()
     schema = reference.FeatureSchema.infer(
         r for r in map(parser.parse_prediction, good[:5]) if not isinstance(r, records.Rejected)
     )

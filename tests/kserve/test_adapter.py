@@ -5,7 +5,7 @@ from __future__ import annotations
 import pydantic
 import pytest
 
-from agent.ingest import kserve, records, source
+from agent.ingest import cloudevents, kserve, records, source
 from tests.kserve import payloads
 
 
@@ -221,7 +221,7 @@ def test_a_response_with_an_error_status_is_rejected_as_such() -> None:
     )
     result = kserve.KServeAdapter().add(message)
     assert isinstance(result, records.Rejected)
-    assert result.reason == kserve.ERROR_RESPONSE
+    assert result.reason == cloudevents.ERROR_RESPONSE
     assert "HTTP 422" in result.detail
 
 

@@ -7,8 +7,8 @@ import json
 import kafka
 import pytest
 
+from agent.ingest import cloudevents, kserve, records
 from agent.ingest import dead_letters as dlq
-from agent.ingest import kserve, records
 from agent.ingest import source as source_mod
 from demo import broker
 from tests.infra import kafka as kafka_infra
@@ -51,7 +51,7 @@ def test_events_from_kafka_join_and_rejects_reach_the_dead_letter_topic(
     built: list[records.PredictionRecord] = []
     try:
         batch = kafka_helpers.poll_until(kafka_source, len(SENT))
-        assert dict(batch[0].headers)["ce_type"] == kserve.REQUEST_TYPE.encode()
+        assert dict(batch[0].headers)["ce_type"] == cloudevents.REQUEST_TYPE.encode()
         for message in batch:
             result = adapter.add(message)
             if isinstance(result, records.Rejected):

@@ -7,7 +7,7 @@ import threading
 from typing import Any
 
 import drift_logger
-from agent.ingest import records
+from agent.ingest import parsing, records
 from demo import broker
 from tests.infra import kafka as kafka_infra
 
@@ -64,7 +64,7 @@ def closed_address() -> str:
 
 def read_records(bootstrap_servers: str, topic: str, count: int) -> list[tuple[dict[str, Any], bytes | None]]:
     """The raw JSON objects and keys on ``topic`` (asserts each passes the agent's parser too)."""
-    parser = records.RecordParser()
+    parser = parsing.RecordParser()
     found = []
     for message in kafka_infra.read_topic(bootstrap_servers, topic, count):
         parsed = parser.parse_prediction(message.value)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import drift_logger
-from agent.ingest import records
+from agent.ingest import parsing, records
 from demo import broker
 from tests.infra import kafka as kafka_infra
 from tests.logger import helpers
@@ -47,7 +47,7 @@ def test_records_arrive_and_parse_with_the_agent_parser(
     assert sorted(by_id) == sorted(f"req-{i}" for i in range(40))
     obj, key = by_id["req-3"]
     assert key == b"req-3"  # keyed by request id, like labels, so both co-partition
-    parsed = records.RecordParser().parse_prediction_obj(obj)
+    parsed = parsing.RecordParser().parse_prediction_obj(obj)
     assert isinstance(parsed, records.PredictionRecord)
     assert parsed.timestamp == WALL
     assert (parsed.model_name, parsed.model_version, parsed.prediction) == ("fraud", "7", 1)

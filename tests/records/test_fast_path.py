@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from agent import settings
-from agent.ingest import records
+from agent.ingest import parsing, records
 
 NAN = float("nan")
 INF = float("inf")
@@ -102,11 +102,11 @@ def field_values(record: records.PredictionRecord) -> list[tuple[type, Any]]:
 
 
 @pytest.fixture
-def parser() -> records.RecordParser:
-    return records.RecordParser(settings.FieldMappingSettings())
+def parser() -> parsing.RecordParser:
+    return parsing.RecordParser(settings.FieldMappingSettings())
 
 
-def test_fast_path_agrees_with_full_checks(parser: records.RecordParser) -> None:
+def test_fast_path_agrees_with_full_checks(parser: parsing.RecordParser) -> None:
     accepted = rejected = 0
     for obj in generated(3000, seed=11):
         raw = json.dumps(obj).encode()  # allow_nan: NaN / Infinity tokens on purpose
@@ -126,7 +126,7 @@ def test_fast_path_agrees_with_full_checks(parser: records.RecordParser) -> None
     assert accepted > 300 and rejected > 300, (accepted, rejected)
 
 
-def test_usual_record_takes_the_fast_path(parser: records.RecordParser) -> None:
+def test_usual_record_takes_the_fast_path(parser: parsing.RecordParser) -> None:
     obj = {
         "request_id": "r-1",
         "timestamp": 1_718_000_000,
@@ -164,7 +164,7 @@ def test_usual_record_takes_the_fast_path(parser: records.RecordParser) -> None:
         ("latency_ms", -1),
     ],
 )
-def test_unusual_fields_leave_the_fast_path(parser: records.RecordParser, field: str, value: object) -> None:
+def test_unusual_fields_leave_the_fast_path(parser: parsing.RecordParser, field: str, value: object) -> None:
     obj: dict[str, Any] = {
         "request_id": "r-1",
         "timestamp": 1_718_000_000.5,
@@ -177,7 +177,7 @@ def test_unusual_fields_leave_the_fast_path(parser: records.RecordParser, field:
     assert parser._fast_prediction(orjson.loads(json.dumps(obj))) is None
 
 
-def test_orjson_refusals_are_judged_by_the_standard_library(parser: records.RecordParser) -> None:
+def test_orjson_refusals_are_judged_by_the_standard_library(parser: parsing.RecordParser) -> None:
     base = '{"request_id": %s, "timestamp": 1.0, "model_name": "m", "model_version": "1", '
     # A lone surrogate: orjson refuses it, the standard library (and so the contract) accepts it.
     raw = (base % '"\\ud800"' + '"features": {"x": 1}, "prediction": 1}').encode()
@@ -195,7 +195,7 @@ def test_orjson_refusals_are_judged_by_the_standard_library(parser: records.Reco
     assert result.detail == f"not valid JSON: {stdlib_error.value}"
 
 
-def test_labels_are_decoded_the_same_way(parser: records.RecordParser) -> None:
+def test_labels_are_decoded_the_same_way(parser: parsing.RecordParser) -> None:
     nan = parser.parse_label(b'{"request_id": "r", "timestamp": 1, "label": NaN}')
     assert isinstance(nan, records.Rejected) and nan.reason == records.NON_FINITE
     label = parser.parse_label(b'{"request_id": "r", "timestamp": 1, "label": 2}')

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from agent import settings
-from agent.ingest import records
+from agent.ingest import parsing, records
 
 
 def prediction(**overrides: Any) -> dict[str, Any]:
@@ -30,8 +30,8 @@ def encode(obj: object) -> bytes:
 
 
 @pytest.fixture
-def parser() -> records.RecordParser:
-    return records.RecordParser(settings.FieldMappingSettings())
+def parser() -> parsing.RecordParser:
+    return parsing.RecordParser(settings.FieldMappingSettings())
 
 
 def accepted(result: records.PredictionRecord | records.Rejected) -> records.PredictionRecord:
@@ -44,7 +44,7 @@ def rejected(result: object) -> records.Rejected:
     return result
 
 
-def test_valid_record_keeps_every_field(parser: records.RecordParser) -> None:
+def test_valid_record_keeps_every_field(parser: parsing.RecordParser) -> None:
     raw = encode(
         prediction(
             probabilities={"0": 0.13, "1": 0.87},
@@ -68,36 +68,36 @@ def test_valid_record_keeps_every_field(parser: records.RecordParser) -> None:
     assert record.extra is None
 
 
-def test_optional_fields_default(parser: records.RecordParser) -> None:
+def test_optional_fields_default(parser: parsing.RecordParser) -> None:
     record = accepted(parser.parse_prediction(encode(prediction())))
     assert record.status == "ok"
     assert record.confidence is None and record.probabilities is None
     assert record.latency_ms is None and record.gpu_latency_ms is None and record.segment is None
 
 
-def test_nulls_in_optional_fields_mean_absent(parser: records.RecordParser) -> None:
+def test_nulls_in_optional_fields_mean_absent(parser: parsing.RecordParser) -> None:
     raw = encode(prediction(latency_ms=None, status=None, segment=None, confidence=None, probabilities=None))
     record = accepted(parser.parse_prediction(raw))
     assert (record.latency_ms, record.status, record.segment, record.confidence) == (None, "ok", None, None)
 
 
-def test_confidence_is_max_probability_when_absent(parser: records.RecordParser) -> None:
+def test_confidence_is_max_probability_when_absent(parser: parsing.RecordParser) -> None:
     record = accepted(
         parser.parse_prediction(encode(prediction(probabilities={"a": 0.2, "b": 0.5, "c": 0.3})))
     )
     assert record.confidence == 0.5
 
 
-def test_explicit_confidence_wins_over_probabilities(parser: records.RecordParser) -> None:
+def test_explicit_confidence_wins_over_probabilities(parser: parsing.RecordParser) -> None:
     raw = encode(prediction(probabilities={"a": 0.2, "b": 0.8}, confidence=0.6))
     assert accepted(parser.parse_prediction(raw)).confidence == 0.6
 
 
-def test_integer_model_version_becomes_string(parser: records.RecordParser) -> None:
+def test_integer_model_version_becomes_string(parser: parsing.RecordParser) -> None:
     assert accepted(parser.parse_prediction(encode(prediction(model_version=7)))).model_version == "7"
 
 
-def test_string_and_bool_predictions(parser: records.RecordParser) -> None:
+def test_string_and_bool_predictions(parser: parsing.RecordParser) -> None:
     assert accepted(parser.parse_prediction(encode(prediction(prediction="cat")))).prediction == "cat"
     assert accepted(parser.parse_prediction(encode(prediction(prediction=True)))).prediction == 1.0
     assert accepted(parser.parse_prediction(encode(prediction(prediction=3)))).prediction == 3
@@ -117,13 +117,13 @@ def test_string_and_bool_predictions(parser: records.RecordParser) -> None:
         (1714564800.125, 1714564800.125),
     ],
 )
-def test_timestamps_rfc3339_and_epoch(parser: records.RecordParser, stamp: object, expected: float) -> None:
+def test_timestamps_rfc3339_and_epoch(parser: parsing.RecordParser, stamp: object, expected: float) -> None:
     record = accepted(parser.parse_prediction(encode(prediction(timestamp=stamp))))
     assert record.timestamp == pytest.approx(expected, abs=1e-6)
     assert isinstance(record.timestamp, float)
 
 
-def test_unknown_top_level_fields_go_to_extra(parser: records.RecordParser) -> None:
+def test_unknown_top_level_fields_go_to_extra(parser: parsing.RecordParser) -> None:
     record = accepted(parser.parse_prediction(encode(prediction(trace_id="abc", host={"pod": "p-1"}))))
     assert record.extra == {"trace_id": "abc", "host": {"pod": "p-1"}}
 
@@ -139,14 +139,14 @@ def test_unknown_top_level_fields_go_to_extra(parser: records.RecordParser) -> N
         (b"", "not valid JSON"),
     ],
 )
-def test_malformed_json(parser: records.RecordParser, raw: bytes, detail_part: str) -> None:
+def test_malformed_json(parser: parsing.RecordParser, raw: bytes, detail_part: str) -> None:
     result = rejected(parser.parse_prediction(raw))
     assert result.reason == records.MALFORMED_JSON
     assert detail_part in result.detail
     assert result.raw == raw
 
 
-def test_latency_string_is_wrong_type_with_the_documented_detail(parser: records.RecordParser) -> None:
+def test_latency_string_is_wrong_type_with_the_documented_detail(parser: parsing.RecordParser) -> None:
     result = rejected(parser.parse_prediction(encode(prediction(latency_ms="abc"))))
     assert result.reason == records.WRONG_TYPE
     assert result.detail == "field 'latency_ms': expected a finite number >= 0, got 'abc'"
@@ -196,7 +196,7 @@ def test_latency_string_is_wrong_type_with_the_documented_detail(parser: records
     ],
 )
 def test_wrong_types_and_invalid_values(
-    parser: records.RecordParser, overrides: dict[str, Any], reason: str, detail: str
+    parser: parsing.RecordParser, overrides: dict[str, Any], reason: str, detail: str
 ) -> None:
     result = rejected(parser.parse_prediction(encode(prediction(**overrides))))
     assert result.reason == reason
@@ -206,7 +206,7 @@ def test_wrong_types_and_invalid_values(
 @pytest.mark.parametrize(
     "field", ["request_id", "timestamp", "model_name", "model_version", "features", "prediction"]
 )
-def test_missing_required_field(parser: records.RecordParser, field: str) -> None:
+def test_missing_required_field(parser: parsing.RecordParser, field: str) -> None:
     obj = prediction()
     del obj[field]
     result = rejected(parser.parse_prediction(encode(obj)))
@@ -215,7 +215,7 @@ def test_missing_required_field(parser: records.RecordParser, field: str) -> Non
     assert f"mapping.{field}" in result.detail
 
 
-def test_null_required_field_is_missing(parser: records.RecordParser) -> None:
+def test_null_required_field_is_missing(parser: parsing.RecordParser) -> None:
     result = rejected(parser.parse_prediction(encode(prediction(prediction=None))))
     assert result.reason == records.MISSING_FIELD
 
@@ -233,7 +233,7 @@ def test_null_required_field_is_missing(parser: records.RecordParser) -> None:
         ('"features": {"x": 1}, "probabilities": {"a": NaN}', "probabilities.a"),
     ],
 )
-def test_non_finite_numbers(parser: records.RecordParser, text: str, field: str) -> None:
+def test_non_finite_numbers(parser: parsing.RecordParser, text: str, field: str) -> None:
     base = '{"request_id": "r", "timestamp": 1.0, "model_name": "m", "model_version": "1", "prediction": 1'
     raw = (base + ", " + text + "}").encode()
     if '"prediction"' in text:
@@ -245,14 +245,14 @@ def test_non_finite_numbers(parser: records.RecordParser, text: str, field: str)
     assert result.detail.startswith(f"field '{field}'")
 
 
-def test_huge_integer_feature_is_non_finite(parser: records.RecordParser) -> None:
+def test_huge_integer_feature_is_non_finite(parser: parsing.RecordParser) -> None:
     result = rejected(parser.parse_prediction(encode(prediction(features={"x": 10**400}))))
     assert result.reason == records.NON_FINITE
     assert "features.x" in result.detail
 
 
-def test_oversize(parser: records.RecordParser) -> None:
-    small = records.RecordParser(settings.FieldMappingSettings(), max_bytes=100)
+def test_oversize(parser: parsing.RecordParser) -> None:
+    small = parsing.RecordParser(settings.FieldMappingSettings(), max_bytes=100)
     raw = encode(prediction(features={f"f{i}": i for i in range(50)}))
     result = rejected(small.parse_prediction(raw))
     assert result.reason == records.OVERSIZE
@@ -260,24 +260,24 @@ def test_oversize(parser: records.RecordParser) -> None:
     assert isinstance(parser.parse_prediction(raw), records.PredictionRecord)
 
 
-def test_top_level_array_is_wrong_type(parser: records.RecordParser) -> None:
+def test_top_level_array_is_wrong_type(parser: parsing.RecordParser) -> None:
     result = rejected(parser.parse_prediction(b"[1, 2]"))
     assert (result.reason, result.detail) == ("wrong_type", "record: expected a JSON object, got array")
 
 
-def test_every_reason_is_declared(parser: records.RecordParser) -> None:
+def test_every_reason_is_declared(parser: parsing.RecordParser) -> None:
     seen = {
         rejected(parser.parse_prediction(b"{")).reason,
         rejected(parser.parse_prediction(encode(prediction(latency_ms="x")))).reason,
         rejected(parser.parse_prediction(encode(prediction(features={"x": float("nan")})))).reason,
         rejected(parser.parse_prediction(b"{}")).reason,
-        rejected(records.RecordParser(max_bytes=1).parse_prediction(b"{}")).reason,
+        rejected(parsing.RecordParser(max_bytes=1).parse_prediction(b"{}")).reason,
         rejected(parser.parse_prediction(encode(prediction(status="x")))).reason,
     }
     assert seen == set(records.REJECT_REASONS)
 
 
-def test_bad_data_never_raises(parser: records.RecordParser) -> None:
+def test_bad_data_never_raises(parser: parsing.RecordParser) -> None:
     nasty: list[bytes] = [
         b"[" * 100_000,
         b"null",
@@ -302,7 +302,7 @@ def test_dotted_paths_in_the_mapping() -> None:
         prediction="outputs.score",
         latency_ms="timing.total_ms",
     )
-    parser = records.RecordParser(mapping)
+    parser = parsing.RecordParser(mapping)
     obj = {
         "meta": {"id": "abc", "ts": "2024-05-01T12:00:00Z"},
         "model": {"name": "m", "version": 4},
@@ -329,7 +329,7 @@ def test_dotted_paths_in_the_mapping() -> None:
 
 
 def test_renamed_top_level_fields() -> None:
-    parser = records.RecordParser(settings.FieldMappingSettings(request_id="rid", features="x"))
+    parser = parsing.RecordParser(settings.FieldMappingSettings(request_id="rid", features="x"))
     obj = prediction()
     obj["rid"] = obj.pop("request_id")
     obj["x"] = obj.pop("features")
@@ -342,10 +342,10 @@ def test_renamed_top_level_fields() -> None:
 
 def test_bad_mapping_path_is_rejected_at_start() -> None:
     with pytest.raises(ValueError, match=r"mapping.request_id: 'meta\.\.id' is not a field path"):
-        records.RecordParser(settings.FieldMappingSettings(request_id="meta..id"))
+        parsing.RecordParser(settings.FieldMappingSettings(request_id="meta..id"))
 
 
-def test_parse_prediction_obj_for_files_and_adapters(parser: records.RecordParser) -> None:
+def test_parse_prediction_obj_for_files_and_adapters(parser: parsing.RecordParser) -> None:
     assert accepted(parser.parse_prediction_obj(prediction())).request_id == "r-1"
     result = rejected(parser.parse_prediction_obj(prediction(latency_ms=float("nan"))))
     assert result.reason == records.NON_FINITE
@@ -355,7 +355,7 @@ def test_parse_prediction_obj_for_files_and_adapters(parser: records.RecordParse
 # -- labels ------------------------------------------------------------------------------------------
 
 
-def test_parse_label(parser: records.RecordParser) -> None:
+def test_parse_label(parser: parsing.RecordParser) -> None:
     label = parser.parse_label(encode({"request_id": "r-1", "timestamp": "2024-05-01T12:00:00Z", "label": 1}))
     assert isinstance(label, records.LabelRecord)
     assert (label.request_id, label.label) == ("r-1", 1)
@@ -378,7 +378,7 @@ def test_parse_label(parser: records.RecordParser) -> None:
         (b"[]", "wrong_type", "label record: expected a JSON object"),
     ],
 )
-def test_label_rejections(parser: records.RecordParser, raw: bytes, reason: str, detail: str) -> None:
+def test_label_rejections(parser: parsing.RecordParser, raw: bytes, reason: str, detail: str) -> None:
     result = rejected(parser.parse_label(raw))
     assert result.reason == reason
     assert detail in result.detail
@@ -386,6 +386,6 @@ def test_label_rejections(parser: records.RecordParser, raw: bytes, reason: str,
 
 
 def test_label_mapping_path() -> None:
-    parser = records.RecordParser(settings.FieldMappingSettings(label="truth.value", request_id="rid"))
+    parser = parsing.RecordParser(settings.FieldMappingSettings(label="truth.value", request_id="rid"))
     label = parser.parse_label(encode({"rid": "r-9", "timestamp": 3, "truth": {"value": 2.5}}))
     assert isinstance(label, records.LabelRecord) and (label.request_id, label.label) == ("r-9", 2.5)

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from agent import settings
-from agent.ingest import records
+from agent.ingest import parsing, records
 from agent.pipeline import reference, reference_files
 
 
@@ -30,8 +30,8 @@ def rec(i: int, features: dict[str, records.FeatureValue], **fields: Any) -> rec
 
 
 @pytest.fixture
-def parser() -> records.RecordParser:
-    return records.RecordParser(settings.FieldMappingSettings())
+def parser() -> parsing.RecordParser:
+    return parsing.RecordParser(settings.FieldMappingSettings())
 
 
 # -- schema ---------------------------------------------------------------------------------------
@@ -156,7 +156,7 @@ def check_loaded(loaded: list[records.PredictionRecord], n: int) -> None:
     assert loaded[3].model_version == "2" and loaded[3].latency_ms == 8.0
 
 
-def test_load_jsonl_skips_invalid_rows(tmp_path: pathlib.Path, parser: records.RecordParser) -> None:
+def test_load_jsonl_skips_invalid_rows(tmp_path: pathlib.Path, parser: parsing.RecordParser) -> None:
     path = tmp_path / "ref.jsonl"
     lines = [json.dumps(row) for row in rows(6)]
     lines.insert(2, '{"request_id": "bad"')
@@ -168,7 +168,7 @@ def test_load_jsonl_skips_invalid_rows(tmp_path: pathlib.Path, parser: records.R
     check_loaded(reference_files.load_records(path, parser), 6)
 
 
-def test_load_json_array(tmp_path: pathlib.Path, parser: records.RecordParser) -> None:
+def test_load_json_array(tmp_path: pathlib.Path, parser: parsing.RecordParser) -> None:
     path = tmp_path / "ref.json"
     path.write_text(json.dumps(rows(5)))
     check_loaded(reference_files.load_records(path, parser), 5)
@@ -182,7 +182,7 @@ def flat_frame(n: int) -> pd.DataFrame:
     return pd.DataFrame(flat)
 
 
-def test_load_csv_with_feature_columns(tmp_path: pathlib.Path, parser: records.RecordParser) -> None:
+def test_load_csv_with_feature_columns(tmp_path: pathlib.Path, parser: parsing.RecordParser) -> None:
     frame = flat_frame(5)
     frame.loc[4, "features.x"] = None  # an empty cell is a missing value, not NaN
     frame["segment.region"] = ["eu", "us", None, "eu", "eu"]
@@ -194,7 +194,7 @@ def test_load_csv_with_feature_columns(tmp_path: pathlib.Path, parser: records.R
     assert loaded[0].segment == {"region": "eu"} and loaded[2].segment is None
 
 
-def test_load_csv_with_json_features_column(tmp_path: pathlib.Path, parser: records.RecordParser) -> None:
+def test_load_csv_with_json_features_column(tmp_path: pathlib.Path, parser: parsing.RecordParser) -> None:
     data = rows(5)
     frame = pd.DataFrame([{**row, "features": json.dumps(row["features"])} for row in data])
     path = tmp_path / "ref.csv"
@@ -202,14 +202,14 @@ def test_load_csv_with_json_features_column(tmp_path: pathlib.Path, parser: reco
     check_loaded(reference_files.load_records(path, parser), 5)
 
 
-def test_load_parquet_with_feature_columns(tmp_path: pathlib.Path, parser: records.RecordParser) -> None:
+def test_load_parquet_with_feature_columns(tmp_path: pathlib.Path, parser: parsing.RecordParser) -> None:
     path = tmp_path / "ref.parquet"
     flat_frame(5).to_parquet(path)
     check_loaded(reference_files.load_records(path, parser), 5)
 
 
 def test_load_parquet_with_struct_features_and_datetime(
-    tmp_path: pathlib.Path, parser: records.RecordParser
+    tmp_path: pathlib.Path, parser: parsing.RecordParser
 ) -> None:
     frame = pd.DataFrame(rows(5))
     frame["timestamp"] = pd.to_datetime(frame["timestamp"], unit="s", utc=True)
@@ -219,7 +219,7 @@ def test_load_parquet_with_struct_features_and_datetime(
 
 
 def test_max_rows_keeps_a_seeded_uniform_sample_in_file_order(
-    tmp_path: pathlib.Path, parser: records.RecordParser
+    tmp_path: pathlib.Path, parser: parsing.RecordParser
 ) -> None:
     path = tmp_path / "ref.jsonl"
     path.write_text("\n".join(json.dumps(row) for row in rows(400)))
@@ -234,14 +234,14 @@ def test_max_rows_keeps_a_seeded_uniform_sample_in_file_order(
     assert min(positions) < 100 and max(positions) > 300
 
 
-def test_file_without_valid_rows_is_an_error(tmp_path: pathlib.Path, parser: records.RecordParser) -> None:
+def test_file_without_valid_rows_is_an_error(tmp_path: pathlib.Path, parser: parsing.RecordParser) -> None:
     path = tmp_path / "ref.jsonl"
     path.write_text('{"request_id": 1}\n')
     with pytest.raises(reference.ReferenceError, match=r"no valid record in 1 rows.*row 1: wrong_type"):
         reference_files.load_records(path, parser)
 
 
-def test_unknown_suffix_and_missing_file(tmp_path: pathlib.Path, parser: records.RecordParser) -> None:
+def test_unknown_suffix_and_missing_file(tmp_path: pathlib.Path, parser: parsing.RecordParser) -> None:
     with pytest.raises(
         reference.ReferenceError, match=r"unknown suffix '.txt'; use .jsonl, .json, .csv or .parquet"
     ):

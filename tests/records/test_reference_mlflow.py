@@ -7,7 +7,7 @@ import json
 import pytest
 
 from agent import settings
-from agent.ingest import records
+from agent.ingest import parsing
 from agent.pipeline import reference, reference_files
 
 pytestmark = pytest.mark.slow  # MLflow import and sqlite schema creation take seconds
@@ -48,7 +48,7 @@ def run_with_reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, s
 
 def test_load_reference_artifact_from_an_mlflow_run(run_with_reference: tuple[str, str]) -> None:
     run_id, tracking_uri = run_with_reference
-    parser = records.RecordParser(settings.FieldMappingSettings())
+    parser = parsing.RecordParser(settings.FieldMappingSettings())
     loaded = reference_files.load_from_mlflow(
         run_id, "data/reference.jsonl", tracking_uri, parser, max_rows=10
     )
@@ -59,7 +59,7 @@ def test_load_reference_artifact_from_an_mlflow_run(run_with_reference: tuple[st
 
 def test_missing_artifact_names_run_and_path(run_with_reference: tuple[str, str]) -> None:
     run_id, tracking_uri = run_with_reference
-    parser = records.RecordParser(settings.FieldMappingSettings())
+    parser = parsing.RecordParser(settings.FieldMappingSettings())
     with pytest.raises(
         reference.ReferenceError, match=rf"artifact 'data/nope.parquet' of MLflow run '{run_id}'"
     ):
