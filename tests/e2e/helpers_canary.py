@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import json
 import math
 import pathlib
 import threading
@@ -40,6 +39,7 @@ from kubernetes import client as k8s_client
 import drift_logger
 from actions.canary import state as canary_state
 from agent.observability import audit as audit_mod
+from demo import pacing
 from demo import receiver as receiver_mod
 from tests.k8s import chart_rbac, helpers
 
@@ -231,29 +231,24 @@ class KubeletStandIn:
         self._cache = cache
         self._names = tuple(names)
         self._cold_start_s = cold_start_s
-        self._poll_s = poll_s
         self._first_seen: dict[tuple[str, int], float] = {}
         self.rollouts: list[Rollout] = []
         self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="kubelet-stand-in", daemon=True)
+        self._ticker = pacing.Ticker("kubelet-stand-in", self._tick, poll_s)
 
     def start(self) -> KubeletStandIn:
-        self._thread.start()
+        self._ticker.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
+        self._ticker.stop()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for name in self._names:
-                try:
-                    self._settle(name)
-                except Exception as exc:  # reported by the test; the stand-in keeps going
-                    self.errors.append(f"{name}: {type(exc).__name__}: {exc}")
-            self._stop.wait(self._poll_s)
+    def _tick(self) -> None:
+        for name in self._names:
+            try:
+                self._settle(name)
+            except Exception as exc:  # reported by the test; the stand-in keeps going
+                self.errors.append(f"{name}: {type(exc).__name__}: {exc}")
 
     def _settle(self, name: str) -> None:
         deployment: Any = self._apps.read_namespaced_deployment(name, self._namespace)
@@ -320,36 +315,33 @@ class TrafficGenerator:
         self._cache = cache
         self._bootstrap = bootstrap_servers
         self._predictions_topic = predictions_topic
-        self._labels_topic = labels_topic
         self._model_name = model_name
         self._rng = np.random.default_rng(seed)
         self.ramp = ramp
         self._latency = dict(latency or {})
-        self._rate = rate
         self._batch = batch
         self._label_noise = label_noise
-        self._label_delay_s = label_delay_s
         self._view_refresh_s = view_refresh_s
         self._view: dict[str, Served] = {}
         self._view_read_at = 0.0
         self._loggers: dict[str, drift_logger.PredictionLogger] = {}
-        self._labels: collections.deque[tuple[float, bytes]] = collections.deque()
         self._producer = kafka.KafkaProducer(bootstrap_servers=bootstrap_servers, linger_ms=5)
+        self._labels = pacing.DelayedLabels(
+            label_delay_s, lambda record: self._producer.send(labels_topic, record)
+        )
         self._lock = threading.Lock()
         self.index = 0
         self.per_version: collections.Counter[str] = collections.Counter()
         self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="traffic-generator", daemon=True)
+        self._ticker = pacing.Ticker("traffic-generator", self._tick, batch / rate)
 
     def start(self) -> TrafficGenerator:
         self._refresh_view()
-        self._thread.start()
+        self._ticker.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
+        self._ticker.stop()
         for logger in self._loggers.values():
             logger.close(timeout_s=5)
         self._producer.close(timeout=5)
@@ -365,23 +357,14 @@ class TrafficGenerator:
         with self._lock:
             return dict(self._view)
 
-    def _run(self) -> None:
-        interval = self._batch / self._rate
-        next_at = time.monotonic()
-        while not self._stop.is_set():
-            try:
-                if time.monotonic() - self._view_read_at >= self._view_refresh_s:
-                    self._refresh_view()
-                self._serve_batch()
-                self._send_due_labels()
-            except Exception as exc:  # the test reports these; traffic goes on
-                self.errors.append(f"{type(exc).__name__}: {exc}")
-            next_at += interval
-            delay = next_at - time.monotonic()
-            if delay > 0:
-                self._stop.wait(delay)
-            else:
-                next_at = time.monotonic()  # behind (a busy machine): do not burst to catch up
+    def _tick(self) -> None:
+        try:
+            if time.monotonic() - self._view_read_at >= self._view_refresh_s:
+                self._refresh_view()
+            self._serve_batch()
+            self._labels.send_due()
+        except Exception as exc:  # the test reports these; traffic goes on
+            self.errors.append(f"{type(exc).__name__}: {exc}")
 
     def _refresh_view(self) -> None:
         self._view_read_at = time.monotonic()
@@ -436,8 +419,7 @@ class TrafficGenerator:
                 gpu_latency_ms=round(float(gpu_ms[row]), 4),
             )
             self.per_version[version] += 1
-            label = {"request_id": request_id, "timestamp": now, "label": int(labels[row])}
-            self._labels.append((time.monotonic() + self._label_delay_s, json.dumps(label).encode()))
+            self._labels.add(request_id, int(labels[row]), now)
 
     def _logger(self, version: str) -> drift_logger.PredictionLogger:
         if version not in self._loggers:
@@ -449,11 +431,6 @@ class TrafficGenerator:
                 gpu_timing=False,  # the GPU times come from the version's LatencyProfile
             )
         return self._loggers[version]
-
-    def _send_due_labels(self) -> None:
-        now = time.monotonic()
-        while self._labels and self._labels[0][0] <= now:
-            self._producer.send(self._labels_topic, self._labels.popleft()[1])
 
 
 # -- reading the audit log --------------------------------------------------------------------------

@@ -25,6 +25,9 @@ from actions import model_registry
 from agent import settings as settings_mod
 from agent.pipeline import engine as engine_mod
 from agent.respond import executor
+from demo import pacing
+from demo import world as demo_world
+from tests.e2e import helpers_cluster
 from tests.k8s import chart_rbac, helpers
 from tests.registry import helpers as registry_helpers
 
@@ -107,40 +110,36 @@ class KubeletStandIn:
         self._admin = admin
         self._namespace = namespace
         self._name = name
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="kubelet-stand-in", daemon=True)
+        self._apps = k8s_client.AppsV1Api(admin)
+        self._ticker = pacing.Ticker("kubelet-stand-in", self._tick, POLL_S)
         self.rolled_out: list[int] = []
         self.errors: list[str] = []
 
     def __enter__(self) -> KubeletStandIn:
-        self._thread.start()
+        self._ticker.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
+        self._ticker.stop()
 
-    def _run(self) -> None:
-        apps = k8s_client.AppsV1Api(self._admin)
-        while not self._stop.is_set():
-            try:
-                deployment = apps.read_namespaced_deployment(self._name, self._namespace)
-                assert deployment.metadata is not None
-                generation = int(deployment.metadata.generation or 0)
-                observed = deployment.status.observed_generation if deployment.status else None
-                if observed != generation:
-                    helpers.set_deployment_status(
-                        self._admin,
-                        self._namespace,
-                        self._name,
-                        replicas=REPLICAS,
-                        updated=REPLICAS,
-                        available=REPLICAS,
-                    )
-                    self.rolled_out.append(generation)
-            except k8s_client.ApiException as exc:  # reported by the test, never swallowed silently
-                self.errors.append(f"HTTP {exc.status}: {exc.reason}")
-            self._stop.wait(POLL_S)
+    def _tick(self) -> None:
+        try:
+            deployment = self._apps.read_namespaced_deployment(self._name, self._namespace)
+            assert deployment.metadata is not None
+            generation = int(deployment.metadata.generation or 0)
+            observed = deployment.status.observed_generation if deployment.status else None
+            if observed != generation:
+                helpers.set_deployment_status(
+                    self._admin,
+                    self._namespace,
+                    self._name,
+                    replicas=REPLICAS,
+                    updated=REPLICAS,
+                    available=REPLICAS,
+                )
+                self.rolled_out.append(generation)
+        except k8s_client.ApiException as exc:  # reported by the test, never swallowed silently
+            self.errors.append(f"HTTP {exc.status}: {exc.reason}")
 
 
 # -- the registry's history before the run ------------------------------------------------------
@@ -267,21 +266,10 @@ def send_labels(bootstrap: str, topic: str, requests: list[Request]) -> None:
 # -- settings and records -----------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class Topics:
-    predictions: str
-    labels: str
-    dead_letters: str
-
-
 def agent_settings(
-    *,
     identity: str,
-    state: pathlib.Path,
-    bootstrap: str,
-    topics: Topics,
-    tracking_uri: str,
-    model_name: str,
+    wiring: demo_world.Wiring,
+    *,
     namespace: str,
     kubeconfig: pathlib.Path,
     webhook_url: str,
@@ -289,47 +277,26 @@ def agent_settings(
     policy_path: pathlib.Path,
 ) -> settings_mod.AgentSettings:
     """One sidecar's settings; the two agents differ only in identity, group and state directory."""
-    config: dict[str, Any] = {
-        "kafka": {
-            "bootstrap_servers": bootstrap,
-            "predictions_topic": topics.predictions,
-            "labels_topic": topics.labels,
-            "dead_letter_topic": topics.dead_letters,
-            # Different groups: each agent reads every record, as if it watched its own replica.
-            "group_id": f"drift-agent-{identity}",
-            "client_id": f"drift-agent-{identity}",
-            "max_poll_interval_ms": 10_000,
-            "poll_timeout_ms": 200,
+    return demo_world.agent_settings(
+        # Different groups: each agent reads every record, as if it watched its own replica.
+        demo_world.agent_config(
+            wiring, group_id=f"drift-agent-{identity}", window=BLOCK, reference_windows=2
+        ),
+        helpers_cluster.cluster_settings(
+            kubeconfig, namespace, lease=LEASE, identity=identity, deployment=DEPLOYMENT, container=CONTAINER
+        ),
+        {
+            "kafka": {"client_id": f"drift-agent-{identity}"},
+            "policy": {"path": str(policy_path)},
+            "alerting": {
+                "sinks": [
+                    {"name": "oncall", "type": "webhook", "url": webhook_url, "secret_env": secret_env}
+                ],
+                "alert_sinks": ["oncall"],
+                "page_sinks": ["oncall"],
+            },
         },
-        "window": {"size": BLOCK},
-        "reference": {"source": "first_n", "first_n": 2 * BLOCK},
-        "http": {"host": "127.0.0.1", "port": 0},
-        "logging": {"level": "WARNING", "json_format": False},
-        "runtime": {"state_dir": str(state / "state"), "model_name": model_name, "drain_timeout_s": 10},
-        "registry": {"tracking_uri": tracking_uri, "registered_model_name": model_name},
-        "target": {
-            "kind": "kubernetes",
-            "kubeconfig": str(kubeconfig),
-            "kubernetes": {"namespace": namespace, "deployment": DEPLOYMENT, "container": CONTAINER},
-        },
-        "leader_election": {
-            "enabled": True,
-            "namespace": namespace,
-            "lease_name": LEASE,
-            "identity": identity,
-        },
-        "policy": {"path": str(policy_path)},
-        "overrides": {"path": str(state / "overrides.yaml"), "reload_interval_s": 1.0},
-        "audit": {"path": str(state / "audit.jsonl")},
-        "canary": {"state_path": str(state / "canary.json")},
-        "retrain": {"runner": {"work_dir": str(state / "retrain")}},
-        "alerting": {
-            "sinks": [{"name": "oncall", "type": "webhook", "url": webhook_url, "secret_env": secret_env}],
-            "alert_sinks": ["oncall"],
-            "page_sinks": ["oncall"],
-        },
-    }
-    return settings_mod.AgentSettings(**config)
+    )
 
 
 def read_audit(path: pathlib.Path) -> list[dict[str, Any]]:

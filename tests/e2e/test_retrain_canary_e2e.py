@@ -26,10 +26,9 @@ import pathlib
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-import prometheus_client
 import pytest
 from kubernetes import client as k8s_client
 from mlflow.tracking import MlflowClient
@@ -43,7 +42,9 @@ from agent.pipeline import engine as engine_mod
 from agent.respond import executor
 from demo import broker
 from demo import receiver as receiver_mod
+from demo import world as demo_world
 from tests.e2e import helpers_canary as serving
+from tests.e2e import helpers_cluster
 from tests.infra import kube
 from tests.infra import mlflow_server as mlflow_infra
 from tests.k8s import helpers
@@ -55,8 +56,9 @@ SUCCEEDED = actions_base.OutcomeStatus.SUCCEEDED
 FAILED = actions_base.OutcomeStatus.FAILED
 
 REPLICAS = 4
-SLACK_ENV = "DRIFT_E2E_CANARY_SLACK_WEBHOOK_URL"
-PAGERDUTY_ENV = "DRIFT_E2E_CANARY_PAGERDUTY_ROUTING_KEY"
+SINKS = demo_world.ReceiverSinks(
+    "DRIFT_E2E_CANARY_SLACK_WEBHOOK_URL", "DRIFT_E2E_CANARY_PAGERDUTY_ROUTING_KEY"
+)
 # Windows of 1000 records: with Evidently's default tests (normed Wasserstein at 0.1 once the
 # reference exceeds 1000 rows) windows of a few hundred raise data drift on stationary traffic.
 WINDOW = 1000
@@ -111,36 +113,12 @@ class Observer:
         )
 
 
-@contextlib.contextmanager
-def running_agent(settings: settings_mod.AgentSettings, observer: Observer) -> Iterator[app.Agent]:
-    agent = app.Agent(
-        settings,
-        metrics_registry=prometheus_client.CollectorRegistry(),
-        on_evaluation=observer.on_evaluation,
-        on_action=observer.on_action,
+def running_agent(
+    settings: settings_mod.AgentSettings, observer: Observer
+) -> contextlib.AbstractContextManager[app.Agent]:
+    return demo_world.running_agent(
+        settings, on_evaluation=observer.on_evaluation, on_action=observer.on_action, join_timeout_s=20.0
     )
-    agent.start()
-    loop = threading.Thread(target=agent.loop, name="agent-loop", daemon=True)
-    loop.start()
-    try:
-        yield agent
-    finally:
-        agent.sidecar.stop_requested.set()
-        loop.join(timeout=20)
-        agent.stop()
-
-
-@contextlib.contextmanager
-def serving_side(
-    generator: serving.TrafficGenerator, kubelet: serving.KubeletStandIn
-) -> Iterator[tuple[serving.TrafficGenerator, serving.KubeletStandIn]]:
-    kubelet.start()
-    generator.start()
-    try:
-        yield generator, kubelet
-    finally:
-        generator.stop()
-        kubelet.stop()
 
 
 @pytest.fixture
@@ -162,8 +140,8 @@ def agent_kubeconfig(
 def alerts(monkeypatch: pytest.MonkeyPatch) -> Iterator[receiver_mod.AlertReceiver]:
     """Slack's and PagerDuty's endpoints, played on loopback; the agent's real sinks post to it."""
     receiver = receiver_mod.AlertReceiver().start()
-    monkeypatch.setenv(SLACK_ENV, receiver.url + "/slack/webhook")
-    monkeypatch.setenv(PAGERDUTY_ENV, "e2e-routing-key")
+    for name, value in SINKS.environ(receiver.url, "e2e-routing-key").items():
+        monkeypatch.setenv(name, value)
     yield receiver
     receiver.stop()
 
@@ -171,89 +149,6 @@ def alerts(monkeypatch: pytest.MonkeyPatch) -> Iterator[receiver_mod.AlertReceiv
 @pytest.fixture
 def model_name() -> str:
     return registry_helpers.unique_model_name("e2e-canary")
-
-
-def topics(kafka_broker: broker.EmbeddedBroker, stem: str) -> dict[str, str]:
-    names = {
-        "predictions_topic": f"{stem}.predictions",
-        "labels_topic": f"{stem}.labels",
-        "dead_letter_topic": f"{stem}.dlq",
-    }
-    kafka_broker.create_topics(names.values())
-    return names
-
-
-def agent_settings(
-    *,
-    state: pathlib.Path,
-    kafka_topics: dict[str, str],
-    bootstrap: str,
-    tracking_uri: str,
-    model_name: str,
-    namespace: str,
-    kubeconfig: pathlib.Path,
-    receiver_url: str,
-    retrain: dict[str, Any],
-) -> settings_mod.AgentSettings:
-    config: dict[str, Any] = {
-        "kafka": {
-            "bootstrap_servers": bootstrap,
-            **kafka_topics,
-            "group_id": f"drift-agent-{uuid.uuid4().hex[:8]}",
-            "max_poll_interval_ms": 10000,
-            "poll_timeout_ms": 200,
-        },
-        "window": {"size": WINDOW},
-        "reference": {"source": "first_n", "first_n": 3 * WINDOW},
-        "http": {"host": "127.0.0.1", "port": 0},
-        "logging": {"level": "WARNING", "json_format": False},
-        "runtime": {"state_dir": str(state / "agent"), "model_name": model_name, "drain_timeout_s": 10},
-        "registry": {
-            "tracking_uri": tracking_uri,
-            "registered_model_name": model_name,
-            "min_healthy_windows": 1,
-        },
-        "target": {
-            "kind": "kubernetes",
-            "kubeconfig": str(kubeconfig),
-            "kubernetes": {
-                "namespace": namespace,
-                "deployment": serving.STABLE_DEPLOYMENT,
-                "container": serving.CONTAINER,
-                "canary_deployment": serving.CANARY_DEPLOYMENT,
-            },
-        },
-        "leader_election": {
-            "enabled": True,
-            "namespace": namespace,
-            "lease_name": serving.LEASE_NAME,
-            "identity": AGENT_IDENTITY,
-        },
-        "overrides": {"path": str(state / "overrides.yaml"), "reload_interval_s": 1.0},
-        "audit": {"path": str(state / "audit.jsonl")},
-        "retrain": retrain,
-        "canary": {
-            "steps": [10, 50, 100],
-            "analysis_interval_s": 2.0,
-            "min_samples": 100,
-            "max_failed_checks": 2,
-            "state_path": str(state / "canary.json"),
-        },
-        "alerting": {
-            "sinks": [
-                {"name": "slack", "type": "slack", "webhook_url_env": SLACK_ENV},
-                {
-                    "name": "pagerduty",
-                    "type": "pagerduty",
-                    "routing_key_env": PAGERDUTY_ENV,
-                    "base_url": receiver_url,
-                },
-            ],
-            "alert_sinks": ["slack"],
-            "page_sinks": ["pagerduty", "slack"],
-        },
-    }
-    return settings_mod.AgentSettings(**config)
 
 
 def register_versions(client: MlflowClient, model_name: str, count: int) -> model_registry.ModelRegistry:
@@ -269,6 +164,45 @@ def wait_until_agent_judges_labelled_windows(observer: Observer, agent: app.Agen
         lambda: agent.sidecar.engine.reference_ready and observer.labelled_windows >= 2,
         READY_S,
     )
+
+
+def wait_for_canary_end(
+    observer: Observer, agent: app.Agent, version: str
+) -> tuple[float, canary_state.CanaryState]:
+    """When the test saw the CANARY action of ``version`` end, and the controller's final state."""
+    canary = agent.remediation.canary
+    assert canary is not None
+    # The executor asks the CANARY handler again every policy tick until the canary ends.
+    observer.wait_for(
+        f"the CANARY action for version {version} to end",
+        lambda: observer.finished(actions_base.ActionKind.CANARY, SUCCEEDED, FAILED),
+        CANARY_S,
+    )
+    finished_at = time.time()
+    final = canary.state()
+    assert final is not None
+    return finished_at, final
+
+
+def timeline(
+    title: str,
+    settings: settings_mod.AgentSettings,
+    final: canary_state.CanaryState,
+    injected_at: float,
+    finished_at: float,
+    *more: Iterable[serving.Moment],
+) -> list[serving.Moment]:
+    """The audit log's moments since the injection, printed merged with the canary controller's own
+    record, ``more``, and when the test saw the CANARY action end."""
+    moments = serving.audit_timeline(settings.audit.path, injected_at)
+    serving.print_timeline(
+        title,
+        moments,
+        serving.canary_moments(final, injected_at),
+        *more,
+        [serving.Moment(finished_at - injected_at, "[test] saw the CANARY action end", {})],
+    )
+    return moments
 
 
 def deployments(admin: k8s_client.ApiClient, namespace: str) -> tuple[Any, Any]:
@@ -300,31 +234,86 @@ class World:
     admin_api: k8s_client.ApiClient
     namespace: str
     kubeconfig: pathlib.Path
-    receiver_url: str
+    alerts: receiver_mod.AlertReceiver
     model_name: str
     state: pathlib.Path
 
     def prepare(
         self, *, versions: int, retrain: dict[str, Any]
-    ) -> tuple[model_registry.ModelRegistry, dict[str, str], settings_mod.AgentSettings]:
+    ) -> tuple[model_registry.ModelRegistry, demo_world.Topics, settings_mod.AgentSettings]:
         """Register ``versions`` versions, serve version 1, and build the agent's settings."""
         model = register_versions(self.mlflow_client, self.model_name, versions)
         serving.create_serving_pair(
             self.admin_api, self.namespace, version="1", model_uri=model.model_uri("1"), replicas=REPLICAS
         )
-        kafka_topics = topics(self.kafka_broker, self.model_name)
-        settings = agent_settings(
-            state=self.state,
-            kafka_topics=kafka_topics,
-            bootstrap=self.kafka_broker.bootstrap_servers,
-            tracking_uri=self.mlflow_server.tracking_uri,
-            model_name=self.model_name,
-            namespace=self.namespace,
-            kubeconfig=self.kubeconfig,
-            receiver_url=self.receiver_url,
-            retrain=retrain,
+        topics = demo_world.Topics.for_stem(self.model_name)
+        self.kafka_broker.create_topics(topics.names())
+        wiring = demo_world.Wiring(
+            self.state,
+            self.kafka_broker.bootstrap_servers,
+            topics,
+            self.mlflow_server.tracking_uri,
+            self.model_name,
         )
-        return model, kafka_topics, settings
+        settings = demo_world.agent_settings(
+            demo_world.agent_config(
+                wiring, group_id=f"drift-agent-{uuid.uuid4().hex[:8]}", window=WINDOW, reference_windows=3
+            ),
+            helpers_cluster.cluster_settings(
+                self.kubeconfig,
+                self.namespace,
+                lease=serving.LEASE_NAME,
+                identity=AGENT_IDENTITY,
+                deployment=serving.STABLE_DEPLOYMENT,
+                container=serving.CONTAINER,
+                canary_deployment=serving.CANARY_DEPLOYMENT,
+            ),
+            {
+                "registry": {"min_healthy_windows": 1},
+                "retrain": retrain,
+                "canary": demo_world.quick_canary(),
+                "alerting": SINKS.alerting(self.alerts.url),
+            },
+        )
+        return model, topics, settings
+
+    @contextlib.contextmanager
+    def running(
+        self,
+        settings: settings_mod.AgentSettings,
+        observer: Observer,
+        cache: serving.ModelCache,
+        topics: demo_world.Topics,
+        *,
+        seed: int,
+        ramp: serving.ConceptRamp | None = None,
+        latency: Mapping[str, serving.LatencyProfile] | None = None,
+    ) -> Iterator[tuple[serving.TrafficGenerator, serving.KubeletStandIn, app.Agent]]:
+        """The kubelet stand-in and the traffic generator (at ``RATE``) running, then the agent;
+        entered once the agent judges labelled windows. On exit the agent stops, then the rest."""
+        generator = serving.TrafficGenerator(
+            admin=self.admin_api,
+            namespace=self.namespace,
+            cache=cache,
+            bootstrap_servers=self.kafka_broker.bootstrap_servers,
+            model_name=self.model_name,
+            seed=seed,
+            ramp=ramp,
+            latency=latency,
+            rate=RATE,
+            predictions_topic=topics.predictions,
+            labels_topic=topics.labels,
+        )
+        kubelet = serving.KubeletStandIn(self.admin_api, self.namespace, cache)
+        kubelet.start()
+        generator.start()
+        try:
+            with running_agent(settings, observer) as agent:
+                wait_until_agent_judges_labelled_windows(observer, agent)
+                yield generator, kubelet, agent
+        finally:
+            generator.stop()
+            kubelet.stop()
 
 
 @pytest.fixture
@@ -346,53 +335,32 @@ def world(
         admin_api,
         namespace,
         agent_kubeconfig,
-        alerts.url,
+        alerts,
         model_name,
         tmp_path,
     )
 
 
-def test_gradual_concept_drift_retrains_and_promotes_the_candidate_through_a_canary(
-    world: World,
-    kafka_broker: broker.EmbeddedBroker,
-    admin_api: k8s_client.ApiClient,
-    namespace: str,
-    alerts: receiver_mod.AlertReceiver,
-    model_name: str,
-    tmp_path: pathlib.Path,
-) -> None:
-    model, kafka_topics, settings = world.prepare(
+def test_gradual_concept_drift_retrains_and_promotes_the_candidate_through_a_canary(world: World) -> None:
+    admin_api, namespace = world.admin_api, world.namespace
+    model, topics, settings = world.prepare(
         versions=1,
         retrain={
             "enabled": True,
-            "experiment_name": f"e2e-{model_name}",
+            "experiment_name": f"e2e-{world.model_name}",
             # The newest labelled traffic only: the world has moved, older rows teach the old rule.
             "strategy": {"kind": "sliding", "window_records": 2000, "min_train_rows": 200},
             "trainer": {"hidden_sizes": [32], "epochs": 20, "seed": 0},
             "gates": {"latency": {"repeats": 10, "warmup": 2}},
-            "runner": {"kind": "subprocess", "work_dir": str(tmp_path / "retrain"), "timeout_s": 120},
+            "runner": {"kind": "subprocess", "work_dir": str(world.state / "retrain"), "timeout_s": 120},
         },
     )
     cache = serving.ModelCache({"1": serving.linear_model(0.0)})
     # 18 degrees costs version 1 about 0.07 accuracy: severe (0.05) but short of critical (0.15).
     ramp = serving.ConceptRamp(ramp_records=12 * WINDOW, max_angle_deg=18.0)
-    generator = serving.TrafficGenerator(
-        admin=admin_api,
-        namespace=namespace,
-        cache=cache,
-        bootstrap_servers=kafka_broker.bootstrap_servers,
-        model_name=model_name,
-        seed=11,
-        ramp=ramp,
-        rate=RATE,
-        predictions_topic=kafka_topics["predictions_topic"],
-        labels_topic=kafka_topics["labels_topic"],
-    )
-    kubelet = serving.KubeletStandIn(admin_api, namespace, cache)
     observer = Observer()
     started = time.time()
-    with serving_side(generator, kubelet), running_agent(settings, observer) as agent:
-        wait_until_agent_judges_labelled_windows(observer, agent)
+    with world.running(settings, observer, cache, topics, seed=11, ramp=ramp) as (generator, kubelet, agent):
         injected_at = time.time()
         injected_index = generator.start_ramp()
         print(
@@ -407,28 +375,18 @@ def test_gradual_concept_drift_retrains_and_promotes_the_candidate_through_a_can
         )
         assert retrained.outcome.status is SUCCEEDED, retrained.outcome
         candidate = str(retrained.outcome.details["candidate_version"])
-        canary = agent.remediation.canary
-        assert canary is not None
-        # The executor asks the CANARY handler again every policy tick until the canary ends.
-        observer.wait_for(
-            f"the CANARY action for version {candidate} to end",
-            lambda: observer.finished(actions_base.ActionKind.CANARY, SUCCEEDED, FAILED),
-            CANARY_S,
-        )
-        finished_at = time.time()
-        final = canary.state()
-        assert final is not None
+        finished_at, final = wait_for_canary_end(observer, agent, candidate)
         served_by_generator = dict(generator.per_version)
         stable, canary_deployment = deployments(admin_api, namespace)
         holder = lease_holder(admin_api, namespace)
     assert not generator.errors and not kubelet.errors, (generator.errors[:3], kubelet.errors[:3])
 
-    moments = serving.audit_timeline(settings.audit.path, injected_at)
-    serving.print_timeline(
+    moments = timeline(
         "gradual concept drift -> retrain -> canary -> promotion, from the audit log",
-        moments,
-        serving.canary_moments(final, injected_at),
-        [serving.Moment(finished_at - injected_at, "[test] saw the CANARY action end", {})],
+        settings,
+        final,
+        injected_at,
+        finished_at,
     )
     print(f"requests served per version: {served_by_generator}; rollouts: {len(kubelet.rollouts)}")
 
@@ -466,38 +424,22 @@ def test_gradual_concept_drift_retrains_and_promotes_the_candidate_through_a_can
     assert seen_percents == sorted(seen_percents) and seen_percents[-1] == 100, seen_percents
 
 
-def test_a_canary_whose_gpu_latency_regresses_is_rolled_back(
-    world: World,
-    kafka_broker: broker.EmbeddedBroker,
-    admin_api: k8s_client.ApiClient,
-    namespace: str,
-    alerts: receiver_mod.AlertReceiver,
-    model_name: str,
-    tmp_path: pathlib.Path,
-) -> None:
-    model, kafka_topics, settings = world.prepare(
+def test_a_canary_whose_gpu_latency_regresses_is_rolled_back(world: World) -> None:
+    admin_api, namespace, model_name = world.admin_api, world.namespace, world.model_name
+    model, topics, settings = world.prepare(
         versions=2,
         retrain={"enabled": False},
     )
     # Version 2 answers like version 1 but spends three times as long on the GPU.
     cache = serving.ModelCache({"1": serving.linear_model(0.0), "2": serving.linear_model(0.0)})
-    generator = serving.TrafficGenerator(
-        admin=admin_api,
-        namespace=namespace,
-        cache=cache,
-        bootstrap_servers=kafka_broker.bootstrap_servers,
-        model_name=model_name,
-        seed=12,
-        rate=RATE,
-        latency={"2": serving.LatencyProfile(gpu_median_ms=12.0)},
-        predictions_topic=kafka_topics["predictions_topic"],
-        labels_topic=kafka_topics["labels_topic"],
-    )
-    kubelet = serving.KubeletStandIn(admin_api, namespace, cache)
+    slow = {"2": serving.LatencyProfile(gpu_median_ms=12.0)}
     observer = Observer()
     aliases_before = model.aliases()
-    with serving_side(generator, kubelet), running_agent(settings, observer) as agent:
-        wait_until_agent_judges_labelled_windows(observer, agent)
+    with world.running(settings, observer, cache, topics, seed=12, latency=slow) as (
+        generator,
+        kubelet,
+        agent,
+    ):
         injected_at = time.time()
         # What the retrain chain (or an operator) hands the executor: a CANARY of version 2.
         agent.executor.submit(
@@ -513,16 +455,7 @@ def test_a_canary_whose_gpu_latency_regresses_is_rolled_back(
                 )
             ]
         )
-        canary = agent.remediation.canary
-        assert canary is not None
-        observer.wait_for(
-            "the CANARY action for version 2 to end",
-            lambda: observer.finished(actions_base.ActionKind.CANARY, SUCCEEDED, FAILED),
-            CANARY_S,
-        )
-        finished_at = time.time()
-        final = canary.state()
-        assert final is not None
+        finished_at, final = wait_for_canary_end(observer, agent, "2")
         health_at_rollback = model.version("2").health
         # The restored split must be what serves: wait for the stable pods, then read the result.
         observer.wait_for(
@@ -531,16 +464,16 @@ def test_a_canary_whose_gpu_latency_regresses_is_rolled_back(
             30.0,
         )
         stable, canary_deployment = deployments(admin_api, namespace)
-        received = alerts.snapshot()
+        received = world.alerts.snapshot()
     assert not generator.errors and not kubelet.errors, (generator.errors[:3], kubelet.errors[:3])
 
-    moments = serving.audit_timeline(settings.audit.path, injected_at)
-    serving.print_timeline(
+    moments = timeline(
         "canary with a GPU-latency regression -> rollback, from the audit log",
-        moments,
-        serving.canary_moments(final, injected_at),
+        settings,
+        final,
+        injected_at,
+        finished_at,
         serving.received_moments(received, injected_at),
-        [serving.Moment(finished_at - injected_at, "[test] saw the CANARY action end", {})],
     )
 
     assert final.phase is canary_state.Phase.ROLLED_BACK, final.reason

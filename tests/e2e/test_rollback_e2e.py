@@ -28,6 +28,7 @@ from actions.targets import base as target_base
 from agent import app, policy
 from agent.policy import incidents
 from demo import broker
+from demo import world as demo_world
 from tests.alerts import receiver as receiver_mod
 from tests.e2e import helpers_rollback as world
 from tests.infra import kube
@@ -89,8 +90,8 @@ def test_severe_accuracy_drop_on_version_5_rolls_back_to_3_once_with_two_agents(
         model_uri=history.sources["5"],
         replicas=world.REPLICAS,
     )
-    topics = world.Topics(f"{topic_name}-p", f"{topic_name}-l", f"{topic_name}-dlq")
-    kafka_broker.create_topics([topics.predictions, topics.labels, topics.dead_letters])
+    topics = demo_world.Topics(f"{topic_name}-p", f"{topic_name}-l", f"{topic_name}-dlq")
+    kafka_broker.create_topics(topics.names())
     receiver = receiver_mod.Receiver()
     monkeypatch.setenv(SECRET_ENV, SECRET)
     kubeconfig = kube_apiserver.kubeconfig_path(kube_apiserver.agent.token)
@@ -101,30 +102,29 @@ def test_severe_accuracy_drop_on_version_5_rolls_back_to_3_once_with_two_agents(
     loops: list[threading.Thread] = []
 
     def start(identity: str) -> app.Agent:
+        wiring = demo_world.Wiring(
+            tmp_path / identity,
+            kafka_broker.bootstrap_servers,
+            topics,
+            mlflow_server.tracking_uri,
+            model_name,
+        )
         settings = world.agent_settings(
-            identity=identity,
-            state=tmp_path / identity,
-            bootstrap=kafka_broker.bootstrap_servers,
-            topics=topics,
-            tracking_uri=mlflow_server.tracking_uri,
-            model_name=model_name,
+            identity,
+            wiring,
             namespace=namespace,
             kubeconfig=kubeconfig,
             webhook_url=f"{receiver.url}/hooks/drift",
             secret_env=SECRET_ENV,
             policy_path=POLICY_PATH,
         )
-        agent = app.Agent(
+        agent, loop = demo_world.start_agent(
             settings,
-            metrics_registry=prometheus_client.CollectorRegistry(),
-            clock=time.time,
             on_evaluation=observers[identity].on_evaluation,
             on_action=observers[identity].on_action,
+            loop_name=f"loop-{identity}",
         )
         agents[identity] = agent
-        agent.start()
-        loop = threading.Thread(target=agent.loop, name=f"loop-{identity}", daemon=True)
-        loop.start()
         loops.append(loop)
         return agent
 

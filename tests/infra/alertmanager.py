@@ -13,23 +13,18 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import pathlib
 import shutil
-import signal
-import socket
-import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
+
+from demo import processes
 
 BINARY_CANDIDATES = ("/usr/bin/prometheus-alertmanager", "prometheus-alertmanager", "alertmanager")
 INSTALL_HINT = "apt-get install -y prometheus-alertmanager (scripts/setup.sh --test does it)"
 DEFAULT_STARTUP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
-_POLL_INTERVAL_S = 0.1
 
 
 class AlertmanagerError(RuntimeError):
@@ -52,13 +47,6 @@ def binary() -> pathlib.Path | None:
     return None
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def render_config(webhook_url: str, *, group_wait: str = "200ms", group_interval: str = "1s") -> str:
     # JSON is valid YAML; it spares a YAML dependency and any quoting question.
     config = {
@@ -72,34 +60,6 @@ def render_config(webhook_url: str, *, group_wait: str = "200ms", group_interval
         "receivers": [{"name": "local", "webhook_configs": [{"url": webhook_url, "send_resolved": True}]}],
     }
     return json.dumps(config, indent=2)
-
-
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False
-
-
-def _log_tail(path: pathlib.Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=STOP_TIMEOUT_S)
 
 
 @contextlib.contextmanager
@@ -119,7 +79,7 @@ def running(
     storage = base_dir / "data"
     storage.mkdir(exist_ok=True)
     log_path = base_dir / "alertmanager.log"
-    port = free_port()
+    port = processes.free_port()
     argv = [
         str(executable),
         f"--config.file={config_path}",
@@ -128,28 +88,19 @@ def running(
         "--cluster.listen-address=",  # empty: no gossip port, no peers
         "--log.level=info",
     ]
-    started = time.monotonic()
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
+    started = time.monotonic()
+    server = processes.ServerProcess(
+        "alertmanager", argv, log_path=log_path, own_process_group=True, stop_timeout_s=STOP_TIMEOUT_S
+    )
     try:
-        deadline = started + startup_timeout_s
-        while not _ready(f"{url}/-/ready"):
-            if process.poll() is not None:
-                raise AlertmanagerError(
-                    f"alertmanager exited with {process.returncode} before it was ready:\n"
-                    + _log_tail(log_path)
-                )
-            if time.monotonic() > deadline:
-                raise AlertmanagerError(
-                    f"alertmanager not ready after {startup_timeout_s:.0f}s:\n" + _log_tail(log_path)
-                )
-            time.sleep(_POLL_INTERVAL_S)  # waiting on a real process to bind: nothing to inject
+        server.start(processes.http_ready(f"{url}/-/ready"), timeout_s=startup_timeout_s)
+    except processes.ServerStartError as exc:
+        raise AlertmanagerError(str(exc)) from exc
+    with server:
         yield Alertmanager(
             url=url, config_path=config_path, log_path=log_path, startup_s=time.monotonic() - started
         )
-    finally:
-        _stop(process)
 
 
 def main() -> int:

@@ -18,18 +18,16 @@ import os
 import pathlib
 import secrets
 import shutil
-import socket
-import ssl
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from typing import Self
 
 from kubernetes import client as k8s_client
+
+from demo import processes
 
 KUBE_VERSION = "1.20.2"
 BINARY_ENV = "DRIFT_AGENT_KUBE_APISERVER"
@@ -222,11 +220,8 @@ def build_apiserver(*, keep_sources: bool = False) -> pathlib.Path:
     return target
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+# Kept under this name: tests pick a port nothing listens on through this module.
+free_port = processes.free_port
 
 
 def _openssl(*args: str, cwd: pathlib.Path) -> None:
@@ -248,17 +243,6 @@ def make_certificates(directory: pathlib.Path) -> None:
         "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=service-accounts",
         "-keyout", "sa.key", "-out", "sa.crt", cwd=directory,
     )  # fmt: skip
-
-
-def _tail(path: pathlib.Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-class _PortTaken(RuntimeError):
-    pass
 
 
 @dataclasses.dataclass(frozen=True)
@@ -284,8 +268,7 @@ class KubeAPIServer:
         self.workdir = pathlib.Path(tempfile.mkdtemp(prefix="drift-agent-kube-"))
         self.port = 0
         self.start_seconds = 0.0
-        self._processes: list[subprocess.Popen[bytes]] = []
-        self._logs: list[pathlib.Path] = []
+        self._processes: list[processes.ServerProcess] = []
 
     @property
     def url(self) -> str:
@@ -319,47 +302,61 @@ class KubeAPIServer:
             encoding="utf-8",
         )
         tokens.chmod(0o600)
-        for attempt in range(3):
-            try:
-                self._launch(certs, tokens, attempt)
-                break
-            except _PortTaken:
-                # A free port can be taken by another process between probe and bind: retry.
-                self._stop_processes()
-        else:
-            raise RuntimeError("could not find free loopback ports for etcd and kube-apiserver in 3 attempts")
+        # A free port can be taken by another process between probe and bind: retry on new ones.
+        processes.retry_port_races(lambda attempt: self._launch(certs, tokens, attempt))
         self.start_seconds = time.monotonic() - started
 
     def _launch(self, certs: pathlib.Path, tokens: pathlib.Path, attempt: int) -> None:
         etcd_port, peer_port, self.port = free_port(), free_port(), free_port()
         etcd_url = f"http://127.0.0.1:{etcd_port}"
         peer_url = f"http://127.0.0.1:{peer_port}"
-        self._spawn(
-            "etcd",
-            [
-                self.etcd, "--name", "test", "--data-dir", str(self.workdir / f"etcd-{attempt}"),
-                "--listen-client-urls", etcd_url, "--advertise-client-urls", etcd_url,
-                "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
-                "--initial-cluster", f"test={peer_url}", "--log-level", "warn",
-            ],
-        )  # fmt: skip
-        self._wait_http(f"{etcd_url}/health", None, "etcd")
-        self._spawn(
-            "kube-apiserver",
-            [
-                str(self.binary), "--etcd-servers", etcd_url, "--bind-address", "127.0.0.1",
-                "--secure-port", str(self.port), "--cert-dir", str(certs),
-                "--tls-cert-file", str(certs / "server.crt"),
-                "--tls-private-key-file", str(certs / "server.key"),
-                "--service-account-key-file", str(certs / "sa.crt"),
-                "--service-account-signing-key-file", str(certs / "sa.key"),
-                "--service-account-issuer", "https://kubernetes.default.svc",
-                "--token-auth-file", str(tokens), "--authorization-mode", "RBAC",
-                "--service-cluster-ip-range", "10.0.0.0/24",
-                "--disable-admission-plugins", "ServiceAccount", "--profiling=false",
-            ],
-        )  # fmt: skip
-        self._wait_http(f"{self.url}/readyz", self.admin.token, "kube-apiserver")
+        try:
+            etcd = self._start(
+                "etcd",
+                attempt,
+                [
+                    self.etcd, "--name", "test", "--data-dir", str(self.workdir / f"etcd-{attempt}"),
+                    "--listen-client-urls", etcd_url, "--advertise-client-urls", etcd_url,
+                    "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
+                    "--initial-cluster", f"test={peer_url}", "--log-level", "warn",
+                ],
+                processes.http_ready(f"{etcd_url}/health"),
+            )  # fmt: skip
+            readyz = processes.http_ready(f"{self.url}/readyz", token=self.admin.token, cafile=self.ca_path)
+
+            def apiserver_ready() -> bool:
+                etcd.raise_if_exited()  # an API server whose etcd died never gets ready: say why
+                return readyz()
+
+            self._start(
+                "kube-apiserver",
+                attempt,
+                [
+                    str(self.binary), "--etcd-servers", etcd_url, "--bind-address", "127.0.0.1",
+                    "--secure-port", str(self.port), "--cert-dir", str(certs),
+                    "--tls-cert-file", str(certs / "server.crt"),
+                    "--tls-private-key-file", str(certs / "server.key"),
+                    "--service-account-key-file", str(certs / "sa.crt"),
+                    "--service-account-signing-key-file", str(certs / "sa.key"),
+                    "--service-account-issuer", "https://kubernetes.default.svc",
+                    "--token-auth-file", str(tokens), "--authorization-mode", "RBAC",
+                    "--service-cluster-ip-range", "10.0.0.0/24",
+                    "--disable-admission-plugins", "ServiceAccount", "--profiling=false",
+                ],
+                apiserver_ready,
+            )  # fmt: skip
+        except BaseException:
+            self._stop_processes()  # the next attempt (or the caller) starts from nothing
+            raise
+
+    def _start(
+        self, name: str, attempt: int, argv: list[str], ready: processes.Ready
+    ) -> processes.ServerProcess:
+        process = processes.ServerProcess(
+            name, argv, log_path=self.workdir / f"{name}-{attempt}.log", stop_timeout_s=15.0
+        )
+        self._processes.append(process.start(ready, timeout_s=self.start_timeout_s))
+        return process
 
     def stop(self) -> None:
         self._stop_processes()
@@ -367,46 +364,8 @@ class KubeAPIServer:
 
     def _stop_processes(self) -> None:
         for process in reversed(self._processes):
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            process.stop()
         self._processes.clear()
-        self._logs.clear()
-
-    def _spawn(self, name: str, argv: list[str]) -> None:
-        log = self.workdir / f"{name}-{len(list(self.workdir.glob(name + '-*.log')))}.log"
-        self._logs.append(log)
-        with log.open("wb") as sink:
-            self._processes.append(subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT))
-
-    def _wait_http(self, url: str, token: str | None, name: str) -> None:
-        context = ssl.create_default_context(cafile=str(self.ca_path)) if url.startswith("https") else None
-        request = urllib.request.Request(url)
-        if token is not None:
-            request.add_header("Authorization", f"Bearer {token}")
-        deadline = time.monotonic() + self.start_timeout_s
-        last_error = "no answer yet"
-        while time.monotonic() < deadline:
-            for process, log in zip(self._processes, self._logs, strict=True):
-                if process.poll() is not None:
-                    tail = _tail(log)
-                    if "address already in use" in tail:
-                        raise _PortTaken(tail)
-                    raise RuntimeError(f"{log.stem} exited with {process.returncode}:\n{tail}")
-            try:
-                with urllib.request.urlopen(request, timeout=2, context=context) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, OSError) as exc:
-                last_error = str(exc)
-            time.sleep(0.1)  # startup polling, outside any test's assertions
-        raise RuntimeError(
-            f"{name} not ready after {self.start_timeout_s:.0f} s ({last_error}):\n{_tail(self._logs[-1])}"
-        )
 
     def client_for_token(self, token: str) -> k8s_client.ApiClient:
         configuration = k8s_client.Configuration()

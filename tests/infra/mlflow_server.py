@@ -13,21 +13,17 @@ import contextlib
 import dataclasses
 import os
 import pathlib
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
 
+from demo import processes
+
 DEFAULT_STARTUP_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 15.0
-_POLL_INTERVAL_S = 0.2
 
 
 class MlflowServerError(RuntimeError):
@@ -51,41 +47,8 @@ def mlflow_executable() -> pathlib.Path:
     return candidate
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False
-
-
-def _log_tail(path: pathlib.Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    # start_new_session made the server the leader of its own group: signal exactly that group.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=STOP_TIMEOUT_S)
-
+# Kept under this name: tests pick a port nothing listens on through this module.
+free_port = processes.free_port
 
 _BIND_ATTEMPTS = 3
 
@@ -101,14 +64,14 @@ def running_server(
     backend_store_uri = f"sqlite:///{base_dir / 'mlflow.db'}"
     log_path = base_dir / "mlflow-server.log"
     env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true")
+    executable = mlflow_executable()
     started = time.monotonic()
     deadline = started + startup_timeout_s
-    # The port is free when picked, but mlflow binds it ~20 s later: another server started in
-    # the meantime may have taken it. Then pick another (a bounded number of times).
-    for attempt in range(1, _BIND_ATTEMPTS + 1):
-        port = free_port()
+
+    def launch(_attempt: int) -> tuple[str, processes.ServerProcess]:
+        port = processes.free_port()
         argv = [
-            str(mlflow_executable()),
+            str(executable),
             "server",
             "--backend-store-uri",
             backend_store_uri,
@@ -122,26 +85,28 @@ def running_server(
             "--workers",
             "1",
         ]
-        with log_path.open("wb") as log_file:
-            process = subprocess.Popen(
-                argv, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True
-            )
         tracking_uri = f"http://127.0.0.1:{port}"
-        while not _healthy(f"{tracking_uri}/health") and process.poll() is None:
-            if time.monotonic() > deadline:
-                _stop(process)
-                raise MlflowServerError(
-                    f"mlflow server not healthy after {startup_timeout_s:.0f}s:\n" + _log_tail(log_path)
-                )
-            time.sleep(_POLL_INTERVAL_S)  # waiting on a real process to bind: nothing to inject
-        if process.poll() is None:
-            break
-        tail = _log_tail(log_path)
-        if "address already in use" not in tail or attempt == _BIND_ATTEMPTS:
-            raise MlflowServerError(
-                f"mlflow server exited with {process.returncode} before it was healthy:\n{tail}"
-            )
+        server = processes.ServerProcess(
+            "mlflow server",
+            argv,
+            log_path=log_path,
+            env=env,
+            own_process_group=True,
+            stop_timeout_s=STOP_TIMEOUT_S,
+        )
+        # One deadline for every attempt: the caller's timeout bounds the whole start-up.
+        server.start(
+            processes.http_ready(f"{tracking_uri}/health"), timeout_s=max(0.0, deadline - time.monotonic())
+        )
+        return tracking_uri, server
+
     try:
+        # The port is free when picked, but mlflow binds it ~20 s later: another server started in
+        # the meantime may have taken it. Then pick another (a bounded number of times).
+        tracking_uri, server = processes.retry_port_races(launch, attempts=_BIND_ATTEMPTS)
+    except processes.ServerStartError as exc:
+        raise MlflowServerError(str(exc)) from exc
+    with server:
         yield MlflowServer(
             tracking_uri=tracking_uri,
             artifact_root=artifact_root,
@@ -149,8 +114,6 @@ def running_server(
             log_path=log_path,
             startup_s=time.monotonic() - started,
         )
-    finally:
-        _stop(process)
 
 
 _SESSION_SERVER = pytest.StashKey[MlflowServer]()

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from mlflow.tracking import MlflowClient
 
 from actions import model_registry
+from demo import world
 
 EXPERIMENT = "drift-agent-tests"
 
@@ -56,18 +57,8 @@ def register_remote_versions(
     ``tags`` (version number -> tags) are set in the same call: a history fixture costs no extra
     round trips (the registry tests check that ModelRegistry writes these same tags itself).
     """
-    client.create_registered_model(model_name)
-    return [
-        str(
-            client.create_model_version(
-                model_name,
-                storage_source(model_name, n),
-                tags=dict((tags or {}).get(n, {})),
-                await_creation_for=0,
-            ).version
-        )
-        for n in range(1, count + 1)
-    ]
+    sources = [storage_source(model_name, n) for n in range(1, count + 1)]
+    return world.register_versions(client, model_name, sources, tags)
 
 
 def experiment_id(client: MlflowClient) -> str:
