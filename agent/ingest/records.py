@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections.abc import Mapping
-from typing import Final
+from typing import Any, Final
+
+import msgspec
 
 FeatureValue = float | str | bool | None
 
@@ -45,29 +46,29 @@ REJECT_REASONS: Final = (MALFORMED_JSON, WRONG_TYPE, NON_FINITE, MISSING_FIELD, 
 MAX_EPOCH_SECONDS: Final = 1e11
 
 
-@dataclasses.dataclass(slots=True)
-class PredictionRecord:
-    """One validated prediction-log record. Treat it as immutable.
+class PredictionRecord(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """One validated prediction-log record.
 
-    Not ``frozen``: a frozen dataclass's ``__init__`` sets each field through
-    ``object.__setattr__`` and costs ~15x more (~2-3 us per record here), a third of the ingest
-    budget per record.
+    A msgspec Struct: built as cheaply as a slotted class, and encoded to (and decoded from) the
+    window fragments the agents exchange through Kafka as a compact msgpack array, with no
+    conversion on either side. ``gc=False``: records hold no reference cycles.
     """
 
     request_id: str
     timestamp: float  # epoch seconds (RFC 3339 inputs are converted)
     model_name: str
     model_version: str
-    features: Mapping[str, FeatureValue]
+    # int kept apart from float on the wire: a categorical "3" must not come back as "3.0".
+    features: dict[str, int | float | str | bool | None]
     prediction: float | str
     confidence: float | None = None
-    probabilities: Mapping[str, float] | None = None
+    probabilities: dict[str, float] | None = None
     latency_ms: float | None = None
     gpu_latency_ms: float | None = None
     status: str = "ok"  # "ok" | "error"
-    segment: Mapping[str, str] | None = None
+    segment: dict[str, str] | None = None
     # Unknown top-level fields, kept out of the way (never fatal).
-    extra: Mapping[str, object] | None = None
+    extra: dict[str, Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -6,11 +6,11 @@ the full checks. Both are fed the same generated records, valid and invalid, fie
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import random
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 
@@ -97,7 +97,7 @@ def generated(count: int, seed: int) -> list[dict[str, Any]]:
 
 def field_values(record: records.PredictionRecord) -> list[tuple[type, Any]]:
     # Types too: 12 == 12.0, but a record must carry a float latency, not an int.
-    values = [getattr(record, field.name) for field in dataclasses.fields(record)]
+    values = [getattr(record, field.name) for field in msgspec.structs.fields(record)]
     return [(type(value), value) for value in values]
 
 
