@@ -18,7 +18,7 @@ from rich.text import Text
 if TYPE_CHECKING:
     from agent import app
     from demo import server as server_mod
-    from demo import story
+    from demo import timeline
 
 console = Console()
 
@@ -33,7 +33,7 @@ class View:
     def __init__(self) -> None:
         self.lines: deque[str] = deque(maxlen=12)
         self.lock = threading.Lock()
-        self.observer: story.Observer | None = None
+        self.observer: timeline.Observer | None = None
         self.server: server_mod.SimulatedServer | None = None
         self.agent: app.Agent | None = None
         self._last: tuple[float, int] = (time.monotonic(), 0)
@@ -43,7 +43,9 @@ class View:
         with self.lock:
             self.lines.append(f"{time.strftime('%H:%M:%S')} {line}")
 
-    def attach(self, observer: story.Observer, server: server_mod.SimulatedServer, agent: app.Agent) -> None:
+    def attach(
+        self, observer: timeline.Observer, server: server_mod.SimulatedServer, agent: app.Agent
+    ) -> None:
         self.observer, self.server, self.agent = observer, server, agent
 
     def _status(self) -> Table:
@@ -118,7 +120,7 @@ class View:
                 live.update(self.render())
 
 
-def print_timeline(result: story.StoryResult, elapsed_s: float) -> None:
+def print_timeline(result: timeline.StoryResult, elapsed_s: float) -> None:
     table = Table(
         title="timeline (seconds after each injection)",
         box=box.SIMPLE_HEAVY,
