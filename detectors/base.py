@@ -101,7 +101,7 @@ class CannotRun(Exception):  # noqa: N818 - reads as "raise CannotRun(...)", a s
 
 @dataclasses.dataclass(frozen=True)
 class ConformanceExample:
-    """How the generated conformance tests exercise a detector (tests/detectors/test_conformance.py).
+    """How the generated conformance tests exercise a detector (tests/unit/detectors/test_conformance.py).
 
     Every registered detector class implements the classmethod
     ``conformance_example(rng: np.random.Generator) -> ConformanceExample``; the tests call it for

@@ -2,7 +2,7 @@
 
 Each class reproduces River 0.26's detector of the same name decision for decision: fed the same
 values one by one, River flags a change at exactly the indices ``update_many`` returns
-(tests/detectors/test_river_equivalence.py checks this on River's own synthetic streams). The
+(tests/unit/detectors/test_river_equivalence.py checks this on River's own synthetic streams). The
 floating-point operations are done in River's order, so the agreement is exact, not approximate.
 
 Why not call River: its per-value Python call costs about a microsecond, and the agent sees

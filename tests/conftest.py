@@ -1,4 +1,12 @@
-"""Root fixtures shared by every test directory (others add theirs in tests/<dir>/conftest.py)."""
+"""Root fixtures shared by every test directory: the real servers, one of each per session.
+
+Layout: tests/unit (no server process), tests/integration (real servers on loopback, started by
+the fixtures below), tests/e2e (the whole agent), tests/architecture (import rules); shared
+helpers live in tests/support and the server harnesses in tests/infra. Fixtures used by one
+directory live in its conftest.py; fixture modules used by several are registered here, except
+``clock``, which is one clock on the Kubernetes side and another in the registry tests: each
+directory's conftest.py imports the one it means (tests/support/{k8s,registry}/fixtures.py).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +18,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 from demo import broker
+
+# The alert-sink fixtures (receiver, fake clocks, registry, ...): tests/unit/actions/alerts and
+# tests/integration/alerting both use them.
+pytest_plugins = ["tests.support.alerts.fixtures"]
 
 if TYPE_CHECKING:  # the servers' client libraries are slow to import: only the tests that use them pay
     from kubernetes import client as k8s_client

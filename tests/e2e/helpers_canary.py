@@ -41,7 +41,7 @@ from actions.canary import state as canary_state
 from agent.observability import audit as audit_mod
 from demo import pacing
 from demo import receiver as receiver_mod
-from tests.k8s import chart_rbac, helpers
+from tests.support.k8s import chart_rbac, helpers
 
 STABLE_DEPLOYMENT = "model-server"
 CANARY_DEPLOYMENT = "model-canary"

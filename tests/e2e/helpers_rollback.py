@@ -28,8 +28,8 @@ from agent.respond import executor
 from demo import pacing
 from demo import world as demo_world
 from tests.e2e import helpers_cluster
-from tests.k8s import chart_rbac, helpers
-from tests.registry import helpers as registry_helpers
+from tests.support.k8s import chart_rbac, helpers
+from tests.support.registry import helpers as registry_helpers
 
 DEPLOYMENT = "model-server"
 CONTAINER = "model"

@@ -47,8 +47,8 @@ from tests.e2e import helpers_canary as serving
 from tests.e2e import helpers_cluster
 from tests.infra import kube
 from tests.infra import mlflow_server as mlflow_infra
-from tests.k8s import helpers
-from tests.registry import helpers as registry_helpers
+from tests.support.k8s import helpers
+from tests.support.registry import helpers as registry_helpers
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
 

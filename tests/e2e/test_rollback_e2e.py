@@ -29,12 +29,12 @@ from agent import app, policy
 from agent.policy import incidents
 from demo import broker
 from demo import world as demo_world
-from tests.alerts import receiver as receiver_mod
 from tests.e2e import helpers_rollback as world
 from tests.infra import kube
 from tests.infra import mlflow_server as mlflow_infra
-from tests.k8s import helpers as k8s_helpers
-from tests.registry import helpers as registry_helpers
+from tests.support.alerts import receiver as receiver_mod
+from tests.support.k8s import helpers as k8s_helpers
+from tests.support.registry import helpers as registry_helpers
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -317,7 +317,7 @@ def test_a_fresh_agent_rolls_back_when_an_earlier_agent_used_the_same_incident_k
     )
     incident.epoch = 1  # the first incident a sidecar with an empty state directory opens
     rollback = actions_base.ActionKind.ROLLBACK.value
-    # The policy qualifies remediation keys with the version acted on (tests/policy pins that).
+    # The policy qualifies remediation keys with the version acted on (tests/unit/agent/policy pins that).
     earlier_key = incidents.action_key(incident, rollback, "v4")
     key = incidents.action_key(incident, rollback, "v5")
     # Two days ago an agent (since replaced, its state directory gone) rolled 4 back in epoch 1 too.

@@ -1,0 +1,7 @@
+"""The manual clock the deployment targets run on (the same one as tests/integration/kubernetes)."""
+
+from __future__ import annotations
+
+from tests.support.k8s.fixtures import clock
+
+__all__ = ["clock"]  # a fixture: pytest finds it here

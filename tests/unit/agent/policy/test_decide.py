@@ -1,0 +1,368 @@
+"""policy.decide over sequences of windows: hysteresis, grading, plans, incidents, keys."""
+
+from __future__ import annotations
+
+import json
+
+from actions import base as actions_base
+from actions import vocabulary
+from agent import policy
+from tests.unit.agent import factories as f
+
+ALERT = actions_base.ActionKind.ALERT
+PAGE = actions_base.ActionKind.PAGE
+LOG = actions_base.ActionKind.LOG
+RESOLVE = actions_base.ActionKind.RESOLVE
+ROLLBACK = actions_base.ActionKind.ROLLBACK
+RETRAIN = actions_base.ActionKind.RETRAIN
+INCIDENT = "model/data_drift/all"
+
+
+def test_raises_only_after_raise_after_consecutive_drifted_windows() -> None:
+    run = f.Run()
+    first, second, third = (run.window(f.data_window(1), t) for t in (0.0, 60.0, 120.0))
+    assert f.events(first) == ["pending"] and f.events(second) == ["pending"]
+    assert first.actions == () and second.actions == ()
+    assert first.severity is vocabulary.Severity.NONE
+    assert f.events(third) == ["opened"]
+    assert f.kinds(third) == [LOG]
+    assert third.actions[0].idempotency_key == f"{INCIDENT}#1/log/minor"
+    assert third.severity is vocabulary.Severity.MINOR
+    assert third.rule_id == "data-drift"
+
+
+def test_clean_window_while_pending_restarts_the_count() -> None:
+    run = f.Run()
+    run.windows(
+        [f.data_window(1), f.data_window(1), f.data_window(0), f.data_window(1), f.data_window(1)], 0.0
+    )
+    assert all(d.actions == () for d in run.decisions)
+    assert run.state.incidents[INCIDENT].status == "pending"
+    assert f.events(run.window(f.data_window(1), 400.0)) == ["opened"]
+
+
+def test_clears_after_clear_after_clean_windows_and_resolves_what_was_notified() -> None:
+    run = f.Run()
+    run.windows([f.data_window(3)] * 3, 0.0)  # share 0.3 -> moderate -> alert
+    assert f.kinds(run.decisions[-1]) == [ALERT]
+    clean = [run.window(f.data_window(0), 1000.0 + i) for i in range(3)]
+    assert [f.events(d) for d in clean] == [["updated"], ["updated"], ["resolved"]]
+    assert clean[0].actions == () and clean[1].actions == ()
+    assert f.kinds(clean[2]) == [RESOLVE]
+    assert clean[2].actions[0].idempotency_key == f"{INCIDENT}#1/resolve"
+    assert run.state.incidents[INCIDENT].status == "closed"
+    assert clean[2].severity is vocabulary.Severity.NONE
+
+
+def test_resolve_of_an_incident_nobody_was_told_about_is_only_logged() -> None:
+    run = f.Run()
+    run.windows([f.data_window(1)] * 3 + [f.data_window(0)] * 3, 0.0)
+    assert f.kinds(run.decisions[-1]) == [LOG]
+    assert run.decisions[-1].actions[0].idempotency_key == f"{INCIDENT}#1/resolve"
+
+
+def test_too_few_samples_count_neither_as_drift_nor_as_clean() -> None:
+    run = f.Run()
+    run.windows([f.data_window(3), f.data_window(3)], 0.0)
+    small = [run.window(f.data_window(0, n=50), 200.0 + i) for i in range(5)]
+    assert all(f.events(d) == ["insufficient"] for d in small)
+    assert small[0].incidents[0].insufficient == 10
+    assert run.state.incidents[INCIDENT].drift_streak == 2
+    assert f.events(run.window(f.data_window(3), 500.0)) == ["opened"]
+
+
+def test_required_effect_size_keeps_trivial_significant_shifts_quiet() -> None:
+    rule = policy.Rule(id="strict", family="data_drift", raise_after=1, require_effect_size=0.1)
+    run = f.Run(config=policy.PolicyConfig(rules=(rule,)))
+    tiny = run.window(f.data_window(5, effect=0.02), 0.0)
+    assert tiny.actions == () and f.events(tiny) == ["none"]
+    assert tiny.incidents[0].below_effect_size == 5 and tiny.incidents[0].drifted == 0
+    missing = run.window(f.data_window(5, effect=None), 60.0)
+    assert missing.incidents[0].below_effect_size == 5
+    real = run.window(f.data_window(5, effect=0.2), 120.0)
+    assert f.events(real) == ["opened"]
+
+
+def test_severity_grows_with_the_share_of_drifted_features() -> None:
+    grades = {}
+    for drifted in (1, 2, 5):
+        run = f.Run()
+        run.windows([f.data_window(drifted)] * 3, 0.0)
+        grades[drifted] = run.decisions[-1].severity
+    assert grades == {
+        1: vocabulary.Severity.MINOR,
+        2: vocabulary.Severity.MODERATE,
+        5: vocabulary.Severity.SEVERE,
+    }
+
+
+def test_score_ratio_grades_higher_is_drift_scores() -> None:
+    rule = policy.Rule(
+        id="w", family="data_drift", raise_after=1, score_ratio=policy.Bands(moderate=2, severe=4)
+    )
+    run = f.Run(config=policy.PolicyConfig(rules=(rule,)))
+    assert run.window([f.score_result("a", score=0.15)], 0.0).severity is vocabulary.Severity.MINOR
+    assert run.window([f.score_result("a", score=0.25)], 60.0).severity is vocabulary.Severity.MODERATE
+    assert run.window([f.score_result("a", score=0.45)], 120.0).severity is vocabulary.Severity.SEVERE
+
+
+def test_threshold_override_recomputes_the_verdict_from_the_score() -> None:
+    results = [*f.data_window(0), f.pvalue_result("z", drifted=True, detector="psi_like", p_value=0.03)]
+    plain = f.Run(
+        config=policy.PolicyConfig(rules=(policy.Rule(id="d", family="data_drift", raise_after=1),))
+    )
+    assert f.events(plain.window(results, 0.0)) == ["opened"]
+    loose = f.override_state("thresholds:\n  - {detector: psi_like, feature: z, threshold: 0.01}\n")
+    overridden = f.Run(config=plain.config, overrides=loose)
+    decision = overridden.window(results, 0.0)
+    assert decision.actions == () and decision.incidents[0].drifted == 0
+
+
+def test_per_feature_rule_opens_its_own_incident_first() -> None:
+    rules = (
+        policy.Rule(id="income", family="data_drift", feature="f0", raise_after=1, incident_per_feature=True),
+        policy.Rule(id="rest", family="data_drift"),
+    )
+    run = f.Run(config=policy.PolicyConfig(rules=rules))
+    decision = run.window(f.data_window(2), 0.0)
+    by_id = {r.incident_id: r for r in decision.incidents}
+    assert by_id["model/data_drift/f0"].event == "opened"
+    assert by_id["model/data_drift/f0"].rule_id == "income"
+    assert by_id["model/data_drift/all"].event == "pending"
+    assert by_id["model/data_drift/all"].units == 9
+    assert decision.rule_id == "income"
+    assert [a.incident_id for a in decision.actions] == ["model/data_drift/f0"]
+
+
+def test_each_segment_is_its_own_incident() -> None:
+    run = f.Run()
+    results = f.data_window(3, segment={"region": "eu"}) + f.data_window(0, segment={"region": "us"})
+    decision = run.window(results, 0.0)
+    assert {r.incident_id for r in decision.incidents} == {
+        "model/data_drift/all@region=eu",
+        "model/data_drift/all@region=us",
+    }
+
+
+def test_repeats_update_silently_and_only_escalation_notifies_again() -> None:
+    run = f.Run()
+    run.windows([f.data_window(3)] * 3, 0.0)
+    assert f.kinds(run.decisions[-1]) == [ALERT]
+    repeat = run.window(f.data_window(3), 300.0)
+    lower = run.window(f.data_window(1), 360.0)
+    assert repeat.actions == () and f.events(repeat) == ["updated"]
+    assert lower.actions == () and lower.severity is vocabulary.Severity.MINOR
+    severe = run.window(f.data_window(6), 420.0)
+    assert f.events(severe) == ["escalated"]
+    assert f.kinds(severe) == [ALERT, RETRAIN]
+    assert severe.actions[0].idempotency_key == f"{INCIDENT}#1/alert/severe"
+    assert severe.actions[0].params["event"] == "update"
+    assert run.window(f.data_window(3), 480.0).actions == ()
+    assert run.window(f.data_window(6), 540.0).actions == ()
+
+
+def _new_version_run(config: policy.PolicyConfig | None = None) -> f.Run:
+    run = f.Run(config=config or policy.PolicyConfig())
+    run.windows([[f.perf_result(0.0, version="1")]] * 3, 0.0)
+    return run
+
+
+def test_sudden_severe_drop_on_a_new_version_rolls_back() -> None:
+    run = _new_version_run()
+    run.windows([[f.perf_result(0.08, version="2")]] * 3, 1000.0)
+    opened = run.decisions[-1]
+    assert f.events(opened) == ["opened"] and opened.severity is vocabulary.Severity.SEVERE
+    assert f.kinds(opened) == [ALERT, ROLLBACK]
+    rollback = opened.actions[1]
+    # The version it rolls back from is in the key (a fresh agent must not collide with an old one).
+    assert rollback.idempotency_key == "model/performance/all#1/rollback/v2"
+    assert rollback.params["from_version"] == "2" and rollback.model_version == "2"
+
+
+def test_escalation_does_not_repeat_a_remediation_of_the_same_epoch() -> None:
+    run = _new_version_run()
+    run.windows([[f.perf_result(0.08, version="2")]] * 3, 1000.0)
+    assert f.kinds(run.decisions[-1]) == [ALERT, ROLLBACK]
+    critical = run.window([f.perf_result(0.3, version="2")], 1200.0)
+    assert f.events(critical) == ["escalated"] and f.kinds(critical) == [PAGE]
+    assert [(s.kind, s.reason) for s in critical.suppressed] == [("rollback", "already issued in this epoch")]
+
+
+def test_severe_drop_without_a_new_version_retrains() -> None:
+    run = f.Run()
+    run.windows([[f.perf_result(0.08, version="1")]] * 3, 0.0)
+    assert f.kinds(run.decisions[-1]) == [ALERT, RETRAIN]
+
+
+def test_the_new_version_condition_is_configurable() -> None:
+    config = policy.PolicyConfig(remediation=policy.RemediationConfig(require_new_version=False))
+    run = f.Run(config=config)
+    run.windows([[f.perf_result(0.08, version="1")]] * 3, 0.0)
+    assert f.kinds(run.decisions[-1]) == [ALERT, ROLLBACK]
+
+
+def test_a_version_stops_being_new_after_new_version_max_age_s() -> None:
+    run = _new_version_run()
+    run.window([f.perf_result(0.0, version="2")], 1000.0)
+    run.windows([[f.perf_result(0.08, version="2")]] * 3, 1000.0 + 86_400.0)
+    assert f.kinds(run.decisions[-1]) == [ALERT, RETRAIN]
+
+
+def test_gradual_rise_to_severe_retrains_even_for_sudden_families() -> None:
+    run = _new_version_run()
+    drops = [0.03, 0.03, 0.03, 0.03, 0.08]  # moderate for four windows, severe on the fifth
+    run.windows([[f.perf_result(d, version="2")] for d in drops], 1000.0)
+    assert f.kinds(run.decisions[-3]) == [ALERT]
+    assert f.events(run.decisions[-1]) == ["escalated"]
+    assert f.kinds(run.decisions[-1]) == [ALERT, RETRAIN]
+
+
+def test_gradual_data_drift_retrains_and_on_gradual_none_only_alerts() -> None:
+    run = f.Run()
+    run.windows([f.data_window(6)] * 3, 0.0)
+    assert f.kinds(run.decisions[-1]) == [ALERT, RETRAIN]
+    quiet = f.Run(config=policy.PolicyConfig(remediation=policy.RemediationConfig(on_gradual="none")))
+    quiet.windows([f.data_window(6)] * 3, 0.0)
+    assert f.kinds(quiet.decisions[-1]) == [ALERT]
+
+
+def test_critical_pages_and_rolls_back_on_the_first_window() -> None:
+    run = f.Run()
+    decision = run.window([f.perf_result(0.3)], 0.0)
+    assert f.events(decision) == ["opened"] and decision.severity is vocabulary.Severity.CRITICAL
+    assert f.kinds(decision) == [PAGE, ROLLBACK]
+    assert [a.idempotency_key for a in decision.actions] == [
+        "model/performance/all#1/page/critical",
+        "model/performance/all#1/rollback/v1",
+    ]
+
+
+def test_cooldown_suppresses_a_second_remediation_of_the_same_kind() -> None:
+    rule = policy.Rule(
+        id="w",
+        family="data_drift",
+        raise_after=1,
+        incident_per_feature=True,
+        cooldown_s=3600,
+        score_ratio=policy.Bands(severe=4),
+    )
+    run = f.Run(config=policy.PolicyConfig(rules=(rule,)))
+    first = run.window([f.score_result("a", score=0.5)], 0.0)
+    second = run.window([f.score_result("b", score=0.5)], 100.0)
+    third = run.window([f.score_result("c", score=0.5)], 3700.0)
+    assert f.kinds(first) == [ALERT, RETRAIN]
+    assert f.kinds(second) == [ALERT]
+    assert second.suppressed[0].kind == "retrain" and second.suppressed[0].reason.startswith("cooldown")
+    assert f.kinds(third) == [ALERT, RETRAIN]
+
+
+def test_frozen_remediation_does_not_start_the_cooldown() -> None:
+    rule = policy.Rule(
+        id="w",
+        family="data_drift",
+        raise_after=1,
+        incident_per_feature=True,
+        cooldown_s=3600,
+        score_ratio=policy.Bands(severe=4),
+    )
+    run = f.Run(config=policy.PolicyConfig(rules=(rule,)))
+    run.overrides = f.override_state("freeze:\n  - {model: '*', until: '2030-01-01T00:00:00Z'}\n")
+    frozen = run.window([f.score_result("a", score=0.5)], 0.0)
+    assert f.kinds(frozen) == [ALERT, RETRAIN]  # planned; the executor will skip it as frozen
+    assert "model/retrain" not in run.state.last_remediation
+    run.overrides = f.NO_OVERRIDES
+    thawed = run.window([f.score_result("b", score=0.5)], 100.0)
+    assert f.kinds(thawed) == [ALERT, RETRAIN] and thawed.suppressed == ()
+
+
+def test_flapping_incident_is_held_open_and_notified_once() -> None:
+    rule = policy.Rule(id="flappy", family="data_drift", raise_after=1, clear_after=1)
+    run = f.Run(config=policy.PolicyConfig(rules=(rule,), flapping=policy.FlappingConfig(max_opens=3)))
+    for t in (0.0, 20.0, 40.0):
+        assert f.events(run.window(f.data_window(3), t)) == ["opened"]
+        assert f.events(run.window(f.data_window(0), t + 10)) == ["resolved"]
+    fourth = run.window(f.data_window(3), 60.0)
+    assert f.events(fourth) == ["flapping"]
+    assert f.kinds(fourth) == [ALERT] and fourth.actions[0].params["flapping"] is True
+    later = [run.window(f.data_window(3 if i % 2 else 0), 70.0 + i * 10) for i in range(10)]
+    assert all(d.actions == () for d in later)
+    assert {e for d in later for e in f.events(d)} == {"held", "updated"}
+    assert run.state.incidents[INCIDENT].status == "open"
+    settled = run.window(f.data_window(0), 60.0 + 3601.0)
+    assert f.events(settled) == ["resolved"] and f.kinds(settled) == [RESOLVE]
+    assert run.state.incidents[INCIDENT].flapping is False
+
+
+def test_acknowledged_incident_is_not_renotified_except_escalation_to_critical() -> None:
+    run = _new_version_run(policy.PolicyConfig(remediation=policy.RemediationConfig(on_gradual="none")))
+    run.windows([[f.perf_result(0.03, version="1")]] * 3, 1000.0)
+    assert f.kinds(run.decisions[-1]) == [ALERT]
+    run.overrides = f.override_state("acknowledge:\n  - {incident: model/performance/all}\n")
+    severe = run.window([f.perf_result(0.08, version="1")], 2000.0)
+    assert severe.actions == ()
+    assert [(s.kind, s.reason) for s in severe.suppressed] == [("alert", "acknowledged")]
+    critical = run.window([f.perf_result(0.3, version="1")], 2060.0)
+    assert f.kinds(critical) == [PAGE, ROLLBACK]
+
+
+def test_forced_action_is_emitted_once_per_id_even_without_results() -> None:
+    run = f.Run()
+    run.overrides = f.override_state("force:\n  - {id: op-1, action: rollback, to_version: '3', by: bob}\n")
+    first = run.window([], 0.0)
+    assert f.kinds(first) == [ROLLBACK]
+    request = first.actions[0]
+    assert request.idempotency_key == "force/op-1"
+    assert dict(request.params) == {
+        "forced": True,
+        "force_id": "op-1",
+        "to_version": "3",
+        "requested_by": "bob",
+    }
+    restored = f.Run(state=policy.PolicyState.from_json(json.loads(json.dumps(run.state.to_json()))))
+    restored.overrides = run.overrides
+    assert restored.window([], 60.0).actions == ()
+
+
+def test_unmatched_results_are_counted_not_silently_dropped() -> None:
+    config = policy.PolicyConfig(rules=(policy.Rule(id="d", family="data_drift"),))
+    decision = f.Run(config=config).window([f.score_result(None, score=900, family=f.LATENCY)], 0.0)
+    assert decision.unmatched == 1 and decision.incidents == ()
+
+
+def test_decide_is_pure_and_its_state_survives_a_json_checkpoint() -> None:
+    windows = [f.data_window(d) for d in (3, 3, 3, 6, 6, 0, 0, 0, 3, 3, 3)] + [[f.perf_result(0.3)]]
+    whole = f.Run()
+    whole.windows(windows, 0.0)
+    assert len(set(whole.keys())) == len(whole.keys()) > 4
+
+    before = policy.PolicyState()
+    snapshot = json.dumps(before.to_json())
+    policy.decide(before, windows[0], policy.PolicyConfig(), f.NO_OVERRIDES, 0.0)
+    assert json.dumps(before.to_json()) == snapshot
+
+    first_half = f.Run()
+    for index, results in enumerate(windows[:5]):
+        first_half.window(results, index * 60.0)
+    checkpoint = json.dumps(first_half.state.to_json())
+    resumed = f.Run(state=policy.PolicyState.from_json(json.loads(checkpoint)))
+    for index, results in enumerate(windows[5:], start=5):
+        resumed.window(results, index * 60.0)
+    assert first_half.keys() + resumed.keys() == whole.keys()
+
+    again = f.Run()
+    again.windows(windows, 0.0)
+    assert again.keys() == whole.keys()
+    assert [d.to_json() for d in again.decisions] == [d.to_json() for d in whole.decisions]
+
+
+def test_alert_params_describe_the_incident_for_the_sinks() -> None:
+    run = f.Run()
+    run.windows([f.data_window(3)] * 3, 0.0)
+    params = run.decisions[-1].actions[0].params
+    assert params["event"] == "trigger"
+    assert params["since"] == 120.0
+    assert [d["feature"] for d in params["drifted"]] == ["f0", "f1", "f2"]
+    assert params["features"] == ["f0", "f1", "f2"] and params["detectors"] == ["ks"]
+    assert "model/data_drift/all" in params["override_hint"]
+    assert params["labels"] == {"family": "data_drift", "group": "all", "rule": "data-drift"}
+    json.dumps(run.decisions[-1].to_json(), allow_nan=False)
