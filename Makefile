@@ -23,8 +23,15 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy $(SRC) tests bench
 
+# Every test: tests/unit, tests/integration (real servers on loopback), tests/e2e, tests/architecture.
 test: setup-test lint typecheck
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The tests that start no server process (and the import rules): under a minute on 2 cores.
+# Nothing is excluded by marker; a unit test that grows slow enough to break that moves to
+# tests/integration/slow_<area> instead.
+unit: setup
+	$(PY) -m pytest tests/unit tests/architecture $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) -m bench $(BENCH_ARGS)
