@@ -38,6 +38,8 @@ class Receiver:
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
         self._script: list[Reply] = []
+        # Per path prefix: replies for the requests to that path only (sinks post concurrently).
+        self._scripts_by_path: dict[str, list[Reply]] = {}
         self._default = Reply()
         self._changed = threading.Condition()
         receiver = self
@@ -79,10 +81,14 @@ class Receiver:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
 
-    def script(self, *replies: Reply) -> None:
-        """Answer the next requests with these, in order; then with the default (200 ok)."""
+    def script(self, *replies: Reply, path: str | None = None) -> None:
+        """Answer the next requests (to paths starting with ``path``, if given) with these, in
+        order; then with the default (200 ok)."""
         with self._changed:
-            self._script.extend(replies)
+            if path is None:
+                self._script.extend(replies)
+            else:
+                self._scripts_by_path.setdefault(path, []).extend(replies)
 
     def set_default(self, reply: Reply) -> None:
         with self._changed:
@@ -92,6 +98,9 @@ class Receiver:
         with self._changed:
             self.requests.append(recorded)
             self._changed.notify_all()
+            for prefix, replies in self._scripts_by_path.items():
+                if replies and recorded.path.startswith(prefix):
+                    return replies.pop(0)
             return self._script.pop(0) if self._script else self._default
 
     def wait_for(self, count: int, timeout_s: float = WAIT_S) -> list[Recorded]:

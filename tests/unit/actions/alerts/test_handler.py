@@ -88,7 +88,7 @@ def test_calling_again_with_the_same_key_retries_only_the_failed_sink(
 ) -> None:
     handlers = _handlers(receiver, runtime, env, registry)
     # PagerDuty rejects the first event for good (400); Slack takes it.
-    receiver.script(receiver_mod.Reply(400, b'{"status":"invalid event"}'))
+    receiver.script(receiver_mod.Reply(400, b'{"status":"invalid event"}'), path="/v2/")
     request = samples.action_request(Kind.PAGE, sinks=["pd", "slack"])
     first = handlers[Kind.PAGE].handle(request, dry_run=False)
     assert first.status is Status.FAILED
