@@ -1,8 +1,8 @@
-"""The composition root: builds every part from the settings and runs the sidecar.
+"""The composition root: builds every part from the settings and runs the agent.
 
-Everything with a lifetime (threads, servers, files) is created here and handed to the
-supervisor, which starts the parts in order and stops them in reverse; the parts themselves
-take their collaborators (and their own settings group) as arguments.
+Everything with a lifetime (threads, servers, files, Kafka clients) is created here and handed
+to the supervisor, which starts the parts in order and stops them in reverse; the parts
+themselves take their collaborators (and their own settings group) as arguments.
 """
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
+import kafka
 import prometheus_client
 
 from actions import base as actions_base
@@ -19,24 +21,101 @@ from actions import targets
 from actions.alerts import handler as alert_handler
 from agent import overrides, policy
 from agent import settings as settings_mod
-from agent.ingest import parsing
+from agent.evaluate import model as model_mod
+from agent.ingest import kserve, parsing, source, worker
 from agent.observability import audit as audit_mod
-from agent.observability import detector_results, gpu
+from agent.observability import collectors, detector_results, gpu
+from agent.observability import metrics as metrics_mod
 from agent.pipeline import engine as engine_mod
 from agent.pipeline import reference_files
-from agent.policy import decider as decider_mod
 from agent.policy import follow_up
 from agent.respond import canary_feed as canary_feed_mod
 from agent.respond import executor, health, idempotency, remediation
-from agent.runtime import audit_topic, checkpoint, leader, log_format, process, sidecar, supervisor
+from agent.runtime import (
+    act_stage,
+    audit_topic,
+    evaluate_stage,
+    ingest_stage,
+    leader,
+    log_format,
+    process,
+    sidecar,
+    supervisor,
+    table,
+    topics,
+)
 from agent.runtime import http as http_mod
 
 log = logging.getLogger(__name__)
 
-IDEMPOTENCY_FILE = "actions.jsonl"
 # How often the loop runs the policy with no results, so forced actions and expiries apply
 # without waiting for the next window to close.
 POLICY_TICK_S = 2.0
+
+EvaluationHook = Callable[[engine_mod.Evaluation], None]
+
+
+class Stages:
+    """The three stages of one agent, sharing one producer (acks=all)."""
+
+    def __init__(self, agent: Agent, internal: topics.InternalTopics, counts: dict[str, int]) -> None:
+        settings = agent.settings
+        self.producer = kafka.KafkaProducer(
+            **source.connection_config(settings.kafka),
+            acks="all",
+            linger_ms=5,
+            max_request_size=16 * 1024 * 1024,
+        )
+        partitions = counts[internal.fragments]
+        metrics = agent.metrics
+        self.ingest = ingest_stage.IngestStage(
+            kafka_settings=settings.kafka,
+            streams=settings.streams,
+            fragments_topic=internal.fragments,
+            fragment_partitions=partitions,
+            ingest=worker.IngestWorker(
+                parser=parsing.RecordParser(settings.mapping, settings.kafka.max_message_bytes),
+                labels_topic=settings.kafka.labels_topic,
+                join=worker.join_from(
+                    settings.labels.ttl_s,
+                    settings.labels.max_pending,
+                    settings.kafka.labels_topic,
+                    agent.clock,
+                ),
+                producer=agent.identity,
+                max_fragment_records=settings.streams.max_fragment_records,
+                kserve_adapter=_kserve_adapter(settings),
+            ),
+            producer=self.producer,
+            metrics=metrics,
+        )
+        self.evaluate = evaluate_stage.EvaluateStage(
+            streams=settings.streams,
+            fragments_topic=internal.fragments,
+            actions_topic=internal.actions,
+            partitions=partitions,
+            factory=agent.factory,
+            state=table.CompactedTable(settings.kafka, internal.state, self.producer),
+            producer=self.producer,
+            metrics=metrics,
+            on_evaluation=agent.on_evaluation,
+            on_decision=agent.on_decision,
+        )
+        journal = idempotency.TableIdempotencyStore(
+            table.CompactedTable(settings.kafka, internal.journal, self.producer), clock=agent.clock
+        )
+        self.act = act_stage.ActStage(
+            actions_topic=internal.actions,
+            producer=self.producer,
+            elector=agent.elector,
+            load_journal=journal.load,
+        )
+        self.act.attach(agent.build_executor(journal, self.act))
+        self.act.follow_ups.append(lambda done: follow_up.canary_request(done.request, done.outcome))
+
+
+def _kserve_adapter(settings: settings_mod.AgentSettings) -> kserve.KServeAdapter | None:
+    return kserve.KServeAdapter.from_settings(settings.kserve) if settings.kserve.enabled else None
 
 
 class Agent:
@@ -48,7 +127,7 @@ class Agent:
         *,
         metrics_registry: prometheus_client.CollectorRegistry,
         clock: Callable[[], float] = time.time,
-        on_evaluation: sidecar.EvaluationHook | None = None,
+        on_evaluation: EvaluationHook | None = None,
         on_action: Callable[[executor.Executed], None] | None = None,
     ) -> None:
         self.settings = settings
@@ -57,8 +136,8 @@ class Agent:
         self.on_evaluation_hook = on_evaluation
         self.on_action = on_action
         self.supervisor = supervisor.Supervisor()
-        state_dir = settings.runtime.state_dir
-        state_dir.mkdir(parents=True, exist_ok=True)
+        settings.runtime.state_dir.mkdir(parents=True, exist_ok=True)
+        self.metrics = metrics_mod.AgentMetrics(metrics_registry)
         self._audit_producer = audit_topic.audit_producer(settings.kafka, settings.audit)
         self.audit = audit_mod.AuditLog(
             settings.audit.path,
@@ -73,57 +152,34 @@ class Agent:
             interval_s=settings.overrides.reload_interval_s,
             registry=metrics_registry,
         )
+        # Fails at start on a bad policy file; each model's copy is made by the factory.
         self.policy_config = policy.load_policy(settings.policy.path, model_name=settings.runtime.model_name)
-        self.decider = decider_mod.PolicyDecider(self.policy_config, lambda: self.overrides.state)
         api_client = targets.api_client_from(settings.target) if settings.leader_election.enabled else None
         self.elector = leader.build_elector(settings.leader_election, api_client)
-        alert_handlers: dict[actions_base.ActionKind, actions_base.ActionHandler] = dict(
+        self.identity = getattr(self.elector, "identity", None) or leader.default_identity()
+        self._alert_handlers: dict[actions_base.ActionKind, actions_base.ActionHandler] = dict(
             alert_handler.build_handlers(settings.alerting, registry=metrics_registry)
         )
         # The canary reports promotions and rollbacks through the same alert sinks.
         self.remediation = remediation.build_remediation(
-            settings, clock=clock, alert_handler=alert_handlers[actions_base.ActionKind.ALERT]
+            settings, clock=clock, alert_handler=self._alert_handlers[actions_base.ActionKind.ALERT]
         )
         self.executor_metrics = executor.Metrics(metrics_registry)
-        self.executor_metrics.watch_policy(self.policy_config.model_name, lambda: self.decider.state)
         self.executor_metrics.watch_overrides(lambda: self.overrides.state, clock)
-        self.executor = executor.Executor(
-            remediation.build_handlers(self.policy_config, alert_handlers, self.remediation),
-            store=idempotency.FileIdempotencyStore(state_dir / IDEMPOTENCY_FILE, clock=clock),
-            audit=self.audit,
-            overrides_state=lambda: self.overrides.state,
-            is_leader=self.elector.is_leader,
-            clock=clock,
-            metrics=self.executor_metrics,
-            required_kinds=policy.action_kinds(self.policy_config),
-        )
+        self.executor_metrics.watch_policy(lambda: {e.model: e.decider.state for e in self.evaluators()})
+        self.executor: executor.Executor | None = None
         self.detector_metrics = detector_results.DetectorMetrics(metrics_registry)
         gpu.register(metrics_registry, settings.gpu)
-        restored = checkpoint.restore(state_dir)
-        if restored is not None:
-            engine = restored.engine
-            engine.attach(self.decider)
-            self.decider.state = policy.PolicyState.from_json(restored.policy_state)
-        else:
-            parser = parsing.RecordParser(settings.mapping, settings.kafka.max_message_bytes)
-            reference = reference_files.load_reference(
-                settings.reference, settings.registry.tracking_uri, parser
-            )
-            engine = engine_mod.build(settings, decide=self.decider, clock=clock, reference_records=reference)
-        self.sidecar = sidecar.Sidecar(
-            kafka=settings.kafka,
-            mapping=settings.mapping,
-            kserve_settings=settings.kserve,
-            runtime=settings.runtime,
-            engine=engine,
-            metrics_registry=metrics_registry,
-            on_evaluation=self.on_evaluation,
-            on_durable=self.on_durable,
-            policy_state=self._policy_state_json,
-            start_index=restored.index if restored is not None else 0,
+        parser = parsing.RecordParser(settings.mapping, settings.kafka.max_message_bytes)
+        reference = reference_files.load_reference(settings.reference, settings.registry.tracking_uri, parser)
+        training = self.remediation.training
+        self.factory = model_mod.EvaluatorFactory(
+            settings,
+            reference_records=reference,
+            overrides_state=lambda: self.overrides.state,
+            clock=clock,
+            on_joined=training.add if training is not None else None,
         )
-        if self.remediation.training is not None:
-            engine.on_joined = self.remediation.training.add
         self.canary_feed = (
             canary_feed_mod.CanaryFeed(
                 self.remediation.canary,
@@ -137,14 +193,53 @@ class Agent:
         )
         self.health_recorder = health.HealthRecorder(
             self.remediation.registry,
-            is_leader=self.elector.is_leader,
+            is_leader=lambda: True,  # one evaluator per model: the owner records its health
             labels_flow=settings.kafka.labels_topic is not None,
         )
-        self.health: http_mod.HealthServer = sidecar.health_server(
-            settings.http, self.sidecar, metrics_registry
+        self.sidecar = sidecar.Sidecar(
+            kafka_settings=settings.kafka,
+            streams=settings.streams,
+            runtime=settings.runtime,
+            metrics=self.metrics,
+            build=lambda internal, counts: Stages(self, internal, counts),
+        )
+        self._window_fill: tuple[collectors.Sample, ...] = ()
+        collectors.register_gauge(metrics_registry, collectors.WINDOW_FILL, lambda: self._window_fill)
+        collectors.register_gauge(metrics_registry, collectors.READY, collectors.flag(self.sidecar.ready))
+        self.health = http_mod.HealthServer(
+            settings.http.host,
+            settings.http.port,
+            metrics_registry,
+            readiness=self.sidecar.ready,
+            liveness=lambda: True,
+            readiness_reason=self.sidecar.readiness_reason,
         )
         self._last_policy_tick = 0.0
         self._supervise()
+
+    def build_executor(
+        self, journal: idempotency.IdempotencyStore, act: act_stage.ActStage
+    ) -> executor.Executor:
+        handlers = remediation.build_handlers(self.policy_config, self._alert_handlers, self.remediation)
+        self.executor = executor.Executor(
+            handlers,
+            store=journal,
+            audit=self.audit,
+            overrides_state=lambda: self.overrides.state,
+            is_leader=self.elector.is_leader,
+            clock=self.clock,
+            metrics=self.executor_metrics,
+            required_kinds=policy.action_kinds(self.policy_config),
+            follow_up=act.produce,
+        )
+
+        def done(executed: executor.Executed) -> None:
+            act.done(executed)
+            if self.on_action is not None:
+                self.on_action(executed)
+
+        self.executor.start(on_done=done)
+        return self.executor
 
     def _supervise(self) -> None:
         """Every background part, in start order; the supervisor stops them in reverse."""
@@ -152,67 +247,82 @@ class Agent:
         add("audit-log", stop=self._close_audit)
         add("health-server", start=self.health.start, stop=self.health.stop)
         add("overrides", start=self.overrides.poll)
-        # The executor stops before the elector: queued actions still see their lease.
-        add("leader-elector", start=self.elector.run, stop=self.elector.stop)
+        # The act stage starts the elector when it owns the actions partition; stopped last but two.
+        add("leader-elector", stop=self.elector.stop)
         add("health-recorder", start=self.health_recorder.start, stop=self.health_recorder.stop)
         if self.canary_feed is not None:
             add("canary-ticker", start=self.canary_feed.start, stop=self.canary_feed.stop)
-        add(
-            "executor",
-            start=self._start_executor,
-            stop=lambda: self.executor.stop(timeout_s=max(1.0, self.settings.runtime.drain_timeout_s / 2)),
-        )
-        # Drained first on stop: the last batch is made durable while everything else still runs.
-        add("sidecar", stop=self.sidecar.drain)
+        # Drained first on stop: fragments, state and actions made durable, the executor given
+        # what is left of the bound to finish, then the last commits (the elector still runs).
+        add("sidecar", stop=lambda: self.sidecar.drain(finish_actions=self._stop_executor))
 
-    def _start_executor(self) -> None:
-        self.executor.start(on_done=self._action_done)
-        self.executor.resume_pending()
+    def _stop_executor(self, timeout_s: float) -> None:
+        if self.executor is not None:
+            self.executor.stop(timeout_s=timeout_s)
 
     def _close_audit(self) -> None:
         self.audit.close()
         if self._audit_producer is not None:
             self._audit_producer.close()
 
-    def _policy_state_json(self) -> dict[str, object]:
-        return self.decider.state.to_json()
+    # -- what the demo, the tests and /readyz look at ------------------------------------------------
 
-    def on_evaluation(self, evaluation: engine_mod.Evaluation) -> None:
+    def evaluators(self) -> list[model_mod.ModelEvaluator]:
+        """The models this agent evaluates now (the owner of their fragments partitions)."""
+        stages = self.sidecar.stages
+        return list(stages.evaluate.evaluators.values()) if stages is not None else []
+
+    @property
+    def reference_ready(self) -> bool:
+        """Some model this agent evaluates has its reference (loaded, or its first N collected)."""
+        return any(evaluator.engine.reference_ready for evaluator in self.evaluators())
+
+    @property
+    def records_ingested(self) -> int:
+        stages = self.sidecar.stages
+        return stages.ingest.records if stages is not None else 0
+
+    def request(self, request: actions_base.ActionRequest) -> None:
+        """Ask for an action as the policy would: durable on the actions topic, run by the leader."""
+        stages = self.sidecar.stages
+        if stages is None:
+            raise RuntimeError("the agent has not reached Kafka yet; no action can be queued")
+        stages.act.produce(request)
+        stages.producer.flush(timeout=30)
+
+    # -- hooks of the evaluate stage ---------------------------------------------------------------
+
+    def on_evaluation(self, model: str, evaluation: engine_mod.Evaluation) -> None:
+        self.metrics.window_closed(evaluation.window.model_version or "")
         self.detector_metrics.observe(evaluation.results)
         if self.canary_feed is not None:
             self.canary_feed.observe(evaluation)
         decision = evaluation.decision
         if isinstance(decision, policy.Decision):
-            self.submit(decision)
             self.health_recorder.observe(evaluation, decision)
         if self.on_evaluation_hook is not None:
             self.on_evaluation_hook(evaluation)
 
-    def submit(self, decision: policy.Decision) -> None:
-        executor.audit_decision(self.audit, decision)
-        if decision.actions:
-            self.executor.submit(decision.actions)
-
-    def _action_done(self, done: executor.Executed) -> None:
-        next_request = follow_up.canary_request(done.request, done.outcome)
-        if next_request is not None:
-            self.executor.submit([next_request])
-        if self.on_action is not None:
-            self.on_action(done)
-
-    def on_durable(self) -> None:
-        self.audit.flush()
+    def on_decision(self, model: str, decision: policy.Decision, window: Mapping[str, Any] | None) -> None:
+        executor.audit_decision(self.audit, decision, window)
 
     def tick(self) -> None:
         """Work that must happen even when no window closes."""
         now = self.clock()
         self.overrides.maybe_poll()
+        stages = self.sidecar.stages
+        if stages is None:
+            return
         if now - self._last_policy_tick >= POLICY_TICK_S:
             self._last_policy_tick = now
-            self.submit(self.decider([], now))
-            self.executor.resubmit_pending()
-        for evaluation in self.sidecar.engine.tick():
-            self.on_evaluation(evaluation)
+            stages.evaluate.tick(now)
+        self._window_fill = tuple(
+            sample
+            for evaluator in stages.evaluate.evaluators.values()
+            for sample in metrics_mod.window_fill_samples(
+                evaluator.engine.window_fill(), evaluator.engine.window_size
+            )
+        )
 
     def start(self) -> None:
         self.supervisor.start_all()
@@ -243,3 +353,6 @@ def run(settings: settings_mod.AgentSettings) -> int:
     finally:
         agent.stop()
     return 0
+
+
+__all__ = ["Agent", "Stages", "run"]

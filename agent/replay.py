@@ -15,7 +15,9 @@ from typing import IO, Any
 from actions import vocabulary
 from agent import policy
 from agent import settings as settings_mod
+from agent.evaluate import model as evaluator
 from agent.ingest import parsing, records
+from agent.ingest import worker as worker_mod
 from agent.pipeline import engine as engine_mod
 from agent.pipeline import reference_files
 from agent.policy import decider
@@ -113,6 +115,46 @@ def _json_default(value: object) -> object:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+class _Pipeline:
+    """The ingest worker and one evaluator per model, driven record by record (no Kafka)."""
+
+    def __init__(
+        self,
+        settings: settings_mod.AgentSettings,
+        parser: parsing.RecordParser,
+        reference_records: list[records.PredictionRecord],
+        clock: EventClock,
+    ) -> None:
+        labels_flow = "replay-labels"  # any name: replay feeds labels through add_label directly
+        self.worker = worker_mod.IngestWorker(
+            parser=parser,
+            labels_topic=labels_flow,
+            join=worker_mod.join_from(settings.labels.ttl_s, settings.labels.max_pending, labels_flow, clock),
+            producer="replay",
+            max_fragment_records=settings.streams.max_fragment_records,
+        )
+        # Replay never acts: decisions are written as events, no executor exists (dry-run by construction).
+        self.factory = evaluator.EvaluatorFactory(
+            settings,
+            reference_records=reference_records,
+            overrides_state=decider.empty_overrides,
+            clock=clock,
+        )
+        self.evaluators: dict[str, evaluator.ModelEvaluator] = {}
+
+    def evaluate(self) -> Iterator[engine_mod.Evaluation]:
+        for fragment in self.worker.take():
+            found = self.evaluators.get(fragment.model)
+            if found is None:
+                found = self.evaluators[fragment.model] = self.factory.create(fragment.model)
+            for judged in found.apply(fragment):
+                yield judged.evaluation
+
+    def flush(self) -> Iterator[engine_mod.Evaluation]:
+        for found in self.evaluators.values():
+            yield from found.engine.flush()
+
+
 def run_replay(
     settings: settings_mod.AgentSettings,
     *,
@@ -122,12 +164,9 @@ def run_replay(
     events_out: pathlib.Path,
 ) -> int:
     parser = parsing.RecordParser(settings.mapping, settings.kafka.max_message_bytes)
-    reference_records = reference_files.load_records(reference_path, parser)
     clock = EventClock()
-    # Replay never acts: decisions are written as events, no executor exists (dry-run by construction).
-    decide = decider.build_decider(settings.policy, model_name=settings.runtime.model_name)
-    engine = engine_mod.build(settings, decide=decide, clock=clock, reference_records=reference_records)
-    pending_labels = _read_labels(labels, parser) if labels is not None else iter(())
+    pipeline = _Pipeline(settings, parser, reference_files.load_records(reference_path, parser), clock)
+    pending_labels = enumerate(_read_labels(labels, parser) if labels is not None else iter(()))
     next_label = next(pending_labels, None)
     rejected_path = events_out.with_name(events_out.name + ".rejected.jsonl")
     written = rejected = 0
@@ -143,20 +182,24 @@ def run_replay(
                     )
                     continue
                 clock.now = max(clock.now, parsed.timestamp)
-                while next_label is not None and next_label.timestamp <= parsed.timestamp:
-                    for evaluation in engine.add_label(next_label):
-                        written += _write(out, evaluation_events(evaluation))
+                while next_label is not None and next_label[1].timestamp <= parsed.timestamp:
+                    pipeline.worker.add_label(next_label[1], 0, next_label[0])
+                    written += _write(out, _events(pipeline.evaluate()))
                     next_label = next(pending_labels, None)
-                for evaluation in engine.add_prediction(parsed, index):
-                    written += _write(out, evaluation_events(evaluation))
+                pipeline.worker.add_prediction(parsed, 0, index)
+                written += _write(out, _events(pipeline.evaluate()))
         while next_label is not None:
-            for evaluation in engine.add_label(next_label):
-                written += _write(out, evaluation_events(evaluation))
+            pipeline.worker.add_label(next_label[1], 0, next_label[0])
+            written += _write(out, _events(pipeline.evaluate()))
             next_label = next(pending_labels, None)
-        for evaluation in engine.flush():
-            written += _write(out, evaluation_events(evaluation))
+        written += _write(out, _events(pipeline.flush()))
     print(
         f"replay: {written} events -> {events_out}; {rejected} rejected records -> {rejected_path}",
         file=sys.stderr,
     )
     return 0
+
+
+def _events(evaluations: Iterator[engine_mod.Evaluation]) -> Iterator[dict[str, Any]]:
+    for evaluation in evaluations:
+        yield from evaluation_events(evaluation)

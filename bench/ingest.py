@@ -1,16 +1,12 @@
 """Ingest benchmark: a bare kafka-python consume loop vs the agent's ingest path.
 
 Both read the same N prediction-log records (20 numeric features, ~670 bytes of JSON) from an
-embedded Tansu broker on loopback. The agent path is what ``runtime.sidecar.Sidecar.step`` does per
-batch, minus the detectors: ``KafkaSource.poll_batch``, ``RecordParser.parse_prediction`` per
-message, ``WindowManager.add`` per record (closing 1000-record windows into columnar
-``Window`` objects), the ingest metrics, and ``KafkaSource.commit`` of what was read, at the
-runner's checkpoint cadence (every ``CHECKPOINT_INTERVAL_S``, and once at the end, inside the
-timing). Between commits only the last message of each partition is kept: that is all a commit
-needs. (Keeping every message until the checkpoint, as ``runtime.sidecar.Sidecar`` did when this was
-written, holds seconds of raw records in memory and makes the garbage collector's full passes
-cost ~3 us per message: named tuples are never untracked.) Throughput is counted from the first
-record received (group joins and fetch warm-up excluded, for both).
+embedded Tansu broker on loopback. The agent path is the ingest stage every agent runs on its
+share of the input partitions (``runtime.ingest_stage.IngestStage``): ``KafkaSource.poll_batch``,
+parse and validate each message, buffer it per model, and every ``streams.commit_interval_s``
+publish the fragments (acks=all), wait for them, then commit the input offsets (once more at the
+end, inside the timing). Throughput is counted from the first record received (group joins and
+fetch warm-up excluded, for both).
 
 The machine is shared: bare and agent runs alternate (bare, agent, bare, agent, ...) so that a
 change of load hits both, each side reports its median, and the load average is printed. CPU
@@ -36,6 +32,7 @@ import pathlib
 import pstats
 import random
 import statistics
+import subprocess
 import sys
 import time
 import timeit
@@ -46,14 +43,14 @@ import kafka
 import prometheus_client
 
 from agent import settings
-from agent.ingest import parsing, records, source
+from agent.ingest import parsing, records, source, worker
 from agent.observability import metrics
 from agent.pipeline import reference, windows
-from agent.runtime import process
+from agent.runtime import ingest_stage, process
 from demo import broker
 
 DEFAULT_N = 200_000
-GOAL_RATIO = 0.5
+GOAL_RATIO = 0.75
 FEATURES = 20
 WINDOW_SIZE = 1000
 PROGRESS_POINTS = (0.25, 0.5, 0.75, 1.0)
@@ -192,11 +189,15 @@ def bare_consume(bootstrap: str, topic: str, n: int, consumer_options: dict[str,
 
 
 class AgentIngest:
-    """The agent's ingest path, assembled as ``runtime.sidecar.Sidecar.step`` does it (no detectors)."""
+    """The agent's ingest stage (``runtime.ingest_stage.IngestStage``) over the same topic.
 
-    def __init__(
-        self, bootstrap: str, topic: str, max_poll_records: int, schema: reference.FeatureSchema
-    ) -> None:
+    What every agent does with its share of the input partitions: parse and validate each
+    record, buffer it per model, and every ``streams.commit_interval_s`` publish the buffered
+    records as window fragments (acks=all), wait for the acknowledgements, then commit the input
+    offsets. Windows and detectors are the evaluate stage's, on the fragments' owner.
+    """
+
+    def __init__(self, bootstrap: str, topic: str, max_poll_records: int, fragments_topic: str) -> None:
         self.kafka_settings = settings.KafkaSettings(
             bootstrap_servers=bootstrap,
             predictions_topic=topic,
@@ -205,24 +206,40 @@ class AgentIngest:
             max_poll_interval_ms=2000,
             session_timeout_ms=2000,
         )
+        self.streams = settings.StreamsSettings()
         self.metrics = metrics.AgentMetrics(prometheus_client.CollectorRegistry())
-        self.parser = parsing.RecordParser()
-        self.manager = windows.WindowManager(settings.WindowSettings(size=WINDOW_SIZE), schema)
+        self.fragments_topic = fragments_topic
+        self.bootstrap = bootstrap
         self.rejected = 0
-        self.windows_closed = 0
-        self.window_fill: tuple[tuple[tuple[str, str], float], ...] = ()
+        self.accepted = 0
+        self.fragments_sent = 0
 
     def run(self, n: int, memory_samples: list[tuple[int, int, int]] | None = None) -> Run:
+        producer = kafka.KafkaProducer(
+            **source.connection_config(self.kafka_settings),
+            acks="all",
+            linger_ms=5,
+            max_request_size=16 * 2**20,
+        )
+        stage = ingest_stage.IngestStage(
+            kafka_settings=self.kafka_settings,
+            streams=self.streams,
+            fragments_topic=self.fragments_topic,
+            fragment_partitions=1,
+            ingest=worker.IngestWorker(
+                parser=parsing.RecordParser(),
+                labels_topic=None,
+                join=None,
+                producer="bench",
+                max_fragment_records=self.streams.max_fragment_records,
+            ),
+            producer=producer,
+            metrics=self.metrics,
+        )
         kafka_source = source.KafkaSource(self.kafka_settings, metrics=self.metrics)
-        parse = self.parser.parse_prediction
-        add = self.manager.add
         marks = [int(n * point) for point in PROGRESS_POINTS]
         progress = _Progress(n)
-        index = 0
         timer = _Timer()
-        # Per (topic, partition): its last message read, the one whose offset a commit moves to.
-        to_commit: dict[tuple[str, int], source.RawMessage] = {}
-        last_commit = time.monotonic()
         try:
             while progress.seen < n:
                 batch = kafka_source.poll_batch()
@@ -230,32 +247,23 @@ class AgentIngest:
                     progress.idle()
                     continue
                 timer.start_once()
-                accepted = 0
                 for message in batch:
-                    parsed = parse(message.value)
-                    if isinstance(parsed, records.Rejected):
-                        self.rejected += 1  # the runner sends it to the DLQ: none in this stream
-                        continue
-                    for window in add(parsed, index):
-                        self.windows_closed += 1
-                        self.metrics.window_closed(window.model_version or "")
-                    index += 1
-                    accepted += 1
-                self.metrics.record_out(accepted)
-                # The sidecar's per-batch window-fill snapshot (read by /metrics at scrape time).
-                self.window_fill = metrics.window_fill_samples(self.manager.fill(), WINDOW_SIZE)
+                    stage.handle(message)
                 progress.add(len(batch))
-                to_commit.update(zip(map(_partition_of, batch), batch, strict=True))
-                if progress.seen >= n or time.monotonic() - last_commit >= CHECKPOINT_INTERVAL_S:
-                    if not kafka_source.commit(list(to_commit.values())):
-                        raise RuntimeError("offset commit failed: the benchmark's broker is unwell")
-                    to_commit.clear()
-                    last_commit = time.monotonic()
+                if (progress.seen >= n or stage.due()) and not stage.make_durable(kafka_source):
+                    raise RuntimeError(
+                        "the ingest stage could not make its work durable: the broker is unwell"
+                    )
                 while marks and progress.seen >= marks[0] and memory_samples is not None:
                     memory_samples.append((marks.pop(0), *memory_kib()))
             return timer.run(n)
         finally:
+            self.fragments_sent = stage.fragments_sent
+            self.rejected = stage.worker_counts.rejected
+            self.accepted = stage.worker_counts.predictions
             kafka_source.close()
+            stage.dlq.close(timeout_s=5)
+            producer.close(timeout=5)
 
 
 def parse_us_per_record(values: list[bytes]) -> float:
@@ -285,7 +293,7 @@ def window_us_per_record(values: list[bytes], schema: reference.FeatureSchema) -
 
 
 def profile_agent(bootstrap: str, topic: str, n: int, max_poll_records: int) -> str:
-    ingest = AgentIngest(bootstrap, topic, max_poll_records, bench_schema())
+    ingest = AgentIngest(bootstrap, topic, max_poll_records, f"{topic}.fragments")
     profiler = cProfile.Profile()
     profiler.enable()
     ingest.run(n)
@@ -304,8 +312,9 @@ def _load() -> str:
 class Comparison:
     bare: list[Run]
     agent: list[Run]
-    windows_closed: int
+    fragments_sent: int
     rejected: int
+    accepted: int  # predictions parsed and handed to a fragment
     memory: list[tuple[int, int, int]]
     agent_groups: list[str]  # consumer groups of the agent passes (their commits can be checked)
 
@@ -332,15 +341,15 @@ def compare(bootstrap: str, topic: str, n: int, repeats: int) -> Comparison:
         "fetch_max_bytes": source.FETCH_MAX_BYTES,
         "max_partition_fetch_bytes": source.MAX_PARTITION_FETCH_BYTES,
     }
-    schema = bench_schema()
-    result = Comparison([], [], 0, 0, [], [])
+    result = Comparison([], [], 0, 0, 0, [], [])
     for attempt in range(repeats):
         result.bare.append(bare_consume(bootstrap, topic, n, consumer_options))
-        ingest = AgentIngest(bootstrap, topic, max_poll_records, schema)
+        ingest = AgentIngest(bootstrap, topic, max_poll_records, f"{topic}.fragments")
         result.agent_groups.append(ingest.kafka_settings.group_id)
         result.agent.append(ingest.run(n, result.memory if attempt == 0 else None))
         if attempt == 0:
-            result.windows_closed, result.rejected = ingest.windows_closed, ingest.rejected
+            result.fragments_sent, result.rejected = ingest.fragments_sent, ingest.rejected
+            result.accepted = ingest.accepted
     return result
 
 
@@ -353,12 +362,84 @@ def _report(result: Comparison) -> None:
     verdict = "meets" if result.ratio >= GOAL_RATIO else "BELOW"
     print(f"{'ratio agent / bare (wall)':<34}{result.ratio:>14.2f}   ({verdict} the goal of {GOAL_RATIO})")
     print(f"{'ratio agent / bare (CPU)':<34}{result.cpu_ratio:>14.2f}")
-    print(f"windows closed per run: {result.windows_closed}, rejected: {result.rejected}")
+    print(f"fragments published per run: {result.fragments_sent}, rejected: {result.rejected}")
     print()
-    print("memory during the first agent run (windows are bounded: RSS must stay flat)")
+    print("memory during the first agent run (buffers are bounded: RSS must stay flat)")
     print(f"{'progress':>9}{'records':>10}{'VmRSS MiB':>12}{'VmHWM MiB':>12}")
     for point, (seen, rss, hwm) in zip(PROGRESS_POINTS, result.memory, strict=False):
         print(f"{point:>9.0%}{seen:>10}{rss / 1024:>12.1f}{hwm / 1024:>12.1f}")
+
+
+SCALE_GOAL = 1.6
+SCALE_PARTITIONS = 2
+
+
+def scale_worker(bootstrap: str, topic: str, group: str, n: int) -> None:
+    """One agent's ingest stage in its own process, in ``group``: prints its share as JSON."""
+    kafka_settings = settings.KafkaSettings(
+        bootstrap_servers=bootstrap,
+        predictions_topic=topic,
+        group_id=group,
+        max_poll_interval_ms=4000,
+        session_timeout_ms=4000,
+    )
+    streams = settings.StreamsSettings()
+    agent_metrics = metrics.AgentMetrics(prometheus_client.CollectorRegistry())
+    producer = kafka.KafkaProducer(**source.connection_config(kafka_settings), acks="all", linger_ms=5)
+    stage = ingest_stage.IngestStage(
+        kafka_settings=kafka_settings,
+        streams=streams,
+        fragments_topic=f"{topic}.fragments",
+        fragment_partitions=1,
+        ingest=worker.IngestWorker(
+            parser=parsing.RecordParser(), labels_topic=None, join=None, producer=group,
+            max_fragment_records=streams.max_fragment_records,
+        ),
+        producer=producer,
+        metrics=agent_metrics,
+    )  # fmt: skip
+    consumer = source.KafkaSource(kafka_settings, metrics=agent_metrics)
+    process.tune_gc()
+    first = last = 0.0
+    seen = 0
+    quiet_since = time.monotonic()
+    # Runs until the whole topic is read by the group (this worker stops once it has been idle
+    # for a while after reading something: the others have the rest).
+    while time.monotonic() - quiet_since < (3.0 if seen else 60.0):
+        batch = consumer.poll_batch()
+        if not batch:
+            continue
+        quiet_since = time.monotonic()
+        first = first or time.time()
+        for message in batch:
+            stage.handle(message)
+        seen += len(batch)
+        if stage.due():
+            stage.make_durable(consumer)
+        last = time.time()
+    stage.make_durable(consumer)
+    last = time.time() if seen else last
+    consumer.close()
+    producer.close(timeout=5)
+    print(json.dumps({"first": first, "last": last, "seen": seen}))
+
+
+def scale(bootstrap: str, topic: str, n: int, processes: int) -> float:
+    """Records per second through the ingest stage of ``processes`` agent processes in one group."""
+    group = f"bench-scale-{uuid.uuid4().hex[:8]}"
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bench.ingest", "--scale-worker", bootstrap, topic, group, str(n)],
+            stdout=subprocess.PIPE,
+        )
+        for _ in range(processes)
+    ]
+    reports = [json.loads(w.communicate(timeout=600)[0].decode().strip().splitlines()[-1]) for w in workers]
+    if sum(r["seen"] for r in reports) < n:
+        raise RuntimeError(f"the workers read {sum(r['seen'] for r in reports)} of {n} records")
+    started = min(r["first"] for r in reports if r["seen"])
+    finished = max(r["last"] for r in reports if r["seen"])
+    return float(n / (finished - started))
 
 
 def run(argv: list[str] | None = None) -> None:
@@ -366,7 +447,14 @@ def run(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=int(os.environ.get("BENCH_INGEST_N", DEFAULT_N)))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the agent path")
+    parser.add_argument(
+        "--scale-worker", nargs=4, metavar=("BOOTSTRAP", "TOPIC", "GROUP", "N"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args([] if argv is None else argv)
+    if args.scale_worker:
+        bootstrap, topic, group, count = args.scale_worker
+        scale_worker(bootstrap, topic, group, int(count))
+        return
     n, repeats = args.n, args.repeats
     print(f"ingest benchmark: {n} records, {FEATURES} features, 1 partition")
     print(f"load average at start: {_load()}")
@@ -381,7 +469,7 @@ def run(argv: list[str] | None = None) -> None:
     with broker.EmbeddedBroker() as embedded:
         bootstrap = embedded.bootstrap_servers
         topic = "bench-ingest"
-        embedded.create_topics([topic], partitions=1)
+        embedded.create_topics([topic, f"{topic}.fragments"], partitions=1)
         started = time.perf_counter()
         mean_size = produce(bootstrap, topic, n)
         produce_s = time.perf_counter() - started
@@ -401,6 +489,23 @@ def run(argv: list[str] | None = None) -> None:
             print()
             print("cProfile of one agent run (top 15 by own time):")
             print(profile_agent(bootstrap, topic, n, settings.KafkaSettings().max_poll_records))
+        print()
+        scaled_topic = "bench-ingest-scale"
+        embedded.create_topics([scaled_topic, f"{scaled_topic}.fragments"], partitions=SCALE_PARTITIONS)
+        produce(bootstrap, scaled_topic, n)
+        rates = {
+            count: statistics.median(scale(bootstrap, scaled_topic, n, count) for _ in range(repeats))
+            for count in (1, 2)
+        }
+        factor = rates[2] / rates[1]
+        verdict = "meets" if factor >= SCALE_GOAL else "BELOW"
+        print(
+            f"scale-out: {SCALE_PARTITIONS} input partitions, agent processes in one group "
+            f"({os.cpu_count()} CPUs, the broker's included)"
+        )
+        for count, rate in rates.items():
+            print(f"  {count} agent process(es): {rate:,.0f} msg/s (median of {repeats})")
+        print(f"  two over one: {factor:.2f}x   ({verdict} the goal of {SCALE_GOAL}x)")
 
 
 if __name__ == "__main__":

@@ -356,19 +356,17 @@ class Story:
         event.injected_index = self.server.index
         event.injected_at = time.time()
         self.say(f"[{event.name}] injected at record {event.injected_index}: {event.description}")
-        self.agent.executor.submit(
-            [
-                actions_base.ActionRequest(
-                    kind=actions_base.ActionKind.CANARY,
-                    model_name=MODEL,
-                    idempotency_key=f"demo/release/{candidate}",
-                    incident_id=f"{MODEL}/release/{candidate}",
-                    severity="minor",
-                    reason=f"release of version {candidate}",
-                    model_version=candidate,
-                    params={"candidate_version": candidate},
-                )
-            ]
+        self.agent.request(
+            actions_base.ActionRequest(
+                kind=actions_base.ActionKind.CANARY,
+                model_name=MODEL,
+                idempotency_key=f"demo/release/{candidate}",
+                incident_id=f"{MODEL}/release/{candidate}",
+                severity="minor",
+                reason=f"release of version {candidate}",
+                model_version=candidate,
+                params={"candidate_version": candidate},
+            )
         )
         failed = poll(lambda: self._canary_event(candidate, "check_failed"))
         if isinstance(failed, tuple):
@@ -620,12 +618,12 @@ def run_story(
             if view is not None:
                 view.attach(observer, server, agent)
             story = Story(observer, server, state, say, agent=agent, tracking_uri=tracking_uri, alerts=alerts)
-            ready = observer.wait_for(
-                lambda: agent.sidecar.engine.reference_ready and observer.windows >= 3, 90.0
-            )
+            ready = observer.wait_for(lambda: agent.reference_ready and observer.windows >= 3, 90.0)
             if not ready:
                 say("the agent did not evaluate any window in 90 s; stopping")
             events = [getattr(story, name)() for name in scenarios] if ready else []
+            # While the agent runs: its evaluators go when it leaves the group.
+            reference = next((e.engine.reference_window for e in agent.evaluators()), None)
         server.stop()
         for serving_logger in loggers.values():
             serving_logger.close(timeout_s=5)
@@ -638,10 +636,8 @@ def run_story(
         producer.close(timeout=5)
         alerts.stop()
         report_path = None
-        if story.drift_window is not None and agent.sidecar.engine.reference_window is not None:
-            report_path = write_drift_report(
-                story.drift_window, agent.sidecar.engine.reference_window, state / "drift-report.html"
-            )
+        if story.drift_window is not None and reference is not None:
+            report_path = write_drift_report(story.drift_window, reference, state / "drift-report.html")
         return StoryResult(events, list(observer.actions), alerts.snapshot(), report_path, metrics_url)
 
 

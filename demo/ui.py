@@ -64,7 +64,7 @@ class View:
         if self.agent is None or self.observer is None or self.server is None:
             table.add_row("-", "-", "-", "-", "-", "-", "starting", "-")
             return table
-        now, records = time.monotonic(), self.agent.sidecar.stats.records
+        now, records = time.monotonic(), self.agent.records_ingested
         last_at, last_records = self._last
         if now - last_at >= 1.0:
             self._rate = (records - last_records) / (now - last_at)

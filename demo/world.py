@@ -117,6 +117,13 @@ def agent_config(wiring: Wiring, *, group_id: str, window: int, reference_window
         },
         "window": {"size": window},
         "reference": {"source": "first_n", "first_n": reference_windows * window},
+        # Internal topics named after the group: runs sharing a broker never share work or state.
+        "streams": {
+            "topic_prefix": group_id,
+            "partitions": 4,
+            "commit_interval_s": 0.5,
+            "state_interval_s": 1.0,
+        },
         "http": {"host": processes.LOOPBACK, "port": 0},
         "logging": {"level": "WARNING", "json_format": False},
         "runtime": {"state_dir": str(state / "agent"), "model_name": model_name, "drain_timeout_s": 10},

@@ -149,6 +149,20 @@ class Detector(abc.ABC, Generic[ConfigT]):
     def reset(self) -> None:
         """Forget everything learned from windows (the reference, if any, is kept)."""
 
+    def state(self) -> dict[str, Any]:
+        """What the detector learned from windows, as plain data (JSON/msgpack types).
+
+        The agent stores it between windows and restores it with ``load_state`` on another
+        process, so it must hold everything ``update`` depends on besides the config and the
+        reference. Most detectors judge each window on its own: they learn nothing (``{}``).
+        """
+        return {}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Continue from ``state`` (what ``state()`` returned, possibly in another process)."""
+        if state:
+            raise ValueError(f"{self.name} keeps no state between windows, got keys {sorted(state)}")
+
     @classmethod
     def conformance_example(cls, rng: np.random.Generator) -> ConformanceExample:
         """A valid config, reference and stationary stream for the conformance tests."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import math
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
@@ -459,6 +460,10 @@ class _ChangeTest(Protocol):
 
     def reset(self) -> None: ...
 
+    def state(self) -> dict[str, Any]: ...
+
+    def load_state(self, state: Mapping[str, Any]) -> None: ...
+
 
 class _StreamDetector(base.Detector[Any]):
     """Shared plumbing: error stream from the window, offsets mapped back to window rows.
@@ -480,13 +485,11 @@ class _StreamDetector(base.Detector[Any]):
     def reset(self) -> None:
         self._test.reset()
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        # Checkpoints pickled before the stream detectors shared ``_test`` hold ADWIN's and DDM's
-        # tests under their own names; an upgraded agent must still resume from them.
-        for legacy_name in ("_adwin", "_ddm"):
-            if legacy_name in state:
-                state["_test"] = state.pop(legacy_name)
-        self.__dict__.update(state)
+    def state(self) -> dict[str, Any]:
+        return self._test.state()
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        self._test.load_state(state)
 
     def update(self, window: window_mod.Window) -> base.DetectorResult:
         labelled = self._stream(window)

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -114,6 +115,24 @@ class Adwin:
 
     def reset(self) -> None:
         self._state = _AdwinState(levels=[])
+
+    def state(self) -> dict[str, Any]:
+        """The buckets and running sums, as plain data (lists and floats)."""
+        s = self._state
+        return {
+            "levels": [level.tolist() for level in s.levels],
+            "total": s.total,
+            "variance": s.variance,
+            "width": s.width,
+        }
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        self._state = _AdwinState(
+            levels=[np.asarray(level, dtype=np.float64) for level in state["levels"]],
+            total=float(state["total"]),
+            variance=float(state["variance"]),
+            width=int(state["width"]),
+        )
 
     @property
     def width(self) -> int:
@@ -301,6 +320,15 @@ class Ddm:
         self._ps_min = math.inf
         self._in_warning = False
 
+    _STATE_FIELDS = ("_count", "_mean", "_p_min", "_s_min", "_ps_min", "_in_warning")
+
+    def state(self) -> dict[str, Any]:
+        return {name.lstrip("_"): getattr(self, name) for name in self._STATE_FIELDS}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        for name in self._STATE_FIELDS:
+            setattr(self, name, state[name.lstrip("_")])
+
     @property
     def error_rate(self) -> float:
         return self._mean
@@ -388,6 +416,15 @@ class PageHinkley:
         self._min_increase = math.inf
         # River starts the running maximum at -1, not -inf; kept for identical decisions.
         self._max_decrease = -1.0
+
+    _STATE_FIELDS = ("_count", "_mean", "_sum_increase", "_sum_decrease", "_min_increase", "_max_decrease")
+
+    def state(self) -> dict[str, Any]:
+        return {name.lstrip("_"): getattr(self, name) for name in self._STATE_FIELDS}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        for name in self._STATE_FIELDS:
+            setattr(self, name, float(state[name.lstrip("_")]))
 
     @property
     def mean(self) -> float:

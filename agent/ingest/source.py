@@ -66,6 +66,13 @@ class RawMessage(NamedTuple):
     headers: tuple[tuple[str, bytes], ...] = ()
 
 
+def input_topics(kafka_settings: settings.KafkaSettings) -> list[str]:
+    topics = [kafka_settings.predictions_topic]
+    if kafka_settings.labels_topic:
+        topics.append(kafka_settings.labels_topic)
+    return topics
+
+
 def connection_config(kafka_settings: settings.KafkaSettings) -> dict[str, Any]:
     """Client keyword arguments shared by consumer and producer: servers, TLS and SASL.
 
@@ -198,6 +205,9 @@ class KafkaSource:
         lag_refresh_s: float = LAG_REFRESH_S,
         commit_timeout_s: float = COMMIT_TIMEOUT_S,
         bootstrap_timeout_s: float = BOOTSTRAP_TIMEOUT_S,
+        topics: Sequence[str] | None = None,
+        group_id: str | None = None,
+        export_gauges: bool = True,
     ) -> None:
         self.settings = kafka_settings
         self.metrics = metrics
@@ -207,9 +217,9 @@ class KafkaSource:
         self.lag_refresh_s = lag_refresh_s
         self.commit_timeout_s = commit_timeout_s
         self.bootstrap_timeout_s = bootstrap_timeout_s
-        self.topics = [kafka_settings.predictions_topic]
-        if kafka_settings.labels_topic:
-            self.topics.append(kafka_settings.labels_topic)
+        # The input topics by default; the evaluate and act stages read the internal ones.
+        self.topics = list(topics) if topics is not None else input_topics(kafka_settings)
+        self.group_id = group_id if group_id is not None else kafka_settings.group_id
         # Validate now: a bad TLS path or missing password file is a config error, not an outage.
         self._connection = connection_config(kafka_settings)
         self._backoff = Backoff(
@@ -224,8 +234,10 @@ class KafkaSource:
         # Replaced as a whole (copy on write): the /metrics thread reads it while the loop runs.
         self._lag: Mapping[Partition, int] = {}
         self._listener = _RebalanceListener()
+        # Partitions sought during the rebalance hooks of the poll in hand (its records are stale).
+        self._reset: set[Partition] = set()
         self._closed = False
-        if metrics is not None:
+        if metrics is not None and export_gauges:
             collectors.register_gauge(metrics.registry, collectors.CONSUMER_LAG, self._lag_samples)
             collectors.register_gauge(
                 metrics.registry, collectors.KAFKA_CONNECTED, collectors.flag(lambda: self._connected)
@@ -253,7 +265,7 @@ class KafkaSource:
         if not self._connected:
             return f"no connection to kafka brokers {self.settings.bootstrap_servers}; reconnecting"
         if not self.ready:
-            return f"joining consumer group {self.settings.group_id!r}"
+            return f"joining consumer group {self.group_id!r}"
         return "ok"
 
     def assignment(self) -> list[Partition]:
@@ -263,6 +275,35 @@ class KafkaSource:
         return sorted(
             (Partition(tp.topic, tp.partition) for tp in consumer.assignment()), key=_partition_order
         )
+
+    def committed(self, partition: Partition) -> int | None:
+        """The group's committed offset of ``partition`` (None: nothing committed yet)."""
+        consumer = self._consumer
+        if consumer is None:
+            return None
+        found = consumer.committed(kafka.TopicPartition(partition.topic, partition.partition))
+        return int(found) if found is not None else None
+
+    def seek(self, partition: Partition, offset: int) -> None:
+        """Read ``partition`` again from ``offset``. Call from an assignment hook: what the poll
+        in hand fetched from that partition is dropped, the next polls start at ``offset``."""
+        consumer = self._consumer
+        if consumer is None:
+            return
+        consumer.seek(kafka.TopicPartition(partition.topic, partition.partition), offset)
+        self._next_offset.pop(partition, None)
+        self._reset.add(partition)
+
+    def pause(self, partitions: Sequence[Partition]) -> None:
+        """Stop fetching these partitions (until ``resume``); their records wait in Kafka."""
+        consumer = self._consumer
+        if consumer is not None and partitions:
+            consumer.pause(*(kafka.TopicPartition(p.topic, p.partition) for p in partitions))
+
+    def resume(self, partitions: Sequence[Partition]) -> None:
+        consumer = self._consumer
+        if consumer is not None and partitions:
+            consumer.resume(*(kafka.TopicPartition(p.topic, p.partition) for p in partitions))
 
     def poll_batch(self) -> list[RawMessage]:
         """Up to ``max_poll_records`` records; ``[]`` when none arrived or the broker is away."""
@@ -337,7 +378,7 @@ class KafkaSource:
         try:
             consumer = kafka.KafkaConsumer(
                 **self._connection,
-                group_id=self.settings.group_id,
+                group_id=self.group_id,
                 enable_auto_commit=False,
                 auto_offset_reset=self.settings.auto_offset_reset,
                 max_poll_records=self.settings.max_poll_records,
@@ -366,9 +407,10 @@ class KafkaSource:
 
     def _to_messages(self, polled: dict[kafka.TopicPartition, list[Any]]) -> list[RawMessage]:
         batch: list[RawMessage] = []
+        reset, self._reset = self._reset, set()
         for tp, records in polled.items():
-            if not records:
-                continue
+            if not records or Partition(tp.topic, tp.partition) in reset:
+                continue  # fetched before a seek: read again from where the seek points
             for record in records:
                 # A null value (tombstone) is still a record: the parser rejects it to the DLQ.
                 value = record.value if record.value is not None else b""

@@ -1,23 +1,29 @@
 """Records in; detector results and decisions out. No Kafka, no files, no threads.
 
 Both `drift-agent run` (Kafka) and `drift-agent replay` (files) drive this one engine, so a
-backtest exercises exactly the code that runs in production.
+backtest exercises exactly the code that runs in production. Predictions and label-joined
+records come in already joined (the ingest stage joins them); ``state()`` / ``restore()`` hand
+everything the engine learned to another process as plain data.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
+
+import msgspec
 
 from agent import settings as settings_mod
 from agent.ingest import records
-from agent.pipeline import label_join as labels_mod
-from agent.pipeline import reference, windows
+from agent.pipeline import reference, window_codec, windows
 from detectors import base, registry, suite
 from detectors import window as window_mod
 
 WindowKey = tuple[str, tuple[tuple[str, str], ...]]
+Label = int | float | str
+# Bumped when EngineState changes shape: an older agent's state is then dropped, never misread.
+STATE_FORMAT = 1
 
 
 class Decision(Protocol):
@@ -50,22 +56,42 @@ def _key(window: window_mod.Window) -> WindowKey:
     return (window.model_version or "", segment)
 
 
+class SuiteState(msgspec.Struct, array_like=True, gc=False):
+    version: str
+    segment: list[tuple[str, str]]
+    labelled: bool
+    detectors: dict[str, dict[str, Any]]
+
+
+class EngineState(msgspec.Struct, array_like=True, gc=False):
+    """What an engine learned, as data; ``reference`` only when it was collected (first N)."""
+
+    format: int
+    reference: list[records.PredictionRecord] | None
+    collected: list[records.PredictionRecord] | None
+    labelled_reference: window_codec.WindowData | None
+    prediction_windows: windows.WindowsState | None
+    label_windows: windows.WindowsState | None
+    suites: list[SuiteState]
+
+
 class Engine:
-    """Holds the reference, the windows, the label join and one detector suite per window key."""
+    """Holds the reference, the windows and one detector suite per window key."""
 
     def __init__(
         self,
         *,
         window: settings_mod.WindowSettings,
         detector_settings: suite.SuiteConfig,
-        labels: settings_mod.LabelJoinSettings,
         reference_first_n: int,
+        allowed_lateness_s: float = 0.0,
         detectors: registry.Registry,
         decide: Decider | None,
         clock: Callable[[], float],
         reference_records: Sequence[records.PredictionRecord] | None = None,
     ) -> None:
         self._window_settings = window
+        self._lateness = allowed_lateness_s
         self._detectors = detectors
         self._unlabelled_config, self._labelled_config = suite.split_by_labels(detector_settings, detectors)
         # Label-joined windows are judged against labelled data: the reference when it carries
@@ -80,9 +106,11 @@ class Engine:
         self._label_windows: windows.WindowManager | None = None
         self._drift_suites: dict[WindowKey, suite.DetectorSuite] = {}
         self._label_suites: dict[WindowKey, suite.DetectorSuite] = {}
-        # Sees every label-joined record (the agent feeds its retrain buffer from it); not pickled.
-        self.on_joined: Callable[[labels_mod.JoinedRecord], None] | None = None
-        self._join = labels_mod.LabelJoin(labels.ttl_s, labels.max_pending, clock=clock)
+        # Sees every label-joined record (the agent feeds its retrain buffer from it).
+        self.on_joined: Callable[[records.PredictionRecord, Label], None] | None = None
+        # The reference was collected from the stream (first N): it is part of the state.
+        self._collected_reference: list[records.PredictionRecord] | None = None
+        self._reference_first_n = reference_first_n
         if reference_records is not None:
             self._fix_reference(reference_records)
         else:
@@ -101,10 +129,6 @@ class Engine:
     def reference_window(self) -> window_mod.Window | None:
         return self._reference_window
 
-    @property
-    def label_join(self) -> labels_mod.LabelJoin:
-        return self._join
-
     def window_fill(self) -> Mapping[WindowKey, int]:
         return self._windows.fill() if self._windows is not None else {}
 
@@ -116,7 +140,9 @@ class Engine:
         self._reference_window = reference.to_window(reference_records, schema)
         if self._reference_window.labels is not None:
             self._labelled_reference = self._reference_window
-        self._windows = windows.WindowManager(self._window_settings, schema, clock=self._clock)
+        self._windows = windows.WindowManager(
+            self._window_settings, schema, clock=self._clock, allowed_lateness_s=self._lateness
+        )
         label_window_settings = self._window_settings.model_copy(update={"kind": "count"})
         self._label_windows = windows.WindowManager(label_window_settings, schema, clock=self._clock)
 
@@ -135,30 +161,28 @@ class Engine:
     def add_prediction(self, record: records.PredictionRecord, index: int) -> list[Evaluation]:
         if self._collector is not None:
             if self._collector.add(record):
-                self._fix_reference(self._collector.records())
+                self._collected_reference = self._collector.records()
+                self._fix_reference(self._collected_reference)
                 self._collector = None
             return []
         assert self._windows is not None
         closed = self._windows.add(record, index)
-        evaluations = _present(self._evaluate(window, labelled=False) for window in closed)
-        joined = self._join.add_prediction(record, index)
-        if joined is not None:
-            evaluations.extend(self._add_joined(joined))
-        return evaluations
+        return _present(self._evaluate(window, labelled=False) for window in closed)
 
-    def add_label(self, label: records.LabelRecord) -> list[Evaluation]:
-        joined = self._join.add_label(label)
-        if joined is None or self._label_windows is None:
-            return []
-        return self._add_joined(joined)
-
-    def _add_joined(self, joined: labels_mod.JoinedRecord) -> list[Evaluation]:
+    def add_joined(self, record: records.PredictionRecord, label: Label, index: int) -> list[Evaluation]:
+        """A prediction with its ground truth (``index``: the prediction's arrival index)."""
         if self.on_joined is not None:
-            self.on_joined(joined)
+            self.on_joined(record, label)
         if self._label_windows is None:
             return []
-        closed = self._label_windows.add(joined.record, joined.index, label=joined.label)
+        closed = self._label_windows.add(record, index, label=label)
         return _present(self._evaluate(window, labelled=True) for window in closed)
+
+    def advance(self, watermark: float) -> list[Evaluation]:
+        """Every input has reached event time ``watermark``: close the time windows it passed."""
+        if self._windows is None:
+            return []
+        return _present(self._evaluate(w, labelled=False) for w in self._windows.advance(watermark))
 
     def tick(self) -> list[Evaluation]:
         """Close time windows whose end has passed on the clock, even if no record arrives."""
@@ -166,9 +190,6 @@ class Engine:
         if self._windows is not None:
             evaluations.extend(_present(self._evaluate(w, labelled=False) for w in self._windows.tick()))
         return evaluations
-
-    def expire_labels(self) -> int:
-        return self._join.expire()
 
     def flush(self) -> list[Evaluation]:
         """Close partial windows (end of a replay; shutdown)."""
@@ -189,16 +210,59 @@ class Engine:
         decision = self._decide(results, self._clock()) if self._decide is not None else None
         return Evaluation(window=window, results=results, decision=decision, labelled=labelled)
 
-    def attach(self, decide: Decider | None) -> None:
-        """Re-attach the decider after a checkpoint restore (it is not pickled)."""
-        self._decide = decide
+    # -- state as data ------------------------------------------------------------------------------
 
-    def __getstate__(self) -> dict[str, object]:
-        state = self.__dict__.copy()
-        # The decider holds live objects (override watcher); its state is checkpointed as JSON.
-        state["_decide"] = None
-        state["on_joined"] = None
-        return state
+    def state(self) -> EngineState:
+        labelled_reference = None
+        if self._labelled_reference is not None and self._labelled_reference is not self._reference_window:
+            labelled_reference = window_codec.encode(self._labelled_reference)
+        return EngineState(
+            format=STATE_FORMAT,
+            reference=self._collected_reference,
+            collected=self._collector.records() if self._collector is not None else None,
+            labelled_reference=labelled_reference,
+            prediction_windows=self._windows.state() if self._windows is not None else None,
+            label_windows=self._label_windows.state() if self._label_windows is not None else None,
+            suites=[
+                SuiteState(key[0], list(key[1]), labelled, {n: d.state() for n, d in found.detectors.items()})
+                for labelled, suites in ((False, self._drift_suites), (True, self._label_suites))
+                for key, found in suites.items()
+            ],
+        )
+
+    def restore(self, state: EngineState, *, keep_windows: bool = True, keep_detectors: bool = True) -> None:
+        """Continue from ``state``. ``keep_*`` False drops the parts the settings no longer fit."""
+        if state.format != STATE_FORMAT:
+            raise ValueError(f"engine state format {state.format}, this agent reads {STATE_FORMAT}")
+        self._restore_reference(state)
+        if keep_windows:
+            if state.prediction_windows is not None and self._windows is not None:
+                self._windows.restore(state.prediction_windows)
+            if state.label_windows is not None and self._label_windows is not None:
+                self._label_windows.restore(state.label_windows)
+        if keep_detectors and self._reference_window is not None:
+            self._restore_detectors(state.suites)
+
+    def _restore_reference(self, state: EngineState) -> None:
+        if self._reference_window is None:
+            if state.reference is not None:
+                self._collected_reference = list(state.reference)
+                self._fix_reference(self._collected_reference)
+                self._collector = None
+            elif state.collected is not None and self._collector is not None:
+                for record in state.collected[: self._reference_first_n]:
+                    self._collector.add(record)
+        if state.labelled_reference is not None:
+            self._labelled_reference = window_codec.decode(state.labelled_reference)
+
+    def _restore_detectors(self, suites: Sequence[SuiteState]) -> None:
+        for saved in suites:
+            if saved.labelled and self._labelled_reference is None:
+                continue
+            found = self._suite_for((saved.version, tuple(saved.segment)), labelled=saved.labelled)
+            for name, detector_state in saved.detectors.items():
+                if name in found.detectors:
+                    found.detectors[name].load_state(detector_state)
 
 
 def build(
@@ -212,8 +276,8 @@ def build(
     return Engine(
         window=settings.window,
         detector_settings=settings.detectors,
-        labels=settings.labels,
         reference_first_n=settings.reference.first_n,
+        allowed_lateness_s=settings.streams.allowed_lateness_s,
         detectors=registry.default_registry(),
         decide=decide,
         clock=clock,

@@ -6,15 +6,16 @@ Kinds (``settings.WindowSettings``):
 - ``count`` sliding (``slide`` < ``size``): the last ``size`` records of a key are kept; a window
   closes when the first ``size`` have arrived, then every ``slide`` records.
 - ``time`` (by EVENT time, ``record.timestamp``): windows cover ``[end - duration_s, end)`` with
-  ``end`` on epoch multiples of ``slide_s`` (tumbling: ``slide_s = duration_s``). A window closes
-  when the first record at or past its end arrives (that record belongs to a later window). When
-  a record skips several boundaries only the first is closed: the later ones would repeat the
-  same records without any new one. ``tick()`` also closes a window once the wall clock is
-  ``grace_s`` past its end, so a quiet model still gets its last window judged.
+  ``end`` on epoch multiples of ``slide_s`` (tumbling: ``slide_s = duration_s``). Records may
+  arrive out of order (several input partitions, several ingesting agents): a window closes once
+  the watermark - the event time every input has reached - is ``allowed_lateness_s`` past its end
+  (``advance``). Windows without a record are not emitted. ``tick()`` also closes a window once the
+  wall clock is ``grace_s`` past its end, so a quiet model (or an input that went quiet and holds
+  the watermark back) still gets its last window judged.
 
-Late records: a record older than the start of the open window cannot go back to a window that
-has already closed. It is counted in ``late_records`` and put in the open window (keeping its own
-timestamp), so that nothing is silently dropped; it leaves with that window's records.
+Late records: a record older than the start of the next window to close cannot go back to a
+window that has already closed. It is counted in ``late_records`` and put in that next window
+(keeping its own timestamp), so that nothing is silently dropped; it leaves with its records.
 
 Memory is bounded: at most ``size`` records per key (count kinds), at most
 ``max_time_window_records`` per key (time kinds: beyond that a seeded uniform sample is kept and
@@ -30,6 +31,8 @@ import random
 import time
 from collections.abc import Callable
 from typing import Any, Final
+
+import msgspec
 
 from agent import settings as settings_mod
 from agent.ingest import records as records_mod
@@ -74,14 +77,48 @@ class _TimeBuffer:
     __slots__ = ("end", "entries", "fresh", "seen")
 
     def __init__(self, end: float) -> None:
-        self.end = end  # the open window covers [end - duration_s, end)
-        # (event time, arrival index, record, label)
+        self.end = end  # the next window to close covers [end - duration_s, end)
+        # (placement time, arrival index, record, label): the placement is the record's event
+        # time, or the start of the next window to close for a late record.
         self.entries: list[tuple[float, int, records_mod.PredictionRecord, Label]] = []
-        self.fresh = 0
-        self.seen = 0  # records offered since the window opened (for the uniform sample)
+        self.fresh = 0  # records added since the last window closed
+        self.seen = 0  # records offered since the buffer's oldest window opened (uniform sample)
 
     def __len__(self) -> int:
         return len(self.entries)
+
+
+class CountBufferState(msgspec.Struct, array_like=True, gc=False):
+    version: str
+    segment: list[tuple[str, str]]
+    records: list[records_mod.PredictionRecord]
+    labels: list[int | float | str | None] | None
+    last_index: int
+    fresh: int
+
+
+class TimeBufferState(msgspec.Struct, array_like=True, gc=False):
+    version: str
+    segment: list[tuple[str, str]]
+    end: float
+    # (event time, arrival index, record, label)
+    entries: list[tuple[float, int, records_mod.PredictionRecord, int | float | str | None]]
+    fresh: int
+    seen: int
+
+
+class WindowsState(msgspec.Struct, array_like=True, gc=False):
+    """Everything a ``WindowManager`` buffers, as data: what a restarted evaluator resumes from."""
+
+    counted: list[CountBufferState]
+    timed: list[TimeBufferState]
+    rng: list[int]
+    counters: dict[str, int]
+    # Latest event time seen, and the watermark every input reached (-inf: none yet).
+    watermarks: tuple[float, float] = (-math.inf, -math.inf)
+
+
+_COUNTERS = ("late_records", "evicted_windows", "evicted_records", "sampled_out", "windows_closed")
 
 
 class WindowManager:
@@ -94,6 +131,7 @@ class WindowManager:
         *,
         clock: Callable[[], float] = time.time,
         grace_s: float = DEFAULT_GRACE_S,
+        allowed_lateness_s: float = 0.0,
         max_time_window_records: int = DEFAULT_MAX_TIME_WINDOW_RECORDS,
         seed: int = 0,
     ) -> None:
@@ -101,6 +139,10 @@ class WindowManager:
         self.schema = schema
         self._clock = clock
         self._grace_s = grace_s
+        self._lateness = allowed_lateness_s
+        # Latest event time of any record seen, and what every input reached (``advance``).
+        self._watermark = -math.inf
+        self._inputs_watermark = -math.inf
         self._segment_by = tuple(settings.segment_by)
         self._max_open = settings.max_open_windows
         self._count_kind = settings.kind == "count"
@@ -210,17 +252,14 @@ class WindowManager:
             buffer = buffers[key] = _TimeBuffer(self._boundary_after(timestamp))
         elif len(buffers) > 1:
             buffers.move_to_end(key)
-        closed: list[window_mod.Window] = []
-        if timestamp >= buffer.end:
-            window = self._close_timed(key, buffer)
-            if window is not None:
-                closed.append(window)
-            self._advance(buffer, self._boundary_after(timestamp))
-        if timestamp < buffer.end - self._duration:
+        start = buffer.end - self._duration
+        placement = timestamp
+        if timestamp < start:
             self.late_records += 1
+            placement = start
         buffer.fresh += 1
         buffer.seen += 1
-        entry = (timestamp, index, record, label)
+        entry = (placement, index, record, label)
         if len(buffer.entries) < self._time_cap:
             buffer.entries.append(entry)
         else:
@@ -228,27 +267,61 @@ class WindowManager:
             slot = self._rng.randrange(buffer.seen)
             if slot < self._time_cap:
                 buffer.entries[slot] = entry
+        self._watermark = max(self._watermark, timestamp)
+        return self._close_passed(self._watermark_of_inputs() - self._lateness)
+
+    def advance(self, watermark: float) -> list[window_mod.Window]:
+        """Every input has reached event time ``watermark``: close what is ``allowed_lateness_s`` behind."""
+        if self._count_kind or watermark <= self._inputs_watermark:
+            return []
+        self._inputs_watermark = watermark
+        return self._close_passed(watermark - self._lateness)
+
+    def _watermark_of_inputs(self) -> float:
+        # With one input the records themselves say how far it got; with several, ``advance``.
+        return self._inputs_watermark if self._inputs_watermark > -math.inf else self._watermark
+
+    def _close_passed(self, horizon: float) -> list[window_mod.Window]:
+        """Close, for every key, the windows ending at or before ``horizon``."""
+        closed: list[window_mod.Window] = []
+        for key, buffer in self._timed.items():
+            while buffer.end <= horizon:
+                window = self._close_timed(key, buffer)
+                if window is not None:
+                    closed.append(window)
+                if not self._advance(buffer, buffer.end + self._slide_s):
+                    break
         return closed
 
     def _close_timed(self, key: WindowKey, buffer: _TimeBuffer) -> window_mod.Window | None:
         if not buffer.fresh or not buffer.entries:
             return None
-        buffer.fresh = 0
-        entries = buffer.entries
-        labels = [entry[3] for entry in entries]
+        start = buffer.end - self._duration
+        inside = [entry for entry in buffer.entries if start <= entry[0] < buffer.end]
+        if not inside:
+            return None
+        # What the next (sliding) window holds that this one did not: without it, no new window.
+        buffer.fresh = sum(1 for entry in buffer.entries if entry[0] >= buffer.end)
+        labels = [entry[3] for entry in inside]
         return self._window(
             key,
-            [entry[2] for entry in entries],
+            [entry[2] for entry in inside],
             labels if any(label is not None for label in labels) else None,
-            max(entry[1] for entry in entries),
+            max(entry[1] for entry in inside),
         )
 
-    def _advance(self, buffer: _TimeBuffer, end: float) -> None:
+    def _advance(self, buffer: _TimeBuffer, end: float) -> bool:
+        """Move to the window ending at ``end`` (or, past a gap, at the next holding a record);
+        False when nothing is left to close."""
         start = end - self._duration
         buffer.entries = [entry for entry in buffer.entries if entry[0] >= start]
-        buffer.end = end
-        buffer.fresh = 0
         buffer.seen = len(buffer.entries)
+        if not buffer.entries:
+            buffer.end = end
+            return False
+        earliest = min(entry[0] for entry in buffer.entries)
+        buffer.end = max(end, self._boundary_after(earliest))
+        return True
 
     def _window(
         self,
@@ -274,15 +347,7 @@ class WindowManager:
         """Close time windows whose end is ``grace_s`` behind the clock (count kinds: none)."""
         if self._count_kind:
             return []
-        horizon = self._clock() - self._grace_s
-        closed: list[window_mod.Window] = []
-        for key, buffer in self._timed.items():
-            if buffer.end <= horizon:
-                window = self._close_timed(key, buffer)
-                if window is not None:
-                    closed.append(window)
-                    self._advance(buffer, buffer.end + self._slide_s)
-        return closed
+        return self._close_passed(self._clock() - self._grace_s)
 
     def flush(self) -> list[window_mod.Window]:
         """Close every window holding records not yet emitted (shutdown, end of a replay).
@@ -296,12 +361,69 @@ class WindowManager:
             if len(buffer) and (buffer.fresh or self._slide is None)
         ]
         for key, timed in self._timed.items():
-            window = self._close_timed(key, timed)
-            if window is not None:
-                closed.append(window)
+            while timed.entries:
+                window = self._close_timed(key, timed)
+                if window is not None:
+                    closed.append(window)
+                if not self._advance(timed, timed.end + self._slide_s):
+                    break
         self._counted.clear()
         self._timed.clear()
         return closed
+
+    # -- state as data ------------------------------------------------------------------------------
+
+    def state(self) -> WindowsState:
+        """The open windows and counters (the schema and settings come from the config, not here)."""
+        version, internal, _ = self._rng.getstate()
+        return WindowsState(
+            counted=[
+                CountBufferState(
+                    key[0],
+                    list(key[1]),
+                    list(buffer.records),
+                    list(buffer.labels) if buffer.labels is not None else None,
+                    buffer.last_index,
+                    buffer.fresh,
+                )
+                for key, buffer in self._counted.items()
+            ],
+            timed=[
+                TimeBufferState(
+                    key[0], list(key[1]), buffer.end, list(buffer.entries), buffer.fresh, buffer.seen
+                )
+                for key, buffer in self._timed.items()
+            ],
+            rng=[version, *internal],
+            counters={name: getattr(self, name) for name in _COUNTERS},
+            watermarks=(self._watermark, self._inputs_watermark),
+        )
+
+    def restore(self, state: WindowsState) -> None:
+        """Continue from ``state``; buffers beyond this manager's bounds are trimmed to them."""
+        self._counted.clear()
+        self._timed.clear()
+        capacity = self._size if self._slide is not None else None
+        for counted in state.counted[-self._max_open :]:
+            buffer = _CountBuffer(capacity)
+            for record in counted.records[-self._size :]:
+                buffer.records.append(record)
+            if counted.labels is not None:
+                labels = counted.labels[-self._size :]
+                buffer.labels = collections.deque(labels, maxlen=capacity) if capacity is not None else labels
+            buffer.last_index = counted.last_index
+            buffer.fresh = counted.fresh
+            self._counted[(counted.version, tuple(counted.segment))] = buffer
+        for timed in state.timed[-self._max_open :]:
+            time_buffer = _TimeBuffer(timed.end)
+            time_buffer.entries = list(timed.entries[: self._time_cap])
+            time_buffer.fresh = timed.fresh
+            time_buffer.seen = timed.seen
+            self._timed[(timed.version, tuple(timed.segment))] = time_buffer
+        self._rng.setstate((state.rng[0], tuple(state.rng[1:]), None))
+        for name in _COUNTERS:
+            setattr(self, name, int(state.counters.get(name, 0)))
+        self._watermark, self._inputs_watermark = state.watermarks
 
     def fill(self) -> dict[WindowKey, int]:
         """Records buffered now, per (model_version, segment) key (the window_fill metric)."""

@@ -81,15 +81,20 @@ class Metrics:
             registry=registry,
         )
 
-    def watch_policy(self, model: str, state: Callable[[], policy.PolicyState]) -> None:
-        """Severity per family and open incidents of ``model``, from the policy state."""
+    def watch_policy(self, states: Callable[[], Mapping[str, policy.PolicyState]]) -> None:
+        """Severity per family and open incidents of every model ``states`` returns (model -> state):
+        the models this agent evaluates now."""
         collectors.register_gauge(
-            self.registry, collectors.SEVERITY, lambda: severity_samples(model, state())
+            self.registry,
+            collectors.SEVERITY,
+            lambda: [
+                sample for model, state in states().items() for sample in severity_samples(model, state)
+            ],
         )
         collectors.register_gauge(
             self.registry,
             collectors.INCIDENTS_OPEN,
-            lambda: [((model,), float(open_incidents(model, state())))],
+            lambda: [((model,), float(open_incidents(model, state))) for model, state in states().items()],
         )
 
     def watch_overrides(
@@ -140,6 +145,7 @@ class Executor:
         required_kinds: Iterable[base.ActionKind] = (),
         queue_size: int = 256,
         dry_run: bool = False,
+        follow_up: Callable[[base.ActionRequest], None] | None = None,
     ) -> None:
         self._handlers = _checked_handlers(handlers, required_kinds)
         self._store = store
@@ -158,6 +164,9 @@ class Executor:
         self._in_flight: set[str] = set()
         self._in_flight_lock = threading.Lock()
         self._on_done: Callable[[Executed], None] | None = None
+        # Where requests that follow from an outcome go (a page when a remediation gives up):
+        # queued here by default; the act stage makes them durable on the actions topic first.
+        self._follow_up = follow_up if follow_up is not None else (lambda request: self.submit([request]))
         if metrics is not None:
             collectors.register_gauge(
                 metrics.registry,
@@ -360,7 +369,7 @@ class Executor:
                 "features": list(request.params.get("features", ())),
             },
         )
-        self.submit([page])
+        self._follow_up(page)
 
     def _skip_outcome(self, request: base.ActionRequest, skip: overrides.Skip) -> base.ActionOutcome:
         details: dict[str, Any] = {"override": skip.reason, "entry": dict(skip.entry)}
@@ -438,6 +447,11 @@ def _checked_handlers(
     return checked
 
 
-def audit_decision(log: audit_mod.AuditLog, decision: policy.Decision) -> None:
-    """One ``decision`` audit line with the inputs, rule fired and overrides in force."""
-    log.record(audit_mod.DECISION, **decision.to_json())
+def audit_decision(
+    log: audit_mod.AuditLog, decision: policy.Decision, window: Mapping[str, Any] | None = None
+) -> None:
+    """One ``decision`` audit line with the inputs, rule fired, overrides in force and the window."""
+    if window is None:
+        log.record(audit_mod.DECISION, **decision.to_json())
+    else:
+        log.record(audit_mod.DECISION, **decision.to_json(), window=dict(window))

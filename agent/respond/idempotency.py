@@ -112,20 +112,16 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str, allow_nan=True))
 
 
-class FileIdempotencyStore:
-    """JSONL store under the agent's state directory; thread-safe; fsync after every line."""
+class _JournalStore:
+    """``begin``/``finish``/``get``/``pending`` over records in memory; subclasses persist each change."""
 
-    def __init__(self, path: pathlib.Path, *, clock: Callable[[], float] = time.time) -> None:
-        self._path = path
+    def __init__(self, *, clock: Callable[[], float]) -> None:
         self._clock = clock
         self._lock = threading.Lock()
         self._records: dict[str, IdempotencyRecord] = {}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._load()
 
-    @property
-    def path(self) -> pathlib.Path:
-        return self._path
+    def _persist(self, record: IdempotencyRecord, op: str) -> None:
+        raise NotImplementedError
 
     def begin(self, key: str, request: base.ActionRequest) -> IdempotencyRecord | None:
         """Record that ``key`` is about to run. Returns what was known about it before, if anything."""
@@ -133,16 +129,15 @@ class FileIdempotencyStore:
             previous = self._records.get(key)
             if previous is not None and previous.done:
                 return previous
-            now = self._clock()
-            attempts = 1 if previous is None else previous.attempts + 1
-            self._append({"op": "begin", "key": key, "at": now, "request": request_to_json(request)})
-            self._records[key] = IdempotencyRecord(
+            record = IdempotencyRecord(
                 key=key,
                 request=request_to_json(request),
-                begun_at=now if previous is None else previous.begun_at,
-                attempts=attempts,
+                begun_at=self._clock() if previous is None else previous.begun_at,
+                attempts=1 if previous is None else previous.attempts + 1,
                 outcome=None if previous is None else previous.outcome,
             )
+            self._persist(record, "begin")
+            self._records[key] = record
             return previous
 
     def finish(self, key: str, outcome: base.ActionOutcome) -> None:
@@ -150,10 +145,11 @@ class FileIdempotencyStore:
             record = self._records.get(key)
             if record is None:
                 raise KeyError(f"finish({key!r}) without begin: the executor must call begin first")
-            now = self._clock()
-            encoded = outcome_to_json(outcome)
-            self._append({"op": "finish", "key": key, "at": now, "outcome": encoded})
-            self._records[key] = dataclasses.replace(record, outcome=encoded, finished_at=now)
+            finished = dataclasses.replace(
+                record, outcome=outcome_to_json(outcome), finished_at=self._clock()
+            )
+            self._persist(finished, "finish")
+            self._records[key] = finished
 
     def get(self, key: str) -> IdempotencyRecord | None:
         with self._lock:
@@ -163,6 +159,28 @@ class FileIdempotencyStore:
         """Keys begun and not finished for good, oldest first: the executor resumes these."""
         with self._lock:
             return sorted((r for r in self._records.values() if not r.done), key=lambda r: r.begun_at)
+
+
+class FileIdempotencyStore(_JournalStore):
+    """JSONL store under the agent's state directory; thread-safe; fsync after every line."""
+
+    def __init__(self, path: pathlib.Path, *, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(clock=clock)
+        self._path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._load()
+
+    @property
+    def path(self) -> pathlib.Path:
+        return self._path
+
+    def _persist(self, record: IdempotencyRecord, op: str) -> None:
+        if op == "begin":
+            self._append({"op": "begin", "key": record.key, "at": self._clock(), "request": record.request})
+        else:
+            self._append(
+                {"op": "finish", "key": record.key, "at": record.finished_at, "outcome": record.outcome}
+            )
 
     def _append(self, entry: Mapping[str, Any]) -> None:
         line = json.dumps(entry, sort_keys=True, default=str) + "\n"
@@ -200,3 +218,49 @@ class FileIdempotencyStore:
         except (ValueError, KeyError, TypeError) as exc:
             # A torn final line after a crash is expected; anything else is still not worth dying for.
             LOG.warning("idempotency store %s: skipping unreadable line %d (%s)", self._path, number, exc)
+
+
+def record_to_json(record: IdempotencyRecord) -> dict[str, Any]:
+    return dataclasses.asdict(record)
+
+
+def record_from_json(data: Mapping[str, Any]) -> IdempotencyRecord:
+    return IdempotencyRecord(
+        key=str(data["key"]),
+        request=dict(data["request"]),
+        begun_at=float(data["begun_at"]),
+        attempts=int(data.get("attempts", 1)),
+        outcome=dict(data["outcome"]) if data.get("outcome") is not None else None,
+        finished_at=float(data["finished_at"]) if data.get("finished_at") is not None else None,
+    )
+
+
+class TableIdempotencyStore(_JournalStore):
+    """The journal in a compacted topic, keyed by idempotency key: shared by every agent.
+
+    Each write is the key's whole record (so compaction keeps what matters) and is flushed to
+    the broker (acks=all) before ``begin`` or ``finish`` returns: the side effect starts only
+    once its intent is durable, and an executor on another pod sees it after a failover.
+    """
+
+    def __init__(self, table: Any, *, clock: Callable[[], float] = time.time, partition: int = 0) -> None:
+        super().__init__(clock=clock)
+        self._table = table
+        self._partition = partition
+
+    def load(self) -> int:
+        """Read the journal (call when this agent becomes the executor); the number of keys back."""
+        loaded: dict[str, IdempotencyRecord] = {}
+        for key, versions in self._table.read([self._partition]).items():
+            try:
+                loaded[key.decode("utf-8")] = record_from_json(json.loads(versions[-1]))
+            except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+                LOG.warning("journal: skipping unreadable record for key %r (%s)", key[:80], exc)
+        with self._lock:
+            self._records = loaded
+        return len(loaded)
+
+    def _persist(self, record: IdempotencyRecord, op: str) -> None:
+        value = json.dumps(record_to_json(record), sort_keys=True, default=str).encode("utf-8")
+        self._table.put(record.key.encode("utf-8"), value, self._partition)
+        self._table.flush()

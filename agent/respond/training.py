@@ -6,7 +6,7 @@ import collections
 import threading
 
 from actions.retrain import dataset
-from agent.pipeline import label_join
+from agent.ingest import records
 
 
 class TrainingBuffer:
@@ -16,8 +16,7 @@ class TrainingBuffer:
         self._rows: collections.deque[dataset.TrainingRow] = collections.deque(maxlen=max_rows)
         self._lock = threading.Lock()
 
-    def add(self, joined: label_join.JoinedRecord) -> None:
-        record = joined.record
+    def add(self, record: records.PredictionRecord, label: int | float | str) -> None:
         served_score = None
         if record.confidence is not None and isinstance(record.prediction, int | float):
             # Confidence is of the predicted class; the trainer wants the positive-class probability.
@@ -26,7 +25,7 @@ class TrainingBuffer:
             request_id=record.request_id,
             timestamp=record.timestamp,
             features=dict(record.features),
-            label=joined.label,
+            label=label,
             segment=dict(record.segment) if record.segment else None,
             served_prediction=record.prediction,
             served_score=served_score,

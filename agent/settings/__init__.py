@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from agent.settings.groups import (
+    DEFAULT_POLICY_PATH,
     AuditSettings,
     FieldMappingSettings,
     GpuSettings,
@@ -17,6 +18,7 @@ from agent.settings.groups import (
     PolicySettings,
     ReferenceSettings,
     RuntimeSettings,
+    StreamsSettings,
     WindowSettings,
     check_lease_durations,
 )
@@ -31,6 +33,7 @@ from agent.settings.tree import (
 )
 
 __all__ = [
+    "DEFAULT_POLICY_PATH",
     "ENV_PREFIX",
     "AgentSettings",
     "AuditSettings",
@@ -48,6 +51,7 @@ __all__ = [
     "PolicySettings",
     "ReferenceSettings",
     "RuntimeSettings",
+    "StreamsSettings",
     "WindowSettings",
     "check_lease_durations",
     "effective_config",

@@ -262,6 +262,68 @@ class RuntimeSettings(Group):
     model_name: str = pydantic.Field("model", description="Name of the model this agent watches.")
 
 
+class StreamsSettings(Group):
+    """Settings group ``streams``: how the agents of one consumer group share work through Kafka.
+
+    Every agent ingests a share of the input partitions and publishes window fragments keyed by
+    model; the owner of a fragments partition evaluates the models hashed to it; the Lease holder
+    executes the decided actions. The internal topics are created at start when missing.
+    """
+
+    topic_prefix: str = pydantic.Field(
+        "drift-agent",
+        pattern=r"^[A-Za-z0-9._-]{1,200}$",
+        description="Prefix of the internal topics: <prefix>.fragments, .state, .actions, .journal, "
+        ".windows, .join. Agents that share work must share it; another deployment needs another.",
+    )
+    partitions: int = pydantic.Field(
+        12,
+        ge=1,
+        le=10_000,
+        description="Partitions of the fragments and state topics: the most agents that can evaluate "
+        "at once (one model is evaluated by one agent at a time). Fixed once the topics exist.",
+    )
+    replication_factor: int = pydantic.Field(
+        1,
+        ge=1,
+        le=16,
+        description="Replication of internal topics the agent creates (3 in production).",
+    )
+    fragments_retention_ms: int = pydantic.Field(
+        86_400_000,
+        ge=60_000,
+        description="Retention of <prefix>.fragments and .windows (default one day).",
+    )
+    actions_retention_ms: int = pydantic.Field(
+        604_800_000, ge=60_000, description="Retention of <prefix>.actions (default seven days)."
+    )
+    create_topics: bool = pydantic.Field(
+        True,
+        description="Create missing internal topics at start (CreateTopics ACL); false = they must exist.",
+    )
+    commit_interval_s: float = pydantic.Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="How often each stage makes its work durable (produce, flush, commit its input).",
+    )
+    state_interval_s: float = pydantic.Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="How often the evaluator writes the state of each model it changed to <prefix>.state.",
+    )
+    max_fragment_records: int = pydantic.Field(
+        2000, ge=1, le=100_000, description="Most records in one fragment message (a batch per model)."
+    )
+    allowed_lateness_s: float = pydantic.Field(
+        30.0,
+        ge=0,
+        description="Time windows close once every input partition's event time is this far past their end; "
+        "records later than that are counted as late.",
+    )
+
+
 class LeaderElectionSettings(Group):
     """Settings group ``leader_election``."""
 

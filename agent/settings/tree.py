@@ -88,6 +88,10 @@ class AgentSettings(pydantic_settings.BaseSettings):
     alerting: alerts_config.AlertingConfig = pydantic.Field(
         default_factory=alerts_config.AlertingConfig, description="Alert sinks and routing."
     )
+    streams: groups.StreamsSettings = pydantic.Field(
+        default_factory=groups.StreamsSettings,
+        description="Work sharing between the agents of one consumer group (internal Kafka topics).",
+    )
     kserve: groups.KServeSettings = pydantic.Field(
         default_factory=groups.KServeSettings, description="KServe inference-logger CloudEvents input."
     )

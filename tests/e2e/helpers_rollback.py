@@ -60,9 +60,14 @@ class Observer:
             self.actions.append(done)
             self._changed.notify_all()
 
-    def labelled_windows(self, version: str) -> int:
+    def labelled_windows(self, version: str) -> set[int]:
+        """The labelled windows of ``version`` judged here, by the index of their last record."""
         with self._changed:
-            return sum(1 for e in self.evaluations if e.labelled and e.window.model_version == version)
+            return {
+                e.window.last_record_index
+                for e in self.evaluations
+                if e.labelled and e.window.model_version == version
+            }
 
     def outcomes(
         self, kind: actions_base.ActionKind, status: actions_base.OutcomeStatus | None = None
@@ -275,13 +280,12 @@ def agent_settings(
     webhook_url: str,
     secret_env: str,
     policy_path: pathlib.Path,
+    group: str,
 ) -> settings_mod.AgentSettings:
-    """One sidecar's settings; the two agents differ only in identity, group and state directory."""
+    """One sidecar's settings; agents differ only in identity and state directory: like the
+    chart's sidecars, they share one consumer group (``group``) and the work."""
     return demo_world.agent_settings(
-        # Different groups: each agent reads every record, as if it watched its own replica.
-        demo_world.agent_config(
-            wiring, group_id=f"drift-agent-{identity}", window=BLOCK, reference_windows=2
-        ),
+        demo_world.agent_config(wiring, group_id=group, window=BLOCK, reference_windows=2),
         helpers_cluster.cluster_settings(
             kubeconfig, namespace, lease=LEASE, identity=identity, deployment=DEPLOYMENT, container=CONTAINER
         ),

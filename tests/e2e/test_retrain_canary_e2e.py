@@ -161,7 +161,7 @@ def register_versions(client: MlflowClient, model_name: str, count: int) -> mode
 def wait_until_agent_judges_labelled_windows(observer: Observer, agent: app.Agent) -> None:
     observer.wait_for(
         "the reference and two labelled windows (consumer group join included)",
-        lambda: agent.sidecar.engine.reference_ready and observer.labelled_windows >= 2,
+        lambda: agent.reference_ready and observer.labelled_windows >= 2,
         READY_S,
     )
 
@@ -442,18 +442,16 @@ def test_a_canary_whose_gpu_latency_regresses_is_rolled_back(world: World) -> No
     ):
         injected_at = time.time()
         # What the retrain chain (or an operator) hands the executor: a CANARY of version 2.
-        agent.executor.submit(
-            [
-                actions_base.ActionRequest(
-                    kind=actions_base.ActionKind.CANARY,
-                    model_name=model_name,
-                    idempotency_key=f"{model_name}/e2e/canary-2",
-                    incident_id=f"{model_name}/release/2",
-                    severity="minor",
-                    reason="release version 2 through a canary",
-                    params={"candidate_version": "2"},
-                )
-            ]
+        agent.request(
+            actions_base.ActionRequest(
+                kind=actions_base.ActionKind.CANARY,
+                model_name=model_name,
+                idempotency_key=f"{model_name}/e2e/canary-2",
+                incident_id=f"{model_name}/release/2",
+                severity="minor",
+                reason="release version 2 through a canary",
+                params={"candidate_version": "2"},
+            )
         )
         finished_at, final = wait_for_canary_end(observer, agent, "2")
         health_at_rollback = model.version("2").health

@@ -10,6 +10,7 @@ import math
 import pickle
 from typing import Any
 
+import msgspec
 import numpy as np
 import pytest
 from scipy import stats
@@ -104,6 +105,27 @@ def test_pickle_round_trip_continues_identically(detector_class: type[base.Detec
     restored = pickle.loads(pickle.dumps(detector))
     windows = _stream(example, 61, WINDOWS)
     assert _run(restored, windows) == _run(detector, windows)
+
+
+def test_state_as_data_continues_identically_in_another_detector(
+    detector_class: type[base.Detector[Any]],
+) -> None:
+    """What ``state()`` returns survives msgpack (the agent's state topic) and ``load_state`` into a
+    fresh detector, with the same config and reference, continues exactly as the original does."""
+    detector, example = _build(detector_class, 8)
+    _run(detector, _stream(example, 80, WINDOWS))
+    fresh, _ = _build(detector_class, 8)
+    fresh.load_state(msgspec.msgpack.decode(msgspec.msgpack.encode(detector.state())))
+    windows = _stream(example, 81, WINDOWS)
+    assert _run(fresh, windows) == _run(detector, windows)
+
+
+def test_state_is_empty_exactly_for_detectors_that_learn_nothing_between_windows(
+    detector_class: type[base.Detector[Any]],
+) -> None:
+    detector, example = _build(detector_class, 9)
+    detector.update(_stream(example, 90, 1)[0])
+    assert bool(detector.state()) == _keeps_state_between_windows(detector_class)
 
 
 def _keeps_state_between_windows(detector_class: type[base.Detector[Any]]) -> bool:

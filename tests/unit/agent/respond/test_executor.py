@@ -356,7 +356,7 @@ def test_metrics_follow_the_policy_state_and_the_overrides() -> None:
         "mute:\n  - {until: '2030-03-17T18:00:00Z'}\npins:\n  - {model: m, version: '1'}\n"
     )
     # The gauges read the live state at scrape time: nothing is pushed to them.
-    metrics.watch_policy("model", lambda: run.state)
+    metrics.watch_policy(lambda: {"model": run.state})
     metrics.watch_overrides(lambda: state, lambda: now["t"])
     run.window([f.perf_result(0.3)], T0)
     run.windows([f.data_window(3)] * 3, T0)

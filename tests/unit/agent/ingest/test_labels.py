@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from agent.ingest import label_join as labels
 from agent.ingest import records
-from agent.pipeline import label_join as labels
 
 
 class FakeClock:

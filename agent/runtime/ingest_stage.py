@@ -1,0 +1,115 @@
+"""Stage 1, on every agent: its share of the input partitions in, window fragments out.
+
+The agent's one consumer (see ``runtime.sidecar``) hands this stage the records of the
+prediction and label topics it was assigned; the stage parses and joins them
+(``IngestWorker``), sends bad records to the dead-letter topic, and publishes the fragments
+keyed by model to ``<prefix>.fragments``. Every ``streams.commit_interval_s`` it makes that
+durable in order: fragments produced and acknowledged (acks=all), dead letters flushed, then
+the input offsets committed. A crash in between re-ingests what came after the last commit;
+the evaluator drops what it already counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+import kafka
+from kafka import errors as kafka_errors
+
+from agent import settings as settings_mod
+from agent.ingest import dead_letters, fragments, source, worker
+from agent.observability import metrics as metrics_mod
+
+log = logging.getLogger(__name__)
+
+
+class IngestStage:
+    def __init__(
+        self,
+        *,
+        kafka_settings: settings_mod.KafkaSettings,
+        streams: settings_mod.StreamsSettings,
+        fragments_topic: str,
+        fragment_partitions: int,
+        ingest: worker.IngestWorker,
+        producer: kafka.KafkaProducer,
+        metrics: metrics_mod.AgentMetrics,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.topics = frozenset(source.input_topics(kafka_settings))
+        self._topic = fragments_topic
+        self._partitions = fragment_partitions
+        self._worker = ingest
+        self._producer = producer
+        self._metrics = metrics
+        self._clock = clock
+        self._interval_s = streams.commit_interval_s
+        self.dlq = dead_letters.DeadLetterQueue(kafka_settings, metrics=metrics)
+        # The last message per partition since the last commit: all a commit needs.
+        self._uncommitted: dict[tuple[str, int], source.RawMessage] = {}
+        self._last_durable = clock()
+        self.records = 0
+        self.fragments_sent = 0
+        self._predictions_counted = 0
+
+    @property
+    def worker_counts(self) -> worker.IngestCounts:
+        return self._worker.counts
+
+    def handle(self, message: source.RawMessage) -> None:
+        for rejected in self._worker.add(message):
+            self.dlq.send(rejected, message)
+        self._uncommitted[(message.topic, message.partition)] = message
+        self.records += 1
+
+    def due(self) -> bool:
+        return self._clock() - self._last_durable >= self._interval_s
+
+    def publish(self) -> int:
+        """Send what the worker buffered (without waiting for the broker)."""
+        sent = 0
+        for fragment in self._worker.take():
+            self._producer.send(
+                self._topic,
+                key=fragment.model.encode("utf-8"),
+                value=fragments.encode(fragment),
+                partition=fragments.partition_for(fragment.model, self._partitions),
+            )
+            sent += 1
+        self.fragments_sent += sent
+        return sent
+
+    def make_durable(self, consumer: source.KafkaSource) -> bool:
+        """Fragments acknowledged and dead letters flushed, then the input offsets committed."""
+        self._last_durable = self._clock()
+        for unjoined in self._worker.expire():
+            self.dlq.send(unjoined, None)
+        self.publish()
+        try:
+            self._producer.flush(timeout=30)
+        except kafka_errors.KafkaError as exc:
+            log.warning("fragments not acknowledged (%s); input offsets stay uncommitted", exc)
+            return False
+        if not self.dlq.flush(timeout_s=10.0):
+            log.warning("dead-letter queue not flushed; input offsets stay uncommitted")
+            return False
+        predictions = self._worker.counts.predictions
+        self._metrics.record_out(predictions - self._predictions_counted)
+        self._predictions_counted = predictions
+        committed = consumer.commit(list(self._uncommitted.values()))
+        if committed:
+            self._uncommitted = {}
+        return committed
+
+    def revoked(self, partitions: Sequence[source.Partition], consumer: source.KafkaSource) -> None:
+        # Publish what was ingested from them; their offsets are the new owner's now (it re-reads
+        # from the last commit; the evaluator drops what it already counted).
+        if any(p.topic in self.topics for p in partitions):
+            self.make_durable(consumer)
+
+    def close(self, consumer: source.KafkaSource, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        self.make_durable(consumer)
+        self.dlq.close(timeout_s=max(0.1, deadline - time.monotonic()))

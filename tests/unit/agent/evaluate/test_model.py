@@ -1,0 +1,156 @@
+"""One model's evaluator: its state survives another process exactly; duplicate input counts once."""
+
+from __future__ import annotations
+
+import json
+
+import msgspec
+import numpy as np
+import pytest
+
+from agent import settings as settings_mod
+from agent.evaluate import model as model_mod
+from agent.ingest import fragments, parsing, records, worker
+from agent.pipeline import engine as engine_mod
+from agent.policy import decider
+
+RECORDS = 6_000
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def stream(seed: int = 3) -> list[bytes]:
+    rng = np.random.default_rng(seed)
+    lines = []
+    for i in range(RECORDS):
+        x = rng.normal(size=3) + (1.0 if i > 3_500 else 0.0)
+        lines.append(
+            json.dumps(
+                {
+                    "request_id": f"r{i}",
+                    "timestamp": 1_700_000_000 + i,
+                    "model_name": "churn",
+                    "model_version": "3",
+                    "features": {"a": x[0], "b": x[1], "c": "xyz"[i % 3]},
+                    "prediction": float(x[2] > 0),
+                }
+            ).encode()
+        )
+    return lines
+
+
+def settings(**window: object) -> settings_mod.AgentSettings:
+    return settings_mod.AgentSettings(
+        window={"size": 500, **window},
+        reference={"source": "first_n", "first_n": 1_000},
+        detectors={"detectors": {"data_drift": {}, "prediction_drift": {}}},
+    )
+
+
+def fragment_batches(lines: list[bytes], batch: int) -> list[fragments.Fragment]:
+    parser = parsing.RecordParser()
+    ingest = worker.IngestWorker(
+        parser=parser, labels_topic=None, join=None, producer="t", max_fragment_records=batch
+    )
+    out = []
+    for index, line in enumerate(lines):
+        parsed = parser.parse_prediction(line)
+        assert not isinstance(parsed, records.Rejected)
+        ingest.add_prediction(parsed, 0, index)
+        if (index + 1) % batch == 0:
+            out.extend(ingest.take())
+    out.extend(ingest.take())
+    return out
+
+
+def evaluator(config: settings_mod.AgentSettings, clock: Clock) -> model_mod.ModelEvaluator:
+    factory = model_mod.EvaluatorFactory(
+        config, reference_records=None, overrides_state=decider.empty_overrides, clock=clock
+    )
+    return factory.create("churn")
+
+
+def summary(evaluation: engine_mod.Evaluation) -> tuple[object, ...]:
+    decision = evaluation.decision
+    return (
+        evaluation.window.last_record_index,
+        tuple((r.detector, r.feature, r.score, r.drifted) for r in evaluation.results),
+        getattr(decision, "severity", None),
+        tuple(a.idempotency_key for a in getattr(decision, "actions", ())),
+    )
+
+
+def run(
+    evaluate: model_mod.ModelEvaluator, batches: list[fragments.Fragment], clock: Clock
+) -> list[tuple[object, ...]]:
+    out: list[tuple[object, ...]] = []
+    for fragment in batches:
+        clock.now = fragment.entries[-1].record.timestamp
+        out.extend(summary(judged.evaluation) for judged in evaluate.apply(fragment))
+    return out
+
+
+def test_state_restored_in_a_fresh_evaluator_continues_exactly() -> None:
+    batches = fragment_batches(stream(), 250)
+    clock = Clock()
+    whole = run(evaluator(settings(), clock), batches, clock)
+    assert any(s[2] not in (None, "none") for s in whole), (
+        "the drift decided nothing: the test would prove nothing"
+    )
+
+    first_clock = Clock()
+    first = evaluator(settings(), first_clock)
+    half = len(batches) // 2
+    before = run(first, batches[:half], first_clock)
+    stored = model_mod.encode_state(first.state())
+    second_clock = Clock()
+    second = evaluator(settings(), second_clock)
+    dropped = second.restore(model_mod.decode_state(stored))
+    assert not dropped.windows and not dropped.detectors
+    after = run(second, batches[half:], second_clock)
+    assert before + after == whole
+
+
+def test_a_fragment_applied_twice_counts_once() -> None:
+    batches = fragment_batches(stream(), 250)
+    clock = Clock()
+    once = evaluator(settings(), clock)
+    twice = evaluator(settings(), Clock())
+    expected = run(once, batches, clock)
+    replayed_clock = Clock()
+    results = []
+    for fragment in batches:
+        results.extend(run(twice, [fragment, fragment], replayed_clock))
+    assert [r[0] for r in results] == [r[0] for r in expected]
+    assert twice.predictions == once.predictions == RECORDS
+    assert twice.duplicates == RECORDS
+
+
+def test_state_the_settings_no_longer_fit_is_dropped_not_misapplied() -> None:
+    batches = fragment_batches(stream(), 250)
+    clock = Clock()
+    first = evaluator(settings(), clock)
+    run(first, batches[:6], clock)
+    stored = first.state()
+    resized = evaluator(settings(size=700), Clock())
+    dropped = resized.restore(stored)
+    assert dropped.windows and not dropped.detectors
+    assert resized.engine.window_fill() == {}  # no 500-record buffer carried into 700-record windows
+    assert resized.predictions == first.predictions  # what was counted stays counted
+
+
+def test_a_state_of_another_format_or_model_is_refused() -> None:
+    clock = Clock()
+    state = evaluator(settings(), clock).state()
+    with pytest.raises(model_mod.StateError, match="format"):
+        evaluator(settings(), clock).restore(msgspec.structs.replace(state, format=99))
+    with pytest.raises(model_mod.StateError, match="model"):
+        evaluator(settings(), clock).restore(msgspec.structs.replace(state, model="other"))
+    with pytest.raises(model_mod.StateError, match="unreadable"):
+        model_mod.decode_state(b"\x00not msgpack")

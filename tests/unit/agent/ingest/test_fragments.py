@@ -1,0 +1,71 @@
+"""Window fragments: what the ingest stage publishes, read back exactly; unknown formats refused."""
+
+from __future__ import annotations
+
+import zlib
+
+import msgspec
+import pytest
+
+from agent.ingest import fragments, label_join, parsing, records, source, worker
+
+
+def record(index: int, model: str = "churn") -> records.PredictionRecord:
+    return records.PredictionRecord(
+        f"r{index}", 1_700_000_000.0 + index, model, "3", {"x": index, "y": 0.5, "c": "red", "b": True}, 1.0
+    )
+
+
+def test_a_fragment_round_trips_with_ints_kept_apart_from_floats() -> None:
+    entries = [fragments.Entry(record(i), i, fragments.PREDICTIONS, 2, 100 + i) for i in range(3)]
+    entries.append(fragments.Entry(record(9), 9, fragments.LABELS, 1, 7, True, "yes"))
+    fragment = fragments.Fragment(fragments.FORMAT, "churn", entries, {2: 1_700_000_002.0}, "agent-0")
+    back = fragments.decode(fragments.encode(fragment))
+    assert back == fragment
+    assert type(back.entries[0].record.features["x"]) is int  # a categorical "3" never becomes "3.0"
+
+
+def test_a_fragment_of_another_format_or_no_fragment_at_all_is_refused() -> None:
+    fragment = fragments.Fragment(fragments.FORMAT + 1, "churn", [], {}, "agent-0")
+    with pytest.raises(fragments.FragmentError, match="format"):
+        fragments.decode(fragments.encode(fragment))
+    with pytest.raises(fragments.FragmentError, match="not a window fragment"):
+        fragments.decode(msgspec.msgpack.encode({"hello": "world"}))
+
+
+def test_a_model_always_lands_in_the_same_partition() -> None:
+    # CRC-32, not Python's per-process string hash: every agent computes the same partition.
+    assert fragments.partition_for("churn", 12) == zlib.crc32(b"churn") % 12 == 0
+    assert {fragments.partition_for(f"m{i}", 4) for i in range(40)} == {0, 1, 2, 3}
+
+
+def message(topic: str, value: bytes, partition: int = 0, offset: int = 0) -> source.RawMessage:
+    return source.RawMessage(topic, partition, offset, value, 0)
+
+
+def test_the_worker_joins_labels_rejects_bad_input_and_splits_fragments() -> None:
+    ingest = worker.IngestWorker(
+        parser=parsing.RecordParser(),
+        labels_topic="labels",
+        join=label_join.LabelJoin(60.0, 100, clock=lambda: 0.0),
+        producer="agent-0",
+        max_fragment_records=2,
+    )
+    for i in range(3):
+        body = msgspec.json.encode(
+            {"request_id": f"r{i}", "timestamp": 1.0 + i, "model_name": "churn", "model_version": "3",
+             "features": {"x": i}, "prediction": 1.0}
+        )  # fmt: skip
+        assert ingest.add(message("predictions", body, partition=1, offset=10 + i)) == []
+    label = msgspec.json.encode({"request_id": "r1", "timestamp": 5.0, "label": 0})
+    assert ingest.add(message("labels", label, partition=1, offset=4)) == []
+    (rejected,) = ingest.add(message("predictions", b"{not json", partition=1, offset=13))
+    assert rejected.reason == records.MALFORMED_JSON
+    taken = ingest.take()
+    assert [len(f.entries) for f in taken] == [2, 2]  # four entries, at most two per fragment
+    joined = [e for f in taken for e in f.entries if e.labelled]
+    assert [(e.record.request_id, e.label, e.index, e.stream, e.offset) for e in joined] == [
+        ("r1", 0, 11, fragments.LABELS, 4)
+    ]
+    assert taken[0].watermarks == {1: 3.0}
+    assert ingest.take() == []
