@@ -30,7 +30,7 @@ from agent.pipeline import engine as engine_mod
 from agent.pipeline import reference_files
 from agent.policy import follow_up
 from agent.respond import canary_feed as canary_feed_mod
-from agent.respond import executor, health, idempotency, remediation
+from agent.respond import executor, health, idempotency, remediation, retry
 from agent.runtime import (
     act_stage,
     audit_topic,
@@ -231,6 +231,11 @@ class Agent:
             metrics=self.executor_metrics,
             required_kinds=policy.action_kinds(self.policy_config),
             follow_up=act.produce,
+            retry_policy=retry.RetryPolicy(
+                max_attempts=self.settings.executor.retry_max_attempts,
+                initial_backoff_s=self.settings.executor.retry_initial_backoff_s,
+                max_backoff_s=self.settings.executor.retry_max_backoff_s,
+            ),
         )
 
         def done(executed: executor.Executed) -> None:

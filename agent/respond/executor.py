@@ -16,7 +16,10 @@ For each request ``execute``:
    ``params["resume"] = True`` and ``params["previous_attempts"]`` so it confirms or completes
    instead of repeating;
 4. the handler runs; an exception becomes a ``failed`` outcome, never a crash;
-5. ``store.finish(key, outcome)``, one audit line, metrics.
+5. a ``retryable`` failure is not final (``retry.RetryPolicy``): the key stays pending with the
+   time of its next try, and a resubmission before that time is left waiting, unrecorded; the
+   last allowed try fails for good and pages;
+6. ``store.finish(key, outcome)``, one audit line, metrics.
 
 LOG requests need no handler: the audit line is the action.
 """
@@ -37,7 +40,7 @@ from actions import base, vocabulary
 from agent import overrides, policy
 from agent.observability import audit as audit_mod
 from agent.observability import collectors
-from agent.respond import idempotency
+from agent.respond import idempotency, retry
 from detectors import base as detectors_base
 
 LOG = logging.getLogger(__name__)
@@ -146,6 +149,7 @@ class Executor:
         queue_size: int = 256,
         dry_run: bool = False,
         follow_up: Callable[[base.ActionRequest], None] | None = None,
+        retry_policy: retry.RetryPolicy | None = None,
     ) -> None:
         self._handlers = _checked_handlers(handlers, required_kinds)
         self._store = store
@@ -155,6 +159,7 @@ class Executor:
         self._clock = clock
         self._metrics = metrics
         self._dry_run = dry_run
+        self._retry = retry_policy if retry_policy is not None else retry.RetryPolicy()
         self._queues: dict[str, queue.Queue[base.ActionRequest | None]] = {
             NOTIFY_LANE: queue.Queue(maxsize=queue_size),
             REMEDIATE_LANE: queue.Queue(maxsize=queue_size),
@@ -316,6 +321,18 @@ class Executor:
         state: overrides.OverrideState,
         run: Callable[[base.ActionRequest], base.ActionOutcome],
     ) -> Executed:
+        known = self._store.get(request.idempotency_key)
+        wait_until = retry.waiting_until(known.outcome if known is not None else None, self._clock())
+        if wait_until is not None:
+            # Backing off after a retryable failure: nothing runs, nothing is recorded yet.
+            return Executed(
+                request,
+                base.ActionOutcome(
+                    base.OutcomeStatus.IN_PROGRESS,
+                    "waiting to try again",
+                    {"reason": "retry_wait", retry.RETRY_AT: wait_until},
+                ),
+            )
         previous = self._store.begin(request.idempotency_key, request)
         if previous is not None and previous.done:
             outcome = previous.outcome_object() or base.ActionOutcome(base.OutcomeStatus.SKIPPED)
@@ -341,6 +358,7 @@ class Executor:
             outcome = base.ActionOutcome(
                 base.OutcomeStatus.FAILED, f"handler returned {type(outcome).__name__}, not an ActionOutcome"
             )
+        outcome = self._retry.judge(outcome, _retry_attempt(previous), self._clock())
         self._store.finish(request.idempotency_key, outcome)
         self._record(request, outcome, state)
         self._page_if_recommended(request, outcome)
@@ -411,6 +429,13 @@ class Executor:
         )
         if self._metrics is not None:
             self._metrics.actions.labels(kind=request.kind.value, status=outcome.status.value).inc()
+
+
+def _retry_attempt(previous: idempotency.IdempotencyRecord | None) -> int:
+    """Which try of a retryable failure this is: 1, or one more than the journaled wait's."""
+    details = (previous.outcome or {}).get("details") or {} if previous is not None else {}
+    last = details.get("attempt") if retry.RETRY_AT in details else None
+    return int(last) + 1 if isinstance(last, int) else 1
 
 
 def _skipped(reason: str, message: str) -> base.ActionOutcome:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from agent.settings.groups import (
     DEFAULT_POLICY_PATH,
     AuditSettings,
+    ExecutorSettings,
     FieldMappingSettings,
     GpuSettings,
     Group,
@@ -38,6 +39,7 @@ __all__ = [
     "AgentSettings",
     "AuditSettings",
     "ConfigError",
+    "ExecutorSettings",
     "FieldMappingSettings",
     "GpuSettings",
     "Group",

@@ -324,6 +324,25 @@ class StreamsSettings(Group):
     )
 
 
+class ExecutorSettings(Group):
+    """Settings group ``executor``: how failed actions are tried again.
+
+    A failure the handler marks retryable (API server or MLflow unreachable, HTTP 5xx or 429) is
+    tried again after ``retry_initial_backoff_s``, doubling up to ``retry_max_backoff_s``; the
+    ``retry_max_attempts``-th failure is final and pages a human.
+    """
+
+    retry_max_attempts: int = pydantic.Field(
+        5, ge=1, le=100, description="Tries of one action before a retryable failure is final (1 = no retry)."
+    )
+    retry_initial_backoff_s: float = pydantic.Field(
+        10.0, gt=0, le=3600, description="Wait before the second try; doubles after each failure."
+    )
+    retry_max_backoff_s: float = pydantic.Field(
+        300.0, gt=0, le=86_400, description="Longest wait between two tries."
+    )
+
+
 class LeaderElectionSettings(Group):
     """Settings group ``leader_election``."""
 

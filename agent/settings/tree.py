@@ -92,6 +92,10 @@ class AgentSettings(pydantic_settings.BaseSettings):
         default_factory=groups.StreamsSettings,
         description="Work sharing between the agents of one consumer group (internal Kafka topics).",
     )
+    executor: groups.ExecutorSettings = pydantic.Field(
+        default_factory=groups.ExecutorSettings,
+        description="Retries of actions that failed for a retryable reason.",
+    )
     kserve: groups.KServeSettings = pydantic.Field(
         default_factory=groups.KServeSettings, description="KServe inference-logger CloudEvents input."
     )

@@ -17,7 +17,7 @@ import pytest
 from actions import base
 from agent import overrides, policy
 from agent.observability import audit
-from agent.respond import executor, idempotency
+from agent.respond import executor, idempotency, retry
 from tests.unit.agent import factories as f
 
 T0 = 1_900_000_000.0
@@ -101,11 +101,13 @@ class Harness:
         overrides_text: str = "",
         dry_run: bool = False,
         queue_size: int = 16,
+        retry_policy: retry.RetryPolicy | None = None,
     ) -> None:
+        self.now = T0
         self.registry = prometheus_client.CollectorRegistry()
         self.audit_path = tmp_path / "audit.jsonl"
         self.audit = audit.AuditLog(self.audit_path, clock=lambda: T0)
-        self.store = idempotency.FileIdempotencyStore(tmp_path / "idempotency.jsonl", clock=lambda: T0)
+        self.store = idempotency.FileIdempotencyStore(tmp_path / "idempotency.jsonl", clock=lambda: self.now)
         self.leader = leader
         self.overrides = f.override_state(overrides_text) if overrides_text else overrides.OverrideState()
         self.metrics = executor.Metrics(self.registry)
@@ -115,10 +117,11 @@ class Harness:
             audit=self.audit,
             overrides_state=lambda: self.overrides,
             is_leader=lambda: self.leader,
-            clock=lambda: T0,
+            clock=lambda: self.now,
             metrics=self.metrics,
             queue_size=queue_size,
             dry_run=dry_run,
+            retry_policy=retry_policy,
         )
 
     def entries(self) -> list[dict[str, Any]]:
@@ -318,6 +321,87 @@ def test_a_remediation_that_asks_for_a_human_pages_once(tmp_path: pathlib.Path) 
     [(page, _)] = pager.calls
     assert page.idempotency_key == "m/performance/all#1/x/page" and page.severity == "critical"
     assert "circuit_open" in page.params["action"]
+
+
+class Unreachable(base.ActionHandler):
+    """Fails retryably (the API server is down) ``failures`` times, then rolls back."""
+
+    kind = base.ActionKind.ROLLBACK
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls: list[Mapping[str, Any]] = []
+
+    def handle(self, request: base.ActionRequest, *, dry_run: bool) -> base.ActionOutcome:
+        self.calls.append(dict(request.params))
+        if len(self.calls) <= self.failures:
+            return base.ActionOutcome(
+                base.OutcomeStatus.FAILED,
+                "cannot reach the API server",
+                {"reason": "target_unavailable", "retryable": True},
+            )
+        return base.ActionOutcome(base.OutcomeStatus.SUCCEEDED, "rolled back to 3")
+
+
+def test_a_retryable_failure_is_tried_again_after_a_growing_backoff(tmp_path: pathlib.Path) -> None:
+    handler = Unreachable(failures=2)
+    policy_ = retry.RetryPolicy(max_attempts=5, initial_backoff_s=10, max_backoff_s=300)
+    h = Harness(tmp_path, {base.ActionKind.ROLLBACK: handler}, retry_policy=policy_)
+    request = _request(base.ActionKind.ROLLBACK)
+
+    first = h.executor.execute(request).outcome
+    assert first.status is base.OutcomeStatus.IN_PROGRESS and first.details["retry_at"] == T0 + 10
+    assert [r.key for r in h.store.pending()] == [request.idempotency_key]
+    h.now = T0 + 9  # backing off: the handler is not asked, nothing is audited
+    audited = len(h.entries())
+    assert h.executor.execute(request).outcome.details["reason"] == "retry_wait"
+    assert len(handler.calls) == 1 and len(h.entries()) == audited
+
+    h.now = T0 + 10
+    second = h.executor.execute(request).outcome
+    assert second.status is base.OutcomeStatus.IN_PROGRESS and second.details["retry_at"] == T0 + 30
+    assert handler.calls[1]["resume"] is True
+    h.now = T0 + 30
+    # A restart in between keeps the wait: it is in the journal, not in memory.
+    h2 = Harness(tmp_path, {base.ActionKind.ROLLBACK: handler}, retry_policy=policy_)
+    h2.now = T0 + 29
+    assert h2.executor.execute(request).outcome.details["reason"] == "retry_wait"
+    h2.now = T0 + 30
+    assert h2.executor.execute(request).outcome.status is base.OutcomeStatus.SUCCEEDED
+    assert len(handler.calls) == 3 and h2.store.pending() == []
+    assert h2.executor.execute(request).outcome.details["duplicate"] is True
+    assert len(handler.calls) == 3
+
+
+def test_the_last_retryable_failure_is_final_and_pages_a_human(tmp_path: pathlib.Path) -> None:
+    handler, pager = Unreachable(failures=99), Recording(base.ActionKind.PAGE)
+    h = Harness(
+        tmp_path,
+        {base.ActionKind.ROLLBACK: handler, base.ActionKind.PAGE: pager},
+        retry_policy=retry.RetryPolicy(max_attempts=2, initial_backoff_s=10, max_backoff_s=300),
+    )
+    h.executor.start()
+    try:
+        request = _request(base.ActionKind.ROLLBACK)
+        assert h.executor.execute(request).outcome.status is base.OutcomeStatus.IN_PROGRESS
+        assert not pager.calls
+        h.now = T0 + 10
+        last = h.executor.execute(request).outcome
+        assert last.status is base.OutcomeStatus.FAILED and last.details["gave_up_after"] == 2
+        assert last.message.startswith("gave up after 2 attempts: cannot reach the API server")
+        assert pager.done.wait(WAIT_S)
+    finally:
+        assert h.executor.stop(WAIT_S)
+    [(page, _)] = pager.calls
+    assert page.idempotency_key == request.idempotency_key + "/page"
+    assert h.store.pending() == [] and len(handler.calls) == 2
+
+
+def test_backoff_doubles_and_is_capped() -> None:
+    policy_ = retry.RetryPolicy(max_attempts=9, initial_backoff_s=10, max_backoff_s=60)
+    assert [policy_.backoff_s(n) for n in range(1, 6)] == [10, 20, 40, 60, 60]
+    final = base.ActionOutcome(base.OutcomeStatus.FAILED, "bad request", {"retryable": False})
+    assert policy_.judge(final, 1, T0) is final
 
 
 def test_log_actions_need_no_handler(tmp_path: pathlib.Path) -> None:
