@@ -89,8 +89,12 @@ class ModelEvaluator:
         *,
         window_settings: str,
         detector_settings: str,
+        clock: Callable[[], float],
+        idle_input_s: float,
     ) -> None:
         self.model = model
+        self._clock = clock
+        self._idle_input_s = idle_input_s
         self.engine = engine
         self.decider = decider
         self._window_settings = window_settings
@@ -99,6 +103,8 @@ class ModelEvaluator:
         self._counted_joined: dict[str, int] = {}
         # Input partition -> the latest event time any ingest worker has reported for it.
         self._watermarks: dict[int, float] = {}
+        # Input partition -> the clock when its watermark last advanced (idle partitions are skipped).
+        self._advanced_at: dict[int, float] = {}
         self.evaluations = 0
         self.duplicates = 0
         # The fragments offset after the last fragment applied: where a new owner resumes, so
@@ -136,15 +142,30 @@ class ModelEvaluator:
                 evaluations.extend(
                     Judged(e, self.predictions) for e in self.engine.add_prediction(entry.record, entry.index)
                 )
-        # Time windows close once every input partition's event time passed them (watermarks).
-        for partition, event_time in fragment.watermarks.items():
-            if event_time > self._watermarks.get(partition, -math.inf):
-                self._watermarks[partition] = event_time
-        if self._watermarks:
-            low = min(self._watermarks.values())
+        low = self._advance_watermarks(fragment.watermarks)
+        if low is not None:
             evaluations.extend(Judged(e, self.predictions) for e in self.engine.advance(low))
         self.evaluations += len(evaluations)
         return evaluations
+
+    def _advance_watermarks(self, reported: dict[int, float]) -> float | None:
+        """The event time every active input partition has reached (None: none known).
+
+        Time windows close once every input partition's event time passed them; a partition whose
+        event time has not advanced for ``idle_input_s`` (its producer went quiet) no longer holds
+        them open, as with Flink's idle sources.
+        """
+        now = self._clock()
+        for partition, event_time in reported.items():
+            if event_time > self._watermarks.get(partition, -math.inf):
+                self._watermarks[partition] = event_time
+                self._advanced_at[partition] = now
+        active = [
+            event_time
+            for partition, event_time in self._watermarks.items()
+            if now - self._advanced_at.get(partition, now) < self._idle_input_s
+        ]
+        return min(active) if active else None
 
     def tick(self, now: float) -> policy.Decision:
         """Run the policy with no new results (forced actions and expiries apply on time)."""
@@ -198,6 +219,8 @@ class ModelEvaluator:
         self.predictions = state.predictions
         self.joined = state.joined
         self._watermarks = dict(state.watermarks)
+        # When they last advanced is not stored: a restored partition counts as just advanced.
+        self._advanced_at = dict.fromkeys(self._watermarks, self._clock())
         self.position = state.position
         if dropped.windows or dropped.detectors:
             log.warning(
@@ -258,4 +281,6 @@ class EvaluatorFactory:
             decider,
             window_settings=self._window_settings,
             detector_settings=self._detector_settings,
+            clock=self._clock,
+            idle_input_s=self._settings.streams.idle_input_s,
         )

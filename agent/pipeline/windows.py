@@ -9,9 +9,11 @@ Kinds (``settings.WindowSettings``):
   ``end`` on epoch multiples of ``slide_s`` (tumbling: ``slide_s = duration_s``). Records may
   arrive out of order (several input partitions, several ingesting agents): a window closes once
   the watermark - the event time every input has reached - is ``allowed_lateness_s`` past its end
-  (``advance``). Windows without a record are not emitted. ``tick()`` also closes a window once the
-  wall clock is ``grace_s`` past its end, so a quiet model (or an input that went quiet and holds
-  the watermark back) still gets its last window judged.
+  (``advance``). Windows without a record are not emitted. ``tick()`` also closes the windows of a
+  key that has received nothing for ``grace_s`` of the clock, up to ``grace_s`` before the clock,
+  so a quiet model still gets its last window judged. A key still receiving records is left to the
+  watermark: a backlog of old records (a consumer catching up after an outage) is windowed by its
+  event time like live traffic, not cut into fragments by the clock.
 
 Late records: a record older than the start of the next window to close cannot go back to a
 window that has already closed. It is counted in ``late_records`` and put in that next window
@@ -74,10 +76,11 @@ class _CountBuffer:
 
 
 class _TimeBuffer:
-    __slots__ = ("end", "entries", "fresh", "seen")
+    __slots__ = ("arrived", "end", "entries", "fresh", "seen")
 
-    def __init__(self, end: float) -> None:
+    def __init__(self, end: float, arrived: float) -> None:
         self.end = end  # the next window to close covers [end - duration_s, end)
+        self.arrived = arrived  # the clock when the last record arrived (``tick`` closes idle keys)
         # (placement time, arrival index, record, label): the placement is the record's event
         # time, or the start of the next window to close for a late record.
         self.entries: list[tuple[float, int, records_mod.PredictionRecord, Label]] = []
@@ -249,9 +252,11 @@ class WindowManager:
         buffer = buffers.get(key)
         if buffer is None:
             self._make_room(buffers)
-            buffer = buffers[key] = _TimeBuffer(self._boundary_after(timestamp))
-        elif len(buffers) > 1:
-            buffers.move_to_end(key)
+            buffer = buffers[key] = _TimeBuffer(self._boundary_after(timestamp), self._clock())
+        else:
+            buffer.arrived = self._clock()
+            if len(buffers) > 1:
+                buffers.move_to_end(key)
         start = buffer.end - self._duration
         placement = timestamp
         if timestamp < start:
@@ -285,12 +290,17 @@ class WindowManager:
         """Close, for every key, the windows ending at or before ``horizon``."""
         closed: list[window_mod.Window] = []
         for key, buffer in self._timed.items():
-            while buffer.end <= horizon:
-                window = self._close_timed(key, buffer)
-                if window is not None:
-                    closed.append(window)
-                if not self._advance(buffer, buffer.end + self._slide_s):
-                    break
+            closed.extend(self._close_key(key, buffer, horizon))
+        return closed
+
+    def _close_key(self, key: WindowKey, buffer: _TimeBuffer, horizon: float) -> list[window_mod.Window]:
+        closed: list[window_mod.Window] = []
+        while buffer.end <= horizon:
+            window = self._close_timed(key, buffer)
+            if window is not None:
+                closed.append(window)
+            if not self._advance(buffer, buffer.end + self._slide_s):
+                break
         return closed
 
     def _close_timed(self, key: WindowKey, buffer: _TimeBuffer) -> window_mod.Window | None:
@@ -344,10 +354,15 @@ class WindowManager:
     # -- closing without a new record -------------------------------------------------------------
 
     def tick(self) -> list[window_mod.Window]:
-        """Close time windows whose end is ``grace_s`` behind the clock (count kinds: none)."""
+        """Close the time windows of idle keys up to ``grace_s`` behind the clock (count kinds: none)."""
         if self._count_kind:
             return []
-        return self._close_passed(self._clock() - self._grace_s)
+        horizon = self._clock() - self._grace_s
+        closed: list[window_mod.Window] = []
+        for key, buffer in self._timed.items():
+            if buffer.arrived <= horizon:
+                closed.extend(self._close_key(key, buffer, horizon))
+        return closed
 
     def flush(self) -> list[window_mod.Window]:
         """Close every window holding records not yet emitted (shutdown, end of a replay).
@@ -415,7 +430,8 @@ class WindowManager:
             buffer.fresh = counted.fresh
             self._counted[(counted.version, tuple(counted.segment))] = buffer
         for timed in state.timed[-self._max_open :]:
-            time_buffer = _TimeBuffer(timed.end)
+            # Arrival times are not stored: a restored key counts as having just received a record.
+            time_buffer = _TimeBuffer(timed.end, self._clock())
             time_buffer.entries = list(timed.entries[: self._time_cap])
             time_buffer.fresh = timed.fresh
             time_buffer.seen = timed.seen

@@ -322,6 +322,12 @@ class StreamsSettings(Group):
         description="Time windows close once every input partition's event time is this far past their end; "
         "records later than that are counted as late.",
     )
+    idle_input_s: float = pydantic.Field(
+        30.0,
+        gt=0,
+        description="An input partition whose event time has not advanced for this long (a quiet producer) "
+        "stops holding time windows open; its later records count as late.",
+    )
 
 
 class ExecutorSettings(Group):

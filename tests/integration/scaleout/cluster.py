@@ -31,8 +31,7 @@ from agent.runtime import table, topics
 from demo import broker, world
 
 WAIT_S = 120.0
-# Record i of produce_stream happens at EPOCH + i * EVENT_SPACING_S: event time near the wall
-# clock, as a live stream's is (a time window's wall-clock grace must not close it at once).
+# Record i of produce_stream happens at EPOCH + i * EVENT_SPACING_S (event time, in seconds).
 EPOCH = int(time.time())
 EVENT_SPACING_S = 0.01
 
@@ -315,6 +314,16 @@ def wait_for(
             return
         time.sleep(0.5)
     raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}\n{logs()}")
+
+
+def committed_total(bootstrap: str, group_id: str, topic: str, partitions: int) -> int:
+    """Input records the group has committed on ``topic``, over all its partitions."""
+    reader = kafka.KafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False)
+    try:
+        offsets = (reader.committed(kafka.TopicPartition(topic, p)) for p in range(partitions))
+        return sum(offset or 0 for offset in offsets)
+    finally:
+        reader.close()
 
 
 def counts(items: Iterable[str]) -> dict[str, int]:

@@ -60,15 +60,24 @@ def run(
     )
     agents_cluster.start()
     agents_cluster.wait_ready()
-    cluster_mod.produce_stream(
-        kafka_broker.bootstrap_servers,
-        f"{stem}.predictions",
-        f"{stem}.labels",
-        count=RECORDS,
-        drift_from=DRIFT_FROM,
-        seed=seed,
-        rate=RATE,
+    bootstrap, predictions = kafka_broker.bootstrap_servers, f"{stem}.predictions"
+
+    def produce(start: int, count: int, seed: int) -> None:
+        cluster_mod.produce_stream(
+            bootstrap, predictions, f"{stem}.labels", count=count, start=start, drift_from=DRIFT_FROM,
+            seed=seed, rate=RATE,
+        )  # fmt: skip
+
+    # The reference first, and taken in before the rest: an agent that fell behind would otherwise
+    # read one input partition's records far into the stream before another's, and its first
+    # REFERENCE records would reach into the drift.
+    produce(0, REFERENCE, seed)
+    cluster_mod.wait_for(
+        lambda: cluster_mod.committed_total(bootstrap, stem, predictions, PARTITIONS) >= REFERENCE,
+        what="the reference records ingested",
+        logs=agents_cluster.logs,
     )
+    produce(REFERENCE, RECORDS - REFERENCE, seed + 1)
     # The time window holding the last records closes on the clock, its grace after the stream.
     last = cluster_mod.EPOCH + (RECORDS - 1) * cluster_mod.EVENT_SPACING_S - WINDOW_S
     cluster_mod.wait_for(

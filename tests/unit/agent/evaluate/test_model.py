@@ -154,3 +154,37 @@ def test_a_state_of_another_format_or_model_is_refused() -> None:
         evaluator(settings(), clock).restore(msgspec.structs.replace(state, model="other"))
     with pytest.raises(model_mod.StateError, match="unreadable"):
         model_mod.decode_state(b"\x00not msgpack")
+
+
+def timed_fragment(partition: int, first: int, count: int, *, spacing_s: float = 1.0) -> fragments.Fragment:
+    """``count`` records of input ``partition`` from event time ``first``, one per ``spacing_s``."""
+    entries = []
+    for i in range(first, first + count):
+        record = records.PredictionRecord(
+            f"r{partition}-{i}", i * spacing_s, "churn", "3", {"a": float(i % 7), "b": 0.0, "c": "x"}, 0.0
+        )
+        entries.append(fragments.Entry(record, i, fragments.PREDICTIONS, partition, i))
+    return fragments.Fragment(
+        fragments.FORMAT, "churn", entries, {partition: (first + count - 1) * spacing_s}, "t"
+    )
+
+
+def test_a_quiet_input_partition_stops_holding_time_windows_open() -> None:
+    config = settings(kind="time", duration_s=10.0)
+    config.streams.allowed_lateness_s = 0.0
+    clock = Clock()
+    evaluate = evaluator(config, clock)
+    # Partition 1 reports event time 5 once, then its producer goes quiet. Partition 0 sends 100
+    # records a second (the first 1000 are the reference).
+    assert evaluate.apply(timed_fragment(1, 0, 6)) == []
+    closed: list[model_mod.Judged] = []
+    for second in range(0, 100, 10):
+        clock.now = float(second)
+        closed.extend(evaluate.apply(timed_fragment(0, second * 100, 1000, spacing_s=0.01)))
+        if second < config.streams.idle_input_s:
+            # Partition 1 still counts: the watermark stays at its event time 5.
+            assert closed == [], second
+    # Once partition 1 was idle for idle_input_s, partition 0's event time alone closes windows.
+    assert len(closed) >= 5
+    ends = sorted(judged.evaluation.window.last_record_index for judged in closed)
+    assert ends == sorted(set(ends))  # each window once

@@ -257,3 +257,23 @@ def test_late_record_in_a_sliding_window_is_emitted_once() -> None:
     closed += wm.flush()
     assert wm.late_records == 1
     assert [xs(w) for w in closed] == [[0.0], [0.0, 1.0], [1.0, 2.0, 3.0], [2.0, 4.0]]
+
+
+def test_a_backlog_of_old_records_is_windowed_by_event_time_not_cut_by_the_clock() -> None:
+    # A consumer catching up: records an hour old arrive without pause while the clock ticks.
+    now = [3600.0]
+    wm = windows.WindowManager(
+        settings.WindowSettings(kind="time", duration_s=10.0), SCHEMA, clock=lambda: now[0], grace_s=5.0
+    )
+    closed: list[Any] = []
+    for i in range(100):
+        now[0] += 0.01
+        closed += wm.add(rec(i, ts=float(i)), i)
+        closed += wm.tick()
+    # Event time closes the windows up to the newest record; none is cut short by the clock.
+    assert [len(xs(w)) for w in closed] == [10] * 9
+    # The backlog ends and the key goes quiet: after grace_s the last window closes too.
+    now[0] += 4.9
+    assert wm.tick() == []
+    now[0] += 0.2
+    assert [len(xs(w)) for w in wm.tick()] == [10]
