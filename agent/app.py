@@ -22,7 +22,7 @@ from actions.alerts import handler as alert_handler
 from agent import overrides, policy
 from agent import settings as settings_mod
 from agent.evaluate import model as model_mod
-from agent.ingest import kserve, parsing, source, worker
+from agent.ingest import kserve, parsing, records, source, worker
 from agent.observability import audit as audit_mod
 from agent.observability import collectors, detector_results, gpu
 from agent.observability import metrics as metrics_mod
@@ -34,6 +34,7 @@ from agent.respond import executor, health, idempotency, remediation, retry
 from agent.runtime import (
     act_stage,
     audit_topic,
+    canary_sharing,
     evaluate_stage,
     ingest_stage,
     leader,
@@ -43,6 +44,7 @@ from agent.runtime import (
     supervisor,
     table,
     topics,
+    training_sharing,
 )
 from agent.runtime import http as http_mod
 
@@ -112,6 +114,18 @@ class Stages:
         )
         self.act.attach(agent.build_executor(journal, self.act))
         self.act.follow_ups.append(lambda done: follow_up.canary_request(done.request, done.outcome))
+        # Closed windows for the canary and label-joined rows for a retrain: both run on the
+        # Lease holder, not where windows close and labels meet.
+        self.windows = (
+            canary_sharing.WindowPublisher(self.producer, internal.windows)
+            if agent.canary_feed is not None
+            else None
+        )
+        self.training_rows = (
+            training_sharing.TrainingRowPublisher(self.producer, internal.training)
+            if agent.training_follower is not None
+            else None
+        )
 
 
 def _kserve_adapter(settings: settings_mod.AgentSettings) -> kserve.KServeAdapter | None:
@@ -160,9 +174,22 @@ class Agent:
         self._alert_handlers: dict[actions_base.ActionKind, actions_base.ActionHandler] = dict(
             alert_handler.build_handlers(settings.alerting, registry=metrics_registry)
         )
+        internal = topics.InternalTopics.of(settings.streams)
+        self._canary_stores: list[canary_sharing.TableCanaryStore] = []
+
+        def canary_store(model: str) -> canary_sharing.TableCanaryStore:
+            store = canary_sharing.TableCanaryStore(
+                settings.kafka, internal.canary, model, is_leader=self.elector.is_leader
+            )
+            self._canary_stores.append(store)
+            return store
+
         # The canary reports promotions and rollbacks through the same alert sinks.
         self.remediation = remediation.build_remediation(
-            settings, clock=clock, alert_handler=self._alert_handlers[actions_base.ActionKind.ALERT]
+            settings,
+            clock=clock,
+            canary_store=canary_store,
+            alert_handler=self._alert_handlers[actions_base.ActionKind.ALERT],
         )
         self.executor_metrics = executor.Metrics(metrics_registry)
         self.executor_metrics.watch_overrides(lambda: self.overrides.state, clock)
@@ -173,12 +200,23 @@ class Agent:
         parser = parsing.RecordParser(settings.mapping, settings.kafka.max_message_bytes)
         reference = reference_files.load_reference(settings.reference, settings.registry.tracking_uri, parser)
         training = self.remediation.training
+        self.training_follower = (
+            training_sharing.training_follower(
+                settings.kafka,
+                internal.training,
+                training,
+                max_rows=settings.retrain.strategy.max_rows,
+                is_leader=self.elector.is_leader,
+            )
+            if training is not None and settings.retrain.enabled
+            else None
+        )
         self.factory = model_mod.EvaluatorFactory(
             settings,
             reference_records=reference,
             overrides_state=lambda: self.overrides.state,
             clock=clock,
-            on_joined=training.add if training is not None else None,
+            on_joined=self._on_joined if self.training_follower is not None else None,
         )
         self.canary_feed = (
             canary_feed_mod.CanaryFeed(
@@ -191,6 +229,13 @@ class Agent:
             if self.remediation.canary is not None
             else None
         )
+        self.canary_windows = (
+            canary_sharing.window_follower(
+                settings.kafka, internal.windows, lambda model, window: feed.observe(window)
+            )
+            if (feed := self.canary_feed) is not None
+            else None
+        )
         self.health_recorder = health.HealthRecorder(
             self.remediation.registry,
             is_leader=lambda: True,  # one evaluator per model: the owner records its health
@@ -201,7 +246,7 @@ class Agent:
             streams=settings.streams,
             runtime=settings.runtime,
             metrics=self.metrics,
-            build=lambda internal, counts: Stages(self, internal, counts),
+            build=self._build_stages,
         )
         self._window_fill: tuple[collectors.Sample, ...] = ()
         collectors.register_gauge(metrics_registry, collectors.WINDOW_FILL, lambda: self._window_fill)
@@ -215,7 +260,12 @@ class Agent:
             readiness_reason=self.sidecar.readiness_reason,
         )
         self._last_policy_tick = 0.0
+        self._stages: Stages | None = None
         self._supervise()
+
+    def _build_stages(self, internal: topics.InternalTopics, counts: dict[str, int]) -> Stages:
+        self._stages = Stages(self, internal, counts)
+        return self._stages
 
     def build_executor(
         self, journal: idempotency.IdempotencyStore, act: act_stage.ActStage
@@ -257,9 +307,18 @@ class Agent:
         add("health-recorder", start=self.health_recorder.start, stop=self.health_recorder.stop)
         if self.canary_feed is not None:
             add("canary-ticker", start=self.canary_feed.start, stop=self.canary_feed.stop)
+        if self.canary_windows is not None:
+            add("canary-windows", start=self.canary_windows.start, stop=self.canary_windows.stop)
+        if self.training_follower is not None:
+            add("training-rows", start=self.training_follower.start, stop=self.training_follower.stop)
+        add("canary-state", stop=self._close_canary_stores)
         # Drained first on stop: fragments, state and actions made durable, the executor given
         # what is left of the bound to finish, then the last commits (the elector still runs).
         add("sidecar", stop=lambda: self.sidecar.drain(finish_actions=self._stop_executor))
+
+    def _close_canary_stores(self) -> None:
+        for store in self._canary_stores:
+            store.close()
 
     def _stop_executor(self, timeout_s: float) -> None:
         if self.executor is not None:
@@ -300,13 +359,17 @@ class Agent:
     def on_evaluation(self, model: str, evaluation: engine_mod.Evaluation) -> None:
         self.metrics.window_closed(evaluation.window.model_version or "")
         self.detector_metrics.observe(evaluation.results)
-        if self.canary_feed is not None:
-            self.canary_feed.observe(evaluation)
+        if self._stages is not None and self._stages.windows is not None:
+            self._stages.windows.publish(model, evaluation.window, labelled=evaluation.labelled)
         decision = evaluation.decision
         if isinstance(decision, policy.Decision):
             self.health_recorder.observe(evaluation, decision)
         if self.on_evaluation_hook is not None:
             self.on_evaluation_hook(evaluation)
+
+    def _on_joined(self, record: records.PredictionRecord, label: engine_mod.Label) -> None:
+        if self._stages is not None and self._stages.training_rows is not None:
+            self._stages.training_rows.add(record, label)
 
     def on_decision(self, model: str, decision: policy.Decision, window: Mapping[str, Any] | None) -> None:
         executor.audit_decision(self.audit, decision, window)
@@ -321,6 +384,8 @@ class Agent:
         if now - self._last_policy_tick >= POLICY_TICK_S:
             self._last_policy_tick = now
             stages.evaluate.tick(now)
+            if self._stages is not None and self._stages.training_rows is not None:
+                self._stages.training_rows.flush()
         self._window_fill = tuple(
             sample
             for evaluator in stages.evaluate.evaluators.values()

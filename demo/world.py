@@ -130,7 +130,6 @@ def agent_config(wiring: Wiring, *, group_id: str, window: int, reference_window
         "registry": {"tracking_uri": wiring.tracking_uri, "registered_model_name": model_name},
         "overrides": {"path": str(state / "overrides.yaml"), "reload_interval_s": 1.0},
         "audit": {"path": str(state / "audit.jsonl")},
-        "canary": {"state_path": str(state / "canary.json")},
         "retrain": {"runner": {"work_dir": str(state / "retrain")}},
     }
 

@@ -7,7 +7,6 @@ A bound set to null switches its check off. The checks themselves live in one ta
 from __future__ import annotations
 
 import itertools
-import pathlib
 from typing import Literal
 
 import pydantic
@@ -115,10 +114,6 @@ class CanaryConfig(_Config):
     )
     min_labelled: int = pydantic.Field(
         30, ge=2, description="Labelled rows each version needs before the performance check runs."
-    )
-    state_path: pathlib.Path = pydantic.Field(
-        pathlib.Path(".state/canary.json"),
-        description="File holding the running canary's state (atomic writes), so a restart resumes it.",
     )
 
     @pydantic.field_validator("steps")

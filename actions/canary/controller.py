@@ -62,7 +62,7 @@ class CanaryController:
         self,
         target: target_base.DeploymentTarget,
         model_registry: model_registry.ModelRegistry,
-        store_path: pathlib.Path,
+        store: state_mod.StateStore | pathlib.Path,
         config: config_mod.CanaryConfig,
         clock: Callable[[], float] = time.time,
         *,
@@ -70,7 +70,8 @@ class CanaryController:
     ) -> None:
         self.target = target
         self.registry = model_registry
-        self.store_path = pathlib.Path(store_path)
+        # A path means a file of one agent's; the agent passes a store every replica shares.
+        self.store = state_mod.FileStateStore(store) if isinstance(store, pathlib.Path) else store
         self.config = config
         self._clock = clock
         self._alert_handler = alert_handler
@@ -81,7 +82,7 @@ class CanaryController:
         return self.registry.model_name
 
     def state(self) -> state_mod.CanaryState | None:
-        return state_mod.load(self.store_path)
+        return self.store.load()
 
     # -- starting ---------------------------------------------------------------------------------
 
@@ -153,7 +154,7 @@ class CanaryController:
     def _commit(self, state: state_mod.CanaryState, actions: list[state_mod.CanaryAction]) -> TickResult:
         effects = tuple(action for action in actions if not isinstance(action, state_mod.Wait))
         state = dataclasses.replace(state, pending=(*state.pending, *effects))
-        state_mod.save(self.store_path, state)  # the intention is durable before anything changes
+        self.store.save(state)  # the intention is durable before anything changes
         return self._resume_pending(state, tuple(actions))
 
     def _resume_pending(
@@ -175,7 +176,7 @@ class CanaryController:
             if alert is not None:
                 alerts.append(alert)
             state = dataclasses.replace(state, pending=state.pending[1:])
-            state_mod.save(self.store_path, state)
+            self.store.save(state)
         return TickResult(state, alerts=tuple(alerts))
 
     def _apply(

@@ -1,7 +1,8 @@
 """What the canary controller remembers and what it asks for: plain frozen dataclasses.
 
 ``CanaryState`` is everything ``step`` needs to continue a canary, and it round-trips through
-JSON (``to_json`` / ``from_json``), so ``save``/``load`` let a restarted agent resume mid-canary.
+JSON (``to_json`` / ``from_json``), so a ``StateStore`` (a file here; the agent's is a compacted
+Kafka topic) lets a restarted agent resume mid-canary.
 ``CanaryAction`` is what ``step`` asks the ticker to do; actions are written into the state as
 ``pending`` before they are carried out, so a crash between the two repeats them (every one is
 idempotent) instead of losing them.
@@ -16,7 +17,7 @@ import os
 import pathlib
 import tempfile
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 import pydantic
 
@@ -281,3 +282,24 @@ def load(path: pathlib.Path) -> CanaryState | None:
     except json.JSONDecodeError as exc:
         raise StateFileError(f"{path} is not valid JSON ({exc}); move it away to forget the canary") from exc
     return CanaryState.from_json(data, str(path))
+
+
+class StateStore(Protocol):
+    """Where the controller keeps its one ``CanaryState``; ``save`` returns once it is durable."""
+
+    def load(self) -> CanaryState | None: ...
+
+    def save(self, state: CanaryState) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class FileStateStore:
+    """The state in one JSON file (``save`` / ``load`` above): a single agent's store."""
+
+    path: pathlib.Path
+
+    def load(self) -> CanaryState | None:
+        return load(self.path)
+
+    def save(self, state: CanaryState) -> None:
+        save(self.path, state)

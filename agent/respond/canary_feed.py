@@ -1,7 +1,8 @@
 """Closed windows per version drive the canary's analysis, on a worker thread of its own.
 
 The canary controller (``actions.canary``) knows nothing of Kafka or windows; this is the
-adapter between it and the loop.
+adapter between it and the loop. The windows come from whichever agent evaluates the model
+(``runtime.canary_sharing``); the canary ticks on the Lease holder only.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from actions.canary import observe as canary_observe
 from actions.canary import state as canary_state
 from agent import overrides
 from agent.observability import audit as audit_mod
-from agent.pipeline import engine as engine_mod
 from detectors import window as window_mod
 
 log = logging.getLogger(__name__)
@@ -61,13 +61,15 @@ class CanaryFeed:
         self._offer(None)
         self._thread.join(timeout=10)
 
-    def observe(self, evaluation: engine_mod.Evaluation) -> None:
-        window = evaluation.window
-        if evaluation.labelled or window.model_version is None:
+    def observe(self, window: window_mod.Window) -> None:
+        """A closed prediction window of some version of the model."""
+        if window.model_version is None:
             return
         self._latest[window.model_version] = window
+        if not self._is_leader():
+            return
         state = self.controller.state()
-        if state is None or state.finished or not self._is_leader():
+        if state is None or state.finished:
             return
         canary = self._latest.get(state.candidate_version)
         if canary is None or not _newer_than(canary, state.ready_at):

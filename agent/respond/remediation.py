@@ -14,6 +14,7 @@ from actions import null as null_actions
 from actions import rollback as rollback_mod
 from actions.canary import controller as canary_controller
 from actions.canary import handler as canary_handler
+from actions.canary import state as canary_state
 from actions.retrain import handler as retrain_handler
 from agent import policy
 from agent import settings as settings_mod
@@ -40,8 +41,10 @@ def build_remediation(
     settings: settings_mod.AgentSettings,
     *,
     clock: Callable[[], float],
+    canary_store: Callable[[str], canary_state.StateStore],
     alert_handler: actions_base.ActionHandler | None = None,
 ) -> Remediation:
+    """``canary_store(model)``: where the canary of ``model`` keeps its state."""
     uri = settings.registry.tracking_uri
     if uri is None:
         hint = "set registry.tracking_uri (and target.*) to enable rollback, retrain and canary"
@@ -75,7 +78,7 @@ def build_remediation(
     canary = canary_controller.CanaryController(
         target,
         registry,
-        settings.canary.state_path,
+        canary_store(model_name),
         settings.canary,
         clock,
         alert_handler=alert_handler,

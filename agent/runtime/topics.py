@@ -7,7 +7,9 @@ keep the scale-out correct (co-partitioned inputs, fragments and state partition
 | ``<prefix>.state`` | model | ``streams.partitions`` | compact | each model's evaluator state (versioned) |
 | ``<prefix>.actions`` | model | 1 | delete | decided actions, for the Lease holder to execute |
 | ``<prefix>.journal`` | idempotency key | 1 | compact | what the executor began and finished |
-| ``<prefix>.windows`` | model | 1 | delete | closed windows per version, for canary analysis |
+| ``<prefix>.windows`` | model | 1 | delete | closed windows while a model serves two versions (canary) |
+| ``<prefix>.canary`` | model | 1 | compact | the running canary's state, for the Lease holder |
+| ``<prefix>.training`` | model | 1 | delete | label-joined rows, for a retrain on the Lease holder |
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ class InternalTopics:
     actions: str
     journal: str
     windows: str
+    canary: str
+    training: str
 
     @classmethod
     def of(cls, config: settings_mod.StreamsSettings) -> InternalTopics:
@@ -49,6 +53,8 @@ class InternalTopics:
             actions=f"{prefix}.actions",
             journal=f"{prefix}.journal",
             windows=f"{prefix}.windows",
+            canary=f"{prefix}.canary",
+            training=f"{prefix}.training",
         )
 
 
@@ -65,6 +71,8 @@ def _wanted(topics: InternalTopics, config: settings_mod.StreamsSettings) -> lis
         ),
         topic(topics.journal, 1, {"cleanup.policy": "compact"}),
         topic(topics.windows, 1, keep),
+        topic(topics.canary, 1, {"cleanup.policy": "compact"}),
+        topic(topics.training, 1, keep),
     ]
 
 

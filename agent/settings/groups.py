@@ -274,7 +274,8 @@ class StreamsSettings(Group):
         "drift-agent",
         pattern=r"^[A-Za-z0-9._-]{1,200}$",
         description="Prefix of the internal topics: <prefix>.fragments, .state, .actions, .journal, "
-        ".windows, .join. Agents that share work must share it; another deployment needs another.",
+        ".windows, .canary, .training. Agents that share work must share it; another deployment "
+        "needs another.",
     )
     partitions: int = pydantic.Field(
         12,
@@ -292,7 +293,7 @@ class StreamsSettings(Group):
     fragments_retention_ms: int = pydantic.Field(
         86_400_000,
         ge=60_000,
-        description="Retention of <prefix>.fragments and .windows (default one day).",
+        description="Retention of <prefix>.fragments, .windows and .training (default one day).",
     )
     actions_retention_ms: int = pydantic.Field(
         604_800_000, ge=60_000, description="Retention of <prefix>.actions (default seven days)."

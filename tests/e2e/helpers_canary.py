@@ -561,7 +561,7 @@ def canary_moments(state: canary_state.CanaryState, since: float) -> list[Moment
     """The controller's own record of the canary (its state file), which the audit log lacks."""
     return [
         Moment(
-            event.at - since, f"[canary.json] {event.what}: {event.detail[:150]}", {"kind": "canary_state"}
+            event.at - since, f"[canary state] {event.what}: {event.detail[:150]}", {"kind": "canary_state"}
         )
         for event in state.history
     ]

@@ -1,8 +1,11 @@
 """Gated retrain and canary redeploy, end to end: the real agent against the real API server.
 
-The agent is the composition root (``agent.app.Agent``) with the Kubernetes Deployment target,
-reading prediction logs and labels from the real broker, keeping its registry in a real MLflow
-server, holding a Lease and acting with a token bound only to the chart's Role. Around it run
+Two agents (the composition root, ``agent.app.Agent``, with the Kubernetes Deployment target)
+share one consumer group as the chart's sidecars do: they read prediction logs and labels from
+the real broker, keep the registry in a real MLflow server, and the one holding the Lease acts
+with a token bound only to the chart's Role. The model's windows close at its evaluator, which
+may be either agent; the canary runs on the Lease holder from the windows the evaluator shares,
+and its state lives in Kafka, where the other agent reads it. Around it run
 the serving side's stand-ins (``tests.e2e.helpers_canary``): a kubelet that marks rollouts done
 and a traffic generator that serves whatever the Deployments say.
 
@@ -13,8 +16,8 @@ and a traffic generator that serves whatever the Deployments say.
 2. A canary whose GPU latency is three times the stable version's fails its latency check
    ``max_failed_checks`` times and is rolled back.
 
-Each prints its timeline from the agent's audit log, relative to the injection, merged with the
-canary controller's own record (its state file: the audit log sees the canary only through the
+Each prints its timeline from the agents' audit logs, relative to the injection, merged with the
+canary controller's own record (its shared state: the audit log sees the canary only through the
 CANARY action, re-polled every policy tick) and, in 2, what reached Slack and PagerDuty.
 """
 
@@ -62,7 +65,7 @@ SINKS = demo_world.ReceiverSinks(
 # Windows of 1000 records: with Evidently's default tests (normed Wasserstein at 0.1 once the
 # reference exceeds 1000 rows) windows of a few hundred raise data drift on stationary traffic.
 WINDOW = 1000
-AGENT_IDENTITY = "drift-agent-e2e"
+AGENT_IDENTITIES = ("drift-agent-e2e-a", "drift-agent-e2e-b")
 RATE = 1000.0  # requests per second from the traffic generator
 # Deadlines bound every wait; a passing run stays far below them (see the printed timelines).
 READY_S = 90.0
@@ -78,17 +81,30 @@ class Observer:
         self.labelled_windows = 0
         self.windows = 0
         self.actions: list[executor.Executed] = []
+        self.executed_by: set[str] = set()  # identities of the agents that ran an action
+        self.evaluated_by: set[str] = set()  # ... and of those that judged a window
 
-    def on_evaluation(self, evaluation: engine_mod.Evaluation) -> None:
-        with self.changed:
-            self.windows += 1
-            self.labelled_windows += int(evaluation.labelled)
-            self.changed.notify_all()
+    def on_evaluation_of(self, identity: str) -> Callable[[engine_mod.Evaluation], None]:
+        def on_evaluation(evaluation: engine_mod.Evaluation) -> None:
+            with self.changed:
+                self.windows += 1
+                self.labelled_windows += int(evaluation.labelled)
+                self.evaluated_by.add(identity)
+                self.changed.notify_all()
 
-    def on_action(self, done: executor.Executed) -> None:
-        with self.changed:
-            self.actions.append(done)
-            self.changed.notify_all()
+        return on_evaluation
+
+    def roles(self) -> str:
+        return f"windows judged by {sorted(self.evaluated_by)}, actions run by {sorted(self.executed_by)}"
+
+    def on_action_of(self, identity: str) -> Callable[[executor.Executed], None]:
+        def on_action(done: executor.Executed) -> None:
+            with self.changed:
+                self.actions.append(done)
+                self.executed_by.add(identity)
+                self.changed.notify_all()
+
+        return on_action
 
     def wait_for(self, what: str, predicate: Callable[[], Any], timeout_s: float) -> Any:
         deadline = time.monotonic() + timeout_s
@@ -114,10 +130,13 @@ class Observer:
 
 
 def running_agent(
-    settings: settings_mod.AgentSettings, observer: Observer
+    settings: settings_mod.AgentSettings, observer: Observer, identity: str
 ) -> contextlib.AbstractContextManager[app.Agent]:
     return demo_world.running_agent(
-        settings, on_evaluation=observer.on_evaluation, on_action=observer.on_action, join_timeout_s=20.0
+        settings,
+        on_evaluation=observer.on_evaluation_of(identity),
+        on_action=observer.on_action_of(identity),
+        join_timeout_s=20.0,
     )
 
 
@@ -158,20 +177,19 @@ def register_versions(client: MlflowClient, model_name: str, count: int) -> mode
     return model_registry.ModelRegistry(client.tracking_uri, model_name)
 
 
-def wait_until_agent_judges_labelled_windows(observer: Observer, agent: app.Agent) -> None:
+def wait_until_agents_judge_labelled_windows(observer: Observer, agents: Mapping[str, app.Agent]) -> None:
     observer.wait_for(
         "the reference and two labelled windows (consumer group join included)",
-        lambda: agent.reference_ready and observer.labelled_windows >= 2,
+        lambda: any(agent.reference_ready for agent in agents.values()) and observer.labelled_windows >= 2,
         READY_S,
     )
 
 
 def wait_for_canary_end(
-    observer: Observer, agent: app.Agent, version: str
+    observer: Observer, agents: Mapping[str, app.Agent], version: str
 ) -> tuple[float, canary_state.CanaryState]:
-    """When the test saw the CANARY action of ``version`` end, and the controller's final state."""
-    canary = agent.remediation.canary
-    assert canary is not None
+    """When the test saw the CANARY action of ``version`` end, and the canary's final state as
+    the agent that did not run it reads it from Kafka (the one that did could be gone)."""
     # The executor asks the CANARY handler again every policy tick until the canary ends.
     observer.wait_for(
         f"the CANARY action for version {version} to end",
@@ -179,6 +197,10 @@ def wait_for_canary_end(
         CANARY_S,
     )
     finished_at = time.time()
+    bystanders = [name for name in agents if name not in observer.executed_by]
+    assert len(bystanders) == 1, observer.executed_by  # one agent executed everything
+    canary = agents[bystanders[0]].remediation.canary
+    assert canary is not None
     final = canary.state()
     assert final is not None
     return finished_at, final
@@ -186,15 +208,18 @@ def wait_for_canary_end(
 
 def timeline(
     title: str,
-    settings: settings_mod.AgentSettings,
+    settings: list[settings_mod.AgentSettings],
     final: canary_state.CanaryState,
     injected_at: float,
     finished_at: float,
     *more: Iterable[serving.Moment],
 ) -> list[serving.Moment]:
-    """The audit log's moments since the injection, printed merged with the canary controller's own
-    record, ``more``, and when the test saw the CANARY action end."""
-    moments = serving.audit_timeline(settings.audit.path, injected_at)
+    """The agents' audit moments since the injection, printed merged with the canary controller's
+    own record, ``more``, and when the test saw the CANARY action end."""
+    moments = sorted(
+        (moment for each in settings for moment in serving.audit_timeline(each.audit.path, injected_at)),
+        key=lambda moment: moment.at,
+    )
     serving.print_timeline(
         title,
         moments,
@@ -240,47 +265,51 @@ class World:
 
     def prepare(
         self, *, versions: int, retrain: dict[str, Any]
-    ) -> tuple[model_registry.ModelRegistry, demo_world.Topics, settings_mod.AgentSettings]:
-        """Register ``versions`` versions, serve version 1, and build the agent's settings."""
+    ) -> tuple[model_registry.ModelRegistry, demo_world.Topics, dict[str, settings_mod.AgentSettings]]:
+        """Register ``versions`` versions, serve version 1, and build each agent's settings (one
+        consumer group, one Lease; each agent its own identity and state directory)."""
         model = register_versions(self.mlflow_client, self.model_name, versions)
         serving.create_serving_pair(
             self.admin_api, self.namespace, version="1", model_uri=model.model_uri("1"), replicas=REPLICAS
         )
         topics = demo_world.Topics.for_stem(self.model_name)
         self.kafka_broker.create_topics(topics.names())
-        wiring = demo_world.Wiring(
-            self.state,
-            self.kafka_broker.bootstrap_servers,
-            topics,
-            self.mlflow_server.tracking_uri,
-            self.model_name,
-        )
-        settings = demo_world.agent_settings(
-            demo_world.agent_config(
-                wiring, group_id=f"drift-agent-{uuid.uuid4().hex[:8]}", window=WINDOW, reference_windows=3
-            ),
-            helpers_cluster.cluster_settings(
-                self.kubeconfig,
-                self.namespace,
-                lease=serving.LEASE_NAME,
-                identity=AGENT_IDENTITY,
-                deployment=serving.STABLE_DEPLOYMENT,
-                container=serving.CONTAINER,
-                canary_deployment=serving.CANARY_DEPLOYMENT,
-            ),
-            {
-                "registry": {"min_healthy_windows": 1},
-                "retrain": retrain,
-                "canary": demo_world.quick_canary(),
-                "alerting": SINKS.alerting(self.alerts.url),
-            },
-        )
-        return model, topics, settings
+        group = f"drift-agent-{uuid.uuid4().hex[:8]}"
+
+        def settings_of(identity: str) -> settings_mod.AgentSettings:
+            wiring = demo_world.Wiring(
+                self.state / identity,
+                self.kafka_broker.bootstrap_servers,
+                topics,
+                self.mlflow_server.tracking_uri,
+                self.model_name,
+            )
+            return demo_world.agent_settings(
+                demo_world.agent_config(wiring, group_id=group, window=WINDOW, reference_windows=3),
+                helpers_cluster.cluster_settings(
+                    self.kubeconfig,
+                    self.namespace,
+                    lease=serving.LEASE_NAME,
+                    identity=identity,
+                    deployment=serving.STABLE_DEPLOYMENT,
+                    container=serving.CONTAINER,
+                    canary_deployment=serving.CANARY_DEPLOYMENT,
+                ),
+                {
+                    "kafka": {"client_id": identity},
+                    "registry": {"min_healthy_windows": 1},
+                    "retrain": retrain,
+                    "canary": demo_world.quick_canary(),
+                    "alerting": SINKS.alerting(self.alerts.url),
+                },
+            )
+
+        return model, topics, {identity: settings_of(identity) for identity in AGENT_IDENTITIES}
 
     @contextlib.contextmanager
     def running(
         self,
-        settings: settings_mod.AgentSettings,
+        settings: Mapping[str, settings_mod.AgentSettings],
         observer: Observer,
         cache: serving.ModelCache,
         topics: demo_world.Topics,
@@ -288,9 +317,9 @@ class World:
         seed: int,
         ramp: serving.ConceptRamp | None = None,
         latency: Mapping[str, serving.LatencyProfile] | None = None,
-    ) -> Iterator[tuple[serving.TrafficGenerator, serving.KubeletStandIn, app.Agent]]:
-        """The kubelet stand-in and the traffic generator (at ``RATE``) running, then the agent;
-        entered once the agent judges labelled windows. On exit the agent stops, then the rest."""
+    ) -> Iterator[tuple[serving.TrafficGenerator, serving.KubeletStandIn, dict[str, app.Agent]]]:
+        """The kubelet stand-in and the traffic generator (at ``RATE``) running, then the agents;
+        entered once labelled windows are judged. On exit the agents stop, then the rest."""
         generator = serving.TrafficGenerator(
             admin=self.admin_api,
             namespace=self.namespace,
@@ -308,9 +337,13 @@ class World:
         kubelet.start()
         generator.start()
         try:
-            with running_agent(settings, observer) as agent:
-                wait_until_agent_judges_labelled_windows(observer, agent)
-                yield generator, kubelet, agent
+            with contextlib.ExitStack() as stack:
+                agents = {
+                    identity: stack.enter_context(running_agent(each, observer, identity))
+                    for identity, each in settings.items()
+                }
+                wait_until_agents_judge_labelled_windows(observer, agents)
+                yield generator, kubelet, agents
         finally:
             generator.stop()
             kubelet.stop()
@@ -360,7 +393,7 @@ def test_gradual_concept_drift_retrains_and_promotes_the_candidate_through_a_can
     ramp = serving.ConceptRamp(ramp_records=12 * WINDOW, max_angle_deg=18.0)
     observer = Observer()
     started = time.time()
-    with world.running(settings, observer, cache, topics, seed=11, ramp=ramp) as (generator, kubelet, agent):
+    with world.running(settings, observer, cache, topics, seed=11, ramp=ramp) as (generator, kubelet, agents):
         injected_at = time.time()
         injected_index = generator.start_ramp()
         print(
@@ -375,7 +408,7 @@ def test_gradual_concept_drift_retrains_and_promotes_the_candidate_through_a_can
         )
         assert retrained.outcome.status is SUCCEEDED, retrained.outcome
         candidate = str(retrained.outcome.details["candidate_version"])
-        finished_at, final = wait_for_canary_end(observer, agent, candidate)
+        finished_at, final = wait_for_canary_end(observer, agents, candidate)
         served_by_generator = dict(generator.per_version)
         stable, canary_deployment = deployments(admin_api, namespace)
         holder = lease_holder(admin_api, namespace)
@@ -383,15 +416,17 @@ def test_gradual_concept_drift_retrains_and_promotes_the_candidate_through_a_can
 
     moments = timeline(
         "gradual concept drift -> retrain -> canary -> promotion, from the audit log",
-        settings,
+        list(settings.values()),
         final,
         injected_at,
         finished_at,
     )
     print(f"requests served per version: {served_by_generator}; rollouts: {len(kubelet.rollouts)}")
+    print(observer.roles())
 
     assert final.phase is canary_state.Phase.PROMOTED, final.reason
-    assert holder == AGENT_IDENTITY  # it acted as the elected leader, through the chart's Role
+    # The elected leader acted, through the chart's Role, and it alone.
+    assert holder in AGENT_IDENTITIES and observer.executed_by == {holder}
     assert candidate != "1"
     # The candidate that served in the canary is the model MLflow holds for that version.
     assert cache.loaded_from.get(candidate) == model.model_uri(candidate)
@@ -438,11 +473,12 @@ def test_a_canary_whose_gpu_latency_regresses_is_rolled_back(world: World) -> No
     with world.running(settings, observer, cache, topics, seed=12, latency=slow) as (
         generator,
         kubelet,
-        agent,
+        agents,
     ):
         injected_at = time.time()
         # What the retrain chain (or an operator) hands the executor: a CANARY of version 2.
-        agent.request(
+        # Asked of either agent: the request goes to the actions topic, the Lease holder runs it.
+        agents[AGENT_IDENTITIES[-1]].request(
             actions_base.ActionRequest(
                 kind=actions_base.ActionKind.CANARY,
                 model_name=model_name,
@@ -453,7 +489,7 @@ def test_a_canary_whose_gpu_latency_regresses_is_rolled_back(world: World) -> No
                 params={"candidate_version": "2"},
             )
         )
-        finished_at, final = wait_for_canary_end(observer, agent, "2")
+        finished_at, final = wait_for_canary_end(observer, agents, "2")
         health_at_rollback = model.version("2").health
         # The restored split must be what serves: wait for the stable pods, then read the result.
         observer.wait_for(
@@ -467,13 +503,14 @@ def test_a_canary_whose_gpu_latency_regresses_is_rolled_back(world: World) -> No
 
     moments = timeline(
         "canary with a GPU-latency regression -> rollback, from the audit log",
-        settings,
+        list(settings.values()),
         final,
         injected_at,
         finished_at,
         serving.received_moments(received, injected_at),
     )
 
+    print(observer.roles())
     assert final.phase is canary_state.Phase.ROLLED_BACK, final.reason
     assert final.failed_checks == 2
     failures = [event.detail for event in final.history if event.what == "check_failed"]

@@ -164,7 +164,6 @@ def test_every_state_path_the_agent_writes_resolves_into_the_state_emptydir(
     state_dir = settings["runtime"]["state_dir"]
     paths = {
         "audit.path": settings["audit"]["path"],
-        "canary.state_path": settings["canary"]["state_path"],
         "retrain.runner.work_dir": settings["retrain"]["runner"]["work_dir"],
         "target.local.path": settings["target"]["local"]["path"],
     }
