@@ -213,7 +213,8 @@ class Agent:
         )
         self.factory = model_mod.EvaluatorFactory(
             settings,
-            reference_records=reference,
+            reference_records=reference.records if reference is not None else None,
+            reference_labels=reference.labels if reference is not None else None,
             overrides_state=lambda: self.overrides.state,
             clock=clock,
             on_joined=self._on_joined if self.training_follower is not None else None,

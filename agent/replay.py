@@ -122,7 +122,7 @@ class _Pipeline:
         self,
         settings: settings_mod.AgentSettings,
         parser: parsing.RecordParser,
-        reference_records: list[records.PredictionRecord],
+        reference: reference_files.LoadResult,
         clock: EventClock,
     ) -> None:
         labels_flow = "replay-labels"  # any name: replay feeds labels through add_label directly
@@ -136,7 +136,8 @@ class _Pipeline:
         # Replay never acts: decisions are written as events, no executor exists (dry-run by construction).
         self.factory = evaluator.EvaluatorFactory(
             settings,
-            reference_records=reference_records,
+            reference_records=reference.records,
+            reference_labels=reference.labels,
             overrides_state=decider.empty_overrides,
             clock=clock,
         )
@@ -165,7 +166,7 @@ def run_replay(
 ) -> int:
     parser = parsing.RecordParser(settings.mapping, settings.kafka.max_message_bytes)
     clock = EventClock()
-    pipeline = _Pipeline(settings, parser, reference_files.load_records(reference_path, parser), clock)
+    pipeline = _Pipeline(settings, parser, reference_files.load_labelled(reference_path, parser), clock)
     pending_labels = enumerate(_read_labels(labels, parser) if labels is not None else iter(()))
     next_label = next(pending_labels, None)
     rejected_path = events_out.with_name(events_out.name + ".rejected.jsonl")

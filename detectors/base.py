@@ -91,6 +91,14 @@ class DetectorConfig(pydantic.BaseModel):
 ConfigT = TypeVar("ConfigT", bound=DetectorConfig)
 
 
+class ReferenceUnfitError(ValueError):
+    """The reference lacks what the detector needs (labels, confidences, rows); the message says what.
+
+    The suite holds the detector back, skipping it with that reason, until a reference that fits
+    is offered (the agent offers its first label-joined window).
+    """
+
+
 class CannotRun(Exception):  # noqa: N818 - reads as "raise CannotRun(...)", a skip, not a failure
     """This window lacks what the detector needs (no labels, no reference, no predictions).
 

@@ -129,16 +129,18 @@ class CBPEDetector(base.Detector[CBPEConfig], base.NeedsReference):
 
     def set_reference(self, reference: window_mod.Window) -> None:
         if reference.labels is None:
-            raise ValueError("cbpe: the reference needs labels (its realised metric is the baseline)")
+            raise base.ReferenceUnfitError(
+                "cbpe: the reference needs labels (its realised metric is the baseline)"
+            )
         try:
             scored = _Scored(reference, self.config)
         except base.CannotRun as exc:
-            raise ValueError(f"cbpe: the reference needs confidences ({exc})") from exc
+            raise base.ReferenceUnfitError(f"cbpe: the reference needs confidences ({exc})") from exc
         truth_keys = concept.label_keys(reference.labels)[scored.rows]
         labelled = truth_keys != None  # noqa: E711 - elementwise on an object array
         needed = self.config.min_samples * self.config.min_chunks
         if len(scored) < needed or int(labelled.sum()) < self.config.min_samples:
-            raise ValueError(
+            raise base.ReferenceUnfitError(
                 f"cbpe: the reference has {len(scored)} rows with confidences "
                 f"({int(labelled.sum())} labelled); it needs min_samples * min_chunks = {needed} "
                 f"and {self.config.min_samples} labelled"

@@ -65,9 +65,11 @@ class DetectorSuite:
         }
         # What the last update() skipped; the pipeline reports it (metrics, audit), not an error.
         self.skipped: list[Skipped] = []
+        # Detectors the reference did not fit (``ReferenceUnfitError``) -> why; skipped until one does.
+        self.waiting: dict[str, str] = {}
 
     def set_reference(self, reference: window_mod.Window) -> None:
-        for detector in self.detectors.values():
+        for name, detector in self.detectors.items():
             if not isinstance(detector, base.NeedsReference):
                 continue
             if detector.requires_labels and reference.labels is None:
@@ -75,12 +77,33 @@ class DetectorSuite:
                 # CannotRun and the suite skips it (the agent gives label-joined windows their
                 # own labelled reference).
                 continue
+            self._try_reference(name, detector, reference)
+
+    def offer_reference(self, reference: window_mod.Window) -> list[str]:
+        """Try the waiting detectors on another reference; the names of those that start."""
+        started = []
+        for name in list(self.waiting):
+            detector = self.detectors[name]
+            if isinstance(detector, base.NeedsReference) and self._try_reference(name, detector, reference):
+                started.append(name)
+        return started
+
+    def _try_reference(self, name: str, detector: base.NeedsReference, reference: window_mod.Window) -> bool:
+        try:
             detector.set_reference(reference)
+        except base.ReferenceUnfitError as unfit:
+            self.waiting[name] = str(unfit)
+            return False
+        self.waiting.pop(name, None)
+        return True
 
     def update(self, window: window_mod.Window) -> list[base.DetectorResult]:
         results: list[base.DetectorResult] = []
         self.skipped = []
         for name, detector in self.detectors.items():
+            if name in self.waiting:
+                self.skipped.append(Skipped(name, self.waiting[name]))
+                continue
             try:
                 results.append(detector.update(window))
             except base.CannotRun as reason:

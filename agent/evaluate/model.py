@@ -250,6 +250,7 @@ class EvaluatorFactory:
         settings: settings_mod.AgentSettings,
         *,
         reference_records: list[records.PredictionRecord] | None,
+        reference_labels: list[float | str | None] | None = None,
         overrides_state: Callable[[], Any],
         clock: Callable[[], float],
         on_joined: Callable[[records.PredictionRecord, engine_mod.Label], None] | None = None,
@@ -257,6 +258,7 @@ class EvaluatorFactory:
         self._settings = settings
         self._on_joined = on_joined
         self._reference = reference_records
+        self._reference_labels = reference_labels
         self._overrides_state = overrides_state
         self._clock = clock
         self._policies: dict[str, policy.PolicyConfig] = {}
@@ -272,7 +274,11 @@ class EvaluatorFactory:
     def create(self, model: str) -> ModelEvaluator:
         decider = decider_mod.PolicyDecider(self.policy_for(model), self._overrides_state)
         engine = engine_mod.build(
-            self._settings, decide=decider, clock=self._clock, reference_records=self._reference
+            self._settings,
+            decide=decider,
+            clock=self._clock,
+            reference_records=self._reference,
+            reference_labels=self._reference_labels,
         )
         engine.on_joined = self._on_joined
         return ModelEvaluator(

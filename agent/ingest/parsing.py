@@ -175,6 +175,26 @@ class RecordParser:
             return records.Rejected(exc.reason, exc.detail, raw if raw is not None else _dump(obj))
         return records.LabelRecord(request_id, timestamp, label)
 
+    def reference_label(self, row: bytes | Mapping[str, Any]) -> float | str | records.Rejected | None:
+        """The label a reference row carries at the mapping's ``label`` path (None: it has none).
+
+        Reference rows are prediction records; one that also carries its ground truth gives the
+        reference a realised performance (CBPE's baseline, the labelled reference).
+        """
+        obj: Any = row
+        if isinstance(row, bytes):
+            try:
+                obj = orjson.loads(row)
+            except orjson.JSONDecodeError:
+                return None  # the record itself was readable only leniently: no label taken from it
+        value = _lookup(obj, self._paths["label"]) if isinstance(obj, Mapping) else None
+        if value is None:
+            return None
+        try:
+            return self._check.label(value)
+        except field_checks.FieldError as exc:
+            return records.Rejected(exc.reason, exc.detail, _dump(obj))
+
     # -- prediction ---------------------------------------------------------------------------
 
     def _fast_prediction(self, obj: dict[str, Any]) -> records.PredictionRecord | None:  # noqa: PLR0912

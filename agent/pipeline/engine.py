@@ -9,6 +9,7 @@ everything the engine learned to another process as plain data.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -23,6 +24,8 @@ from detectors import window as window_mod
 WindowKey = tuple[str, tuple[tuple[str, str], ...]]
 Label = int | float | str
 # Bumped when EngineState changes shape: an older agent's state is then dropped, never misread.
+log = logging.getLogger(__name__)
+
 STATE_FORMAT = 1
 
 
@@ -89,7 +92,9 @@ class Engine:
         decide: Decider | None,
         clock: Callable[[], float],
         reference_records: Sequence[records.PredictionRecord] | None = None,
+        reference_labels: Sequence[float | str | None] | None = None,
     ) -> None:
+        """``reference_labels``: aligned with ``reference_records`` (None where a row has none)."""
         self._window_settings = window
         self._lateness = allowed_lateness_s
         self._detectors = detectors
@@ -97,6 +102,7 @@ class Engine:
         # Label-joined windows are judged against labelled data: the reference when it carries
         # labels, else the first labelled window seen (the earliest ground truth available).
         self._labelled_reference: window_mod.Window | None = None
+        self._reported_waiting: set[str] = set()  # detectors whose waiting was logged
         self._decide = decide
         self._clock = clock
         self._collector: reference.ReferenceCollector | None = None
@@ -112,7 +118,7 @@ class Engine:
         self._collected_reference: list[records.PredictionRecord] | None = None
         self._reference_first_n = reference_first_n
         if reference_records is not None:
-            self._fix_reference(reference_records)
+            self._fix_reference(reference_records, reference_labels)
         else:
             self._collector = reference.ReferenceCollector(reference_first_n)
 
@@ -132,12 +138,16 @@ class Engine:
     def window_fill(self) -> Mapping[WindowKey, int]:
         return self._windows.fill() if self._windows is not None else {}
 
-    def _fix_reference(self, reference_records: Sequence[records.PredictionRecord]) -> None:
+    def _fix_reference(
+        self,
+        reference_records: Sequence[records.PredictionRecord],
+        labels: Sequence[float | str | None] | None = None,
+    ) -> None:
         if not reference_records:
             raise ValueError("the reference holds no valid records; check the reference source")
         schema = reference.FeatureSchema.infer(reference_records)
         self._schema = schema
-        self._reference_window = reference.to_window(reference_records, schema)
+        self._reference_window = reference.to_window(reference_records, schema, labels=labels)
         if self._reference_window.labels is not None:
             self._labelled_reference = self._reference_window
         self._windows = windows.WindowManager(
@@ -155,8 +165,32 @@ class Engine:
             config = self._labelled_config if labelled else self._unlabelled_config
             found = suite.DetectorSuite(config, self._detectors)
             found.set_reference(reference_window)
+            if found.waiting and not labelled and self._labelled_reference is not None:
+                found.offer_reference(self._labelled_reference)
+            self._report_waiting(found)
             suites[key] = found
         return found
+
+    def _report_waiting(self, found: suite.DetectorSuite) -> None:
+        """One line per detector that cannot start yet, naming its setting; never a traceback."""
+        for name, reason in found.waiting.items():
+            if name not in self._reported_waiting:
+                self._reported_waiting.add(name)
+                log.warning(
+                    "detectors.detectors.%s cannot start yet: %s. It starts on the first label-joined "
+                    "window that fits (labels flow through kafka.labels_topic); until then it is skipped.",
+                    name,
+                    reason,
+                )
+
+    def _offer_labelled_reference(self, reference_window: window_mod.Window) -> None:
+        """Detectors the unlabelled reference did not fit (CBPE needs labels) try the labelled one."""
+        for found in self._drift_suites.values():
+            for name in found.offer_reference(reference_window):
+                log.info(
+                    "detectors.detectors.%s started: the first label-joined window is its reference", name
+                )
+            self._report_waiting(found)
 
     def add_prediction(self, record: records.PredictionRecord, index: int) -> list[Evaluation]:
         if self._collector is not None:
@@ -205,6 +239,7 @@ class Engine:
     def _evaluate(self, window: window_mod.Window, *, labelled: bool) -> Evaluation | None:
         if labelled and self._labelled_reference is None:
             self._labelled_reference = window
+            self._offer_labelled_reference(window)
             return None
         results = tuple(self._suite_for(_key(window), labelled=labelled).update(window))
         decision = self._decide(results, self._clock()) if self._decide is not None else None
@@ -271,6 +306,7 @@ def build(
     decide: Decider | None,
     clock: Callable[[], float],
     reference_records: list[records.PredictionRecord] | None,
+    reference_labels: Sequence[float | str | None] | None = None,
 ) -> Engine:
     """An engine from the settings tree: the composition roots (run, replay) call this."""
     return Engine(
@@ -282,4 +318,5 @@ def build(
         decide=decide,
         clock=clock,
         reference_records=reference_records,
+        reference_labels=reference_labels,
     )

@@ -11,6 +11,11 @@ Reference files (``load_records``) hold one record per row in the prediction-log
   JSON object as text (Parquet may also hold a struct/map column). Other dotted columns become
   nested objects (``segment.region`` -> ``{"segment": {"region": ...}}``). An empty cell is null.
   A Parquet timestamp column is read as epoch seconds.
+
+A row may also carry its ground truth under the mapping's ``label`` path (``label`` by default):
+the reference then has a realised performance, which CBPE needs as its baseline and label-joined
+windows are compared with (without one, the first label-joined window serves). A row with an
+invalid label is rejected like any invalid row.
 """
 
 from __future__ import annotations
@@ -37,9 +42,13 @@ log = logging.getLogger(__name__)
 _REPORTED_REJECTIONS: Final = 5
 
 
+Label = float | str | None
+
+
 @dataclasses.dataclass
 class LoadResult:
     records: list[records_mod.PredictionRecord]
+    labels: list[Label] = dataclasses.field(default_factory=list)  # aligned with records
     rows: int = 0  # rows read from the file
     rejected: int = 0  # rows that failed validation (skipped)
     first_rejections: list[str] = dataclasses.field(default_factory=list)  # "row N: reason: detail"
@@ -53,9 +62,9 @@ class _Reservoir:
         self.capacity = capacity
         self.seen = 0
         self._rng = random.Random(seed)  # noqa: S311 - sampling, not security
-        self._items: list[tuple[int, records_mod.PredictionRecord]] = []
+        self._items: list[tuple[int, tuple[records_mod.PredictionRecord, Label]]] = []
 
-    def offer(self, record: records_mod.PredictionRecord) -> None:
+    def offer(self, record: tuple[records_mod.PredictionRecord, Label]) -> None:
         position = self.seen
         self.seen += 1
         if self.capacity is None or len(self._items) < self.capacity:
@@ -65,7 +74,7 @@ class _Reservoir:
         if slot < self.capacity:
             self._items[slot] = (position, record)
 
-    def items(self) -> list[records_mod.PredictionRecord]:
+    def items(self) -> list[tuple[records_mod.PredictionRecord, Label]]:
         return [record for _, record in sorted(self._items, key=operator.itemgetter(0))]
 
 
@@ -96,13 +105,18 @@ def read_records(
     for row_number, row in enumerate(rows, start=1):
         result.rows += 1
         parsed = parser.parse_prediction(row) if isinstance(row, bytes) else parser.parse_prediction_obj(row)
-        if isinstance(parsed, records_mod.Rejected):
+        label = parser.reference_label(row) if not isinstance(parsed, records_mod.Rejected) else None
+        rejected = parsed if isinstance(parsed, records_mod.Rejected) else label
+        if isinstance(rejected, records_mod.Rejected):
             result.rejected += 1
             if len(result.first_rejections) < _REPORTED_REJECTIONS:
-                result.first_rejections.append(f"row {row_number}: {parsed.reason}: {parsed.detail}")
+                result.first_rejections.append(f"row {row_number}: {rejected.reason}: {rejected.detail}")
             continue
-        reservoir.offer(parsed)
-    result.records = reservoir.items()
+        assert not isinstance(parsed, records_mod.Rejected) and not isinstance(label, records_mod.Rejected)
+        reservoir.offer((parsed, label))
+    kept = reservoir.items()
+    result.records = [record for record, _ in kept]
+    result.labels = [label for _, label in kept]
     result.sampled = max_rows is not None and reservoir.seen > max_rows
     return result
 
@@ -114,7 +128,18 @@ def load_records(
     max_rows: int | None = None,
     seed: int = 0,
 ) -> list[records_mod.PredictionRecord]:
-    """Valid records of a reference file (layout in the module docstring).
+    """Valid records of a reference file (``load_labelled`` without the labels)."""
+    return load_labelled(path, parser, max_rows=max_rows, seed=seed).records
+
+
+def load_labelled(
+    path: pathlib.Path | str,
+    parser: parsing.RecordParser,
+    *,
+    max_rows: int | None = None,
+    seed: int = 0,
+) -> LoadResult:
+    """Valid records of a reference file and their labels (layout in the module docstring).
 
     Invalid rows are skipped and logged with the first reasons; a file with no valid row is an
     error. Beyond ``max_rows`` valid rows, a uniform sample seeded by ``seed`` is kept (in file
@@ -136,7 +161,7 @@ def load_records(
         raise ReferenceError(f"reference file {path}: no valid record in {result.rows} rows{detail}")
     if result.sampled:
         log.info("reference file %s: kept a seeded sample of %d records", path, len(result.records))
-    return result.records
+    return result
 
 
 def load_from_mlflow(
@@ -147,8 +172,8 @@ def load_from_mlflow(
     *,
     max_rows: int | None = None,
     seed: int = 0,
-) -> list[records_mod.PredictionRecord]:
-    """Download a reference artifact of an MLflow run, then ``load_records`` it."""
+) -> LoadResult:
+    """Download a reference artifact of an MLflow run, then ``load_labelled`` it."""
     import mlflow.artifacts  # noqa: PLC0415 - heavy import (seconds), only for source=mlflow
     import mlflow.exceptions  # noqa: PLC0415
 
@@ -162,17 +187,17 @@ def load_from_mlflow(
                 f"cannot download artifact {artifact_path!r} of MLflow run {run_id!r} from {tracking_uri}: "
                 f"{exc}; check reference.mlflow_run_id and reference.mlflow_artifact_path"
             ) from exc
-        return load_records(pathlib.Path(local), parser, max_rows=max_rows, seed=seed)
+        return load_labelled(pathlib.Path(local), parser, max_rows=max_rows, seed=seed)
 
 
 def load_reference(
     config: settings_mod.ReferenceSettings, tracking_uri: str | None, parser: parsing.RecordParser
-) -> list[records_mod.PredictionRecord] | None:
-    """Reference records from a file or MLflow; None means "collect the first N records"."""
+) -> LoadResult | None:
+    """Reference records (and labels) from a file or MLflow; None means "collect the first N records"."""
     if config.source == "file":
         if config.path is None:
             raise settings_mod.ConfigError("reference.path: required when reference.source is 'file'")
-        return load_records(config.path, parser, max_rows=config.max_rows)
+        return load_labelled(config.path, parser, max_rows=config.max_rows)
     if config.source == "mlflow":
         if config.mlflow_run_id is None or tracking_uri is None:
             raise settings_mod.ConfigError(

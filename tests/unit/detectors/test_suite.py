@@ -57,6 +57,26 @@ def test_detector_that_cannot_run_is_skipped_with_reason() -> None:
     assert "no predictions" in runner.skipped[0].reason
 
 
+def test_a_detector_the_reference_does_not_fit_waits_for_one_that_does() -> None:
+    rng = np.random.default_rng(2)
+    runner = suite.DetectorSuite(suite.SuiteConfig(detectors={"data_drift": {}, "cbpe": {"min_samples": 20}}))
+    runner.set_reference(_window(rng, 400))  # no labels: CBPE has no realised accuracy to start from
+    assert list(runner.waiting) == ["cbpe"] and "needs labels" in runner.waiting["cbpe"]
+    results = runner.update(_window(rng, 300))
+    assert [r.detector for r in results] == ["data_drift"]
+    assert [(s.detector, s.reason) for s in runner.skipped] == [("cbpe", runner.waiting["cbpe"])]
+    confidences = rng.random(400)
+    labelled = window_mod.Window(
+        features={"x": rng.normal(0.0, 1.0, 400)},
+        predictions=(confidences >= 0.5).astype(float),
+        confidences=confidences,
+        labels=(rng.random(400) < confidences).astype(float),
+    )
+    assert runner.offer_reference(labelled) == ["cbpe"]
+    assert runner.waiting == {}
+    assert [r.detector for r in runner.update(_window(rng, 300))] == ["data_drift", "cbpe"]
+
+
 def test_unknown_detector_fails_at_construction_with_valid_names() -> None:
     config = suite.SuiteConfig(detectors={"data_drift": {}, "concept_drfit": {}})
     with pytest.raises(registry.UnknownDetectorError, match=r"valid names: .*data_drift"):

@@ -168,6 +168,32 @@ def test_load_jsonl_skips_invalid_rows(tmp_path: pathlib.Path, parser: parsing.R
     check_loaded(reference_files.load_records(path, parser), 6)
 
 
+def test_labels_in_reference_rows_are_read_and_an_invalid_one_rejects_its_row(
+    tmp_path: pathlib.Path, parser: parsing.RecordParser
+) -> None:
+    labelled = rows(6)
+    for i, row in enumerate(labelled):
+        row["label"] = "yes" if i % 2 else 0
+    del labelled[1]["label"]  # a row without its label: kept, its label missing
+    labelled[4]["label"] = [1]  # not a label: the row is rejected, naming the field
+    path = tmp_path / "ref.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in labelled))
+    result = reference_files.load_labelled(path, parser)
+    assert [r.request_id for r in result.records] == ["r-0", "r-1", "r-2", "r-3", "r-5"]
+    assert result.labels == [0, None, 0, "yes", "yes"]
+    assert result.rejected == 1 and "label" in result.first_rejections[0]
+    # A CSV column named after the mapping's label path is read the same way.
+    frame = flat_frame(4)
+    frame["label"] = [1.0, 0.0, None, 1.0]
+    frame.to_csv(tmp_path / "ref.csv", index=False)
+    assert reference_files.load_labelled(tmp_path / "ref.csv", parser).labels == [1.0, 0.0, None, 1.0]
+    # ... and the reference window carries them: a realised baseline for CBPE and concept detectors.
+    loaded = reference_files.load_labelled(path, parser)
+    schema = reference.FeatureSchema.infer(loaded.records)
+    window = reference.to_window(loaded.records, schema, labels=loaded.labels)
+    assert window.labels is not None and list(window.labels) == [0, None, 0, "yes", "yes"]
+
+
 def test_load_json_array(tmp_path: pathlib.Path, parser: parsing.RecordParser) -> None:
     path = tmp_path / "ref.json"
     path.write_text(json.dumps(rows(5)))

@@ -51,7 +51,7 @@ def test_load_reference_artifact_from_an_mlflow_run(run_with_reference: tuple[st
     parser = parsing.RecordParser(settings.FieldMappingSettings())
     loaded = reference_files.load_from_mlflow(
         run_id, "data/reference.jsonl", tracking_uri, parser, max_rows=10
-    )
+    ).records
     assert len(loaded) == 10
     assert all(record.model_version == "5" for record in loaded)
     assert {record.request_id for record in loaded} <= {f"r-{i}" for i in range(30)}
