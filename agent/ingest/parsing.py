@@ -11,10 +11,12 @@ lone surrogates are judged by the same checks as before (``non_finite`` naming t
 ``malformed_json`` with the standard library's message). One difference remains: integers
 outside the 64-bit range, which ``orjson`` reads as floats.
 
-A record decoded by ``orjson`` under a flat mapping first goes through ``_fast_prediction``: the
-usual types, checked inline. Anything unusual there (a string timestamp, an int probability, a
-bad value) falls through to the full checks: ``_prediction`` checks each field's usual type
-inline and hands anything else to ``field_checks``, which accepts or rejects it and names the field.
+Under a flat mapping a message first goes to ``typed_decode`` (msgspec decodes the usual record
+straight into checked, typed fields); what it does not take is decoded by ``orjson`` and goes
+through ``_fast_prediction``: the usual types, checked inline. Anything unusual there (a string
+timestamp, an int probability, a bad value) falls through to the full checks: ``_prediction``
+checks each field's usual type inline and hands anything else to ``field_checks``, which accepts
+or rejects it and names the field.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any, Final
 import orjson
 
 from agent import settings
-from agent.ingest import field_checks, records
+from agent.ingest import field_checks, records, typed_decode
 
 DEFAULT_MAX_BYTES: Final = 1_048_576
 _STATUSES: Final = ("ok", "error")  # a tuple: membership must not need a hashable value
@@ -94,6 +96,7 @@ class RecordParser:
         self._kl_timestamp = label_key["timestamp"]
         self._kl_label = label_key["label"]
         self._known_top = frozenset(self._paths[name][0] for name in _PREDICTION_FIELDS)
+        self._typed = typed_decode.prediction_decoder(paths) if self._flat_predictions else None
         shown = {name: f"'{path}'" if path == name else f"'{path}' ({name})" for name, path in paths.items()}
         self._check = field_checks.FieldChecks(shown, paths["features"])
 
@@ -103,6 +106,10 @@ class RecordParser:
         """One Kafka message -> a record, or ``Rejected`` naming the field and the fix."""
         if len(raw) > self.max_bytes:
             return self._oversize(raw)
+        typed = self._typed(raw) if self._typed is not None else None
+        return typed if typed is not None else self._parse_untyped(raw)
+
+    def _parse_untyped(self, raw: bytes) -> records.PredictionRecord | records.Rejected:
         try:
             obj = orjson.loads(raw)
         except orjson.JSONDecodeError:

@@ -1,6 +1,7 @@
-"""The parser's fast path (orjson + inline checks) must agree with the full checks on every input.
+"""The parser's fast paths (msgspec's typed decode; orjson + inline checks) must agree with the
+full checks on every input.
 
-``parse_prediction`` takes the fast path for usual records; ``parse_prediction_obj`` always runs
+``parse_prediction`` takes the fast paths for usual records; ``parse_prediction_obj`` always runs
 the full checks. Both are fed the same generated records, valid and invalid, field by field.
 """
 
@@ -15,7 +16,7 @@ import orjson
 import pytest
 
 from agent import settings
-from agent.ingest import parsing, records
+from agent.ingest import parsing, records, typed_decode
 
 NAN = float("nan")
 INF = float("inf")
@@ -148,6 +149,38 @@ def test_usual_record_takes_the_fast_path(parser: parsing.RecordParser) -> None:
     assert record.confidence == 0.75
     assert record.status == "error"
     assert record.extra == {"trace_id": "t-9"}
+
+
+def test_usual_record_takes_the_typed_decode_and_an_unknown_field_leaves_it(
+    parser: parsing.RecordParser,
+) -> None:
+    typed = typed_decode.prediction_decoder({name: name for name in parsing._PREDICTION_FIELDS})
+    obj: dict[str, Any] = {
+        "request_id": "r-1",
+        "timestamp": 1_718_000_000,
+        "model_name": "fraud",
+        "model_version": "v1",
+        "features": {"a": 1.5, "b": "x", "c": True, "d": None, "e": 3},
+        "prediction": 1,
+        "probabilities": {"0": 0.25, "1": 0.75},
+        "latency_ms": 12,
+        "status": "error",
+    }
+    record = typed(json.dumps(obj).encode())
+    assert record is not None
+    full = parser.parse_prediction_obj(obj)
+    assert isinstance(full, records.PredictionRecord)
+    assert field_values(record) == field_values(full)
+    assert record.confidence == 0.75 and (record.timestamp, type(record.timestamp)) == (
+        1_718_000_000.0,
+        float,
+    )
+    # An unknown top-level field is kept aside by the next tier (extra): the typed decode passes it on.
+    assert typed(json.dumps({**obj, "trace_id": "t-9"}).encode()) is None
+    # A renamed field under a flat mapping is read under its new name.
+    mapped = parsing.RecordParser(settings.FieldMappingSettings(request_id="id"))
+    renamed = {("id" if key == "request_id" else key): value for key, value in obj.items()}
+    assert mapped._typed is not None and mapped._typed(json.dumps(renamed).encode()) is not None
 
 
 @pytest.mark.parametrize(

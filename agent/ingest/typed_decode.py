@@ -1,0 +1,85 @@
+"""The first tier of prediction parsing: msgspec decodes the usual record into typed fields.
+
+The contract's checks are written as types and constraints, checked by msgspec as it decodes
+(one C-level pass, no intermediate dict): about 1.3 us for a 20-feature record against 3 us for
+orjson plus the inline checks. Whatever the types do not take - a string timestamp, an unknown
+top-level field, a bool where a number belongs, an integer beyond 64 bits, a number beyond
+float64, NaN tokens - is a ``ValidationError`` or ``DecodeError``, and the record goes on to the
+next tier (``RecordParser``: orjson and inline checks, then the full checks that name the field).
+So this tier never accepts what the full checks reject, nor builds a different record
+(tests/unit/agent/ingest/test_fast_path.py compares the tiers on every combination it generates).
+
+Only for a flat field mapping (every contract field a top-level name): the struct's field names
+are renamed to the mapping's keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from agent.ingest import records
+
+Text = Annotated[str, msgspec.Meta(min_length=1)]
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+Probability = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+Milliseconds = Annotated[float, msgspec.Meta(ge=0.0)]
+EpochSeconds = Annotated[float, msgspec.Meta(ge=0.0, lt=records.MAX_EPOCH_SECONDS)]
+
+_FIELDS: tuple[tuple[str, Any, Any], ...] = (
+    ("request_id", Text, msgspec.NODEFAULT),
+    ("timestamp", EpochSeconds, msgspec.NODEFAULT),
+    ("model_name", Text, msgspec.NODEFAULT),
+    ("model_version", Text, msgspec.NODEFAULT),
+    ("features", dict[str, float | Int64 | str | bool | None], msgspec.NODEFAULT),
+    ("prediction", float | Int64 | str, msgspec.NODEFAULT),
+    ("probabilities", Annotated[dict[str, Probability], msgspec.Meta(min_length=1)] | None, None),
+    ("confidence", Probability | None, None),
+    ("latency_ms", Milliseconds | None, None),
+    ("gpu_latency_ms", Milliseconds | None, None),
+    ("status", Literal["ok", "error"] | None, None),
+    ("segment", dict[str, str] | None, None),
+)
+
+_FAILED = (msgspec.ValidationError, msgspec.DecodeError)
+
+
+def prediction_decoder(keys: Mapping[str, str]) -> Callable[[bytes], records.PredictionRecord | None]:
+    """A decoder for records whose contract field ``name`` sits under ``keys[name]``; it returns
+    None for anything unusual (the next tier decides)."""
+    struct = msgspec.defstruct(
+        "TypedPrediction",
+        [(name, kind, default) for name, kind, default in _FIELDS],
+        rename={name: keys[name] for name, _, _ in _FIELDS},
+        forbid_unknown_fields=True,
+        gc=False,
+    )
+    decode = msgspec.json.Decoder(struct).decode
+
+    def typed(raw: bytes) -> records.PredictionRecord | None:
+        try:
+            got: Any = decode(raw)
+        except _FAILED:
+            return None
+        confidence = got.confidence
+        if confidence is None and got.probabilities is not None:
+            # Without an explicit confidence, the predicted class is the most probable one.
+            confidence = max(got.probabilities.values())
+        return records.PredictionRecord(
+            got.request_id,
+            got.timestamp,
+            got.model_name,
+            got.model_version,
+            got.features,
+            got.prediction,
+            confidence,
+            got.probabilities,
+            got.latency_ms,
+            got.gpu_latency_ms,
+            got.status if got.status is not None else "ok",
+            got.segment,
+        )
+
+    return typed
