@@ -127,8 +127,8 @@ def test_fast_path_agrees_with_full_checks(parser: parsing.RecordParser) -> None
     assert accepted > 300 and rejected > 300, (accepted, rejected)
 
 
-def test_usual_record_takes_the_fast_path(parser: parsing.RecordParser) -> None:
-    obj = {
+def usual_record() -> dict[str, Any]:
+    return {
         "request_id": "r-1",
         "timestamp": 1_718_000_000,
         "model_name": "fraud",
@@ -140,8 +140,11 @@ def test_usual_record_takes_the_fast_path(parser: parsing.RecordParser) -> None:
         "gpu_latency_ms": 2.5,
         "status": "error",
         "segment": {"region": "eu"},
-        "trace_id": "t-9",
     }
+
+
+def test_usual_record_takes_the_fast_path(parser: parsing.RecordParser) -> None:
+    obj = {**usual_record(), "trace_id": "t-9"}
     record = parser._fast_prediction(orjson.loads(json.dumps(obj)))
     assert record is not None
     assert (record.timestamp, type(record.timestamp)) == (1_718_000_000.0, float)
@@ -155,17 +158,7 @@ def test_usual_record_takes_the_typed_decode_and_an_unknown_field_leaves_it(
     parser: parsing.RecordParser,
 ) -> None:
     typed = typed_decode.prediction_decoder({name: name for name in parsing._PREDICTION_FIELDS})
-    obj: dict[str, Any] = {
-        "request_id": "r-1",
-        "timestamp": 1_718_000_000,
-        "model_name": "fraud",
-        "model_version": "v1",
-        "features": {"a": 1.5, "b": "x", "c": True, "d": None, "e": 3},
-        "prediction": 1,
-        "probabilities": {"0": 0.25, "1": 0.75},
-        "latency_ms": 12,
-        "status": "error",
-    }
+    obj = usual_record()
     record = typed(json.dumps(obj).encode())
     assert record is not None
     full = parser.parse_prediction_obj(obj)
