@@ -107,15 +107,15 @@ def default_registry() -> Registry:
         data_drift.PredictionDriftDetector,
     ]
     # --- Detectors of the second detectors engineer: one import above + entries here. ---
-    from detectors import cbpe, concept, latency, multivariate  # noqa: PLC0415
+    from detectors import cbpe, concept, concept_streams, latency, multivariate  # noqa: PLC0415
 
     classes += [
         multivariate.MMDDetector,
         multivariate.DomainClassifierDetector,
         concept.PerformanceDetector,
-        concept.ADWINDetector,
-        concept.DDMDetector,
-        concept.PageHinkleyDetector,
+        concept_streams.ADWINDetector,
+        concept_streams.DDMDetector,
+        concept_streams.PageHinkleyDetector,
         cbpe.CBPEDetector,
         latency.LatencyDetector,
         latency.ErrorRateDetector,

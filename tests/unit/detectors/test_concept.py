@@ -9,7 +9,7 @@ import numpy as np
 import pydantic
 import pytest
 
-from detectors import base, concept
+from detectors import base, concept, concept_streams
 from detectors import window as window_mod
 
 
@@ -102,7 +102,7 @@ def test_no_labels_is_cannot_run_and_bad_config_names_the_field() -> None:
     with pytest.raises(pydantic.ValidationError, match="metric 'mae' does not fit task 'classification'"):
         concept.PerformanceConfig(metric="mae")
     with pytest.raises(pydantic.ValidationError, match="regression_tolerance"):
-        concept.DDMConfig(task="regression")
+        concept_streams.DDMConfig(task="regression")
     with pytest.raises(ValueError, match="reference needs predictions and labels"):
         concept.PerformanceDetector(concept.PerformanceConfig()).set_reference(
             window_mod.Window(features={}, predictions=np.zeros(100))
@@ -110,9 +110,9 @@ def test_no_labels_is_cannot_run_and_bad_config_names_the_field() -> None:
 
 
 STREAM_DETECTORS = [
-    lambda: concept.ADWINDetector(concept.ADWINConfig()),
-    lambda: concept.DDMDetector(concept.DDMConfig()),
-    lambda: concept.PageHinkleyDetector(concept.PageHinkleyConfig()),
+    lambda: concept_streams.ADWINDetector(concept_streams.ADWINConfig()),
+    lambda: concept_streams.DDMDetector(concept_streams.DDMConfig()),
+    lambda: concept_streams.PageHinkleyDetector(concept_streams.PageHinkleyConfig()),
 ]
 
 
@@ -140,13 +140,13 @@ def test_stream_detectors_quiet_then_locate_the_change(make) -> None:  # type: i
 def test_stream_state_carries_across_windows_and_survives_pickle() -> None:
     rng = np.random.default_rng(8)
     windows = [classifier_window(rng, 300, 0.1) for _ in range(5)] + [classifier_window(rng, 300, 0.6)]
-    whole = concept.ADWINDetector(concept.ADWINConfig())
+    whole = concept_streams.ADWINDetector(concept_streams.ADWINConfig())
     first_results = [whole.update(w) for w in windows[:3]]
     restored = pickle.loads(pickle.dumps(whole))
     assert [restored.update(w) for w in windows[3:]] == [whole.update(w) for w in windows[3:]]
     assert not any(r.drifted for r in first_results)
     whole.reset()
-    fresh = concept.ADWINDetector(concept.ADWINConfig())
+    fresh = concept_streams.ADWINDetector(concept_streams.ADWINConfig())
     assert whole.update(windows[0]) == fresh.update(windows[0])
 
 
@@ -154,7 +154,7 @@ def test_stream_offsets_skip_unlabelled_rows() -> None:
     errors = np.concatenate([np.zeros(300), np.ones(300)])
     labels = np.ones(600)
     labels[::2] = np.nan  # only odd rows carry labels
-    detector = concept.ADWINDetector(concept.ADWINConfig())
+    detector = concept_streams.ADWINDetector(concept_streams.ADWINConfig())
     result = detector.update(window_mod.Window(features={}, predictions=1.0 - errors, labels=labels))
     assert result.drifted and result.missing_count == 300
     offset = int(result.extras["first_change_offset"])
@@ -163,6 +163,8 @@ def test_stream_offsets_skip_unlabelled_rows() -> None:
 
 def test_regression_stream_uses_absolute_errors() -> None:
     rng = np.random.default_rng(9)
-    detector = concept.PageHinkleyDetector(concept.PageHinkleyConfig(task="regression", threshold=20.0))
+    detector = concept_streams.PageHinkleyDetector(
+        concept_streams.PageHinkleyConfig(task="regression", threshold=20.0)
+    )
     assert not detector.update(regression_window(rng, 1000, 0.5)).drifted
     assert detector.update(regression_window(rng, 1000, 3.0)).drifted

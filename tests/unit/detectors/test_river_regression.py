@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detectors import concept
+from detectors import concept_streams
 from detectors import window as window_mod
 from tests.unit.detectors.test_river_equivalence import agrawal_errors, sea_errors
 
@@ -28,7 +28,7 @@ def error_windows(errors: np.ndarray) -> list[window_mod.Window]:
     return windows
 
 
-def detection_points(detector: concept._StreamDetector, errors: np.ndarray) -> list[int]:
+def detection_points(detector: concept_streams._StreamDetector, errors: np.ndarray) -> list[int]:
     points = []
     for number, window in enumerate(error_windows(errors)):
         result = detector.update(window)
@@ -41,15 +41,17 @@ def detection_points(detector: concept._StreamDetector, errors: np.ndarray) -> l
 @pytest.mark.parametrize(
     ("stream", "detector", "expected"),
     [
-        ("sea", concept.ADWINDetector(concept.ADWINConfig()), [5823]),
-        ("sea", concept.DDMDetector(concept.DDMConfig()), [2220, 4218]),
-        ("sea", concept.PageHinkleyDetector(concept.PageHinkleyConfig()), [4619, 7701]),
-        ("agrawal", concept.ADWINDetector(concept.ADWINConfig()), [3999]),
-        ("agrawal", concept.DDMDetector(concept.DDMConfig()), [4078]),
-        ("agrawal", concept.PageHinkleyDetector(concept.PageHinkleyConfig()), [4083]),
+        ("sea", concept_streams.ADWINDetector(concept_streams.ADWINConfig()), [5823]),
+        ("sea", concept_streams.DDMDetector(concept_streams.DDMConfig()), [2220, 4218]),
+        ("sea", concept_streams.PageHinkleyDetector(concept_streams.PageHinkleyConfig()), [4619, 7701]),
+        ("agrawal", concept_streams.ADWINDetector(concept_streams.ADWINConfig()), [3999]),
+        ("agrawal", concept_streams.DDMDetector(concept_streams.DDMConfig()), [4078]),
+        ("agrawal", concept_streams.PageHinkleyDetector(concept_streams.PageHinkleyConfig()), [4083]),
     ],
 )
-def test_pinned_detection_points(stream: str, detector: concept._StreamDetector, expected: list[int]) -> None:
+def test_pinned_detection_points(
+    stream: str, detector: concept_streams._StreamDetector, expected: list[int]
+) -> None:
     errors = sea_errors(8000, POSITION, 42) if stream == "sea" else agrawal_errors(8000, POSITION, 42)
     points = detection_points(detector, errors)
     assert points == expected
