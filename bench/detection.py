@@ -1,0 +1,360 @@
+"""Detection benchmark: how soon a real change pages a human, and how often it pages for nothing.
+
+Streams are generated here, seeded, and nothing in the agent is tuned on them. For each
+scenario the agent runs as `drift-agent replay` on default settings (reference file, stream,
+labels where the scenario has them); a *page* is a decision of severity moderate or worse that
+notifies someone (alert, page or an action). Beside it, in the same run:
+
+- River's ADWIN, Page-Hinkley and DDM, fed the per-record error stream (label-carrying scenarios);
+- Evidently's column drift test on tumbling windows of ``PEER_WINDOW`` records against the same
+  reference, a window flagged when any column's test fails (data scenarios);
+- the rule "p95 of gpu_latency_ms > 1.1 x the reference's" on the same windows (latency).
+
+Per scenario and detector: false alarms (pages or detections before the change; on stationary
+streams, over the whole stream) and delay (records from the change to the first page or
+detection at or after it; "-" when none came). Medians over the seeds. A row meets the goal when
+the agent's false alarms are no more than the best peer's and its delay no longer than the best
+peer's; otherwise the row says by how much it loses.
+
+    python -m bench detection              # reference 20k, stream 100k, 3 seeds
+    python -m bench.detection --quick      # reference 5k, stream 30k, 1 seed
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import io
+import itertools
+import json
+import math
+import pathlib
+import statistics
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from agent import replay
+from agent import settings as settings_mod
+
+PEER_WINDOW = 5_000
+P95_RULE = 1.1
+PAGING = ("moderate", "severe", "critical")
+
+
+@dataclasses.dataclass(frozen=True)
+class Size:
+    reference: int
+    stream: int
+    seeds: int
+
+    @property
+    def change(self) -> int:
+        return self.stream // 2
+
+
+FULL = Size(20_000, 100_000, 3)
+QUICK = Size(5_000, 30_000, 1)
+
+
+@dataclasses.dataclass
+class Stream:
+    reference: list[dict[str, Any]]
+    records: list[dict[str, Any]]
+    labels: list[dict[str, Any]] | None
+    change: int | None  # record index of the change; None: stationary
+    errors: np.ndarray | None = None  # 1.0 per wrong prediction, for the streaming peers
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    false_alarms: int
+    delay: int | None
+
+
+# -- streams -------------------------------------------------------------------------------------
+
+
+def _record(index: int, features: dict[str, Any], prediction: float, **extra: Any) -> dict[str, Any]:
+    return {
+        "request_id": f"r{index}",
+        "timestamp": 1_700_000_000 + index * 0.01,
+        "model_name": "bench",
+        "model_version": "1",
+        "features": features,
+        "prediction": prediction,
+        **extra,
+    }
+
+
+def gaussian(size: Size, seed: int, *, features: int, shifted: int, categorical: bool = False) -> Stream:
+    """``features`` N(0, 1) columns; from the change, the first ``shifted`` move by 0.5 sd.
+    ``categorical``: one more column whose shares move from (.5, .3, .2) to (.3, .3, .4)."""
+    rng = np.random.default_rng(seed)
+    change = size.change if shifted or categorical else None
+
+    def draw(index: int, after: bool) -> dict[str, Any]:
+        x = rng.normal(size=features)
+        if after:
+            x[:shifted] += 0.5
+        row: dict[str, Any] = {f"f{j}": float(x[j]) for j in range(features)}
+        if categorical:
+            shares = (0.3, 0.3, 0.4) if after else (0.5, 0.3, 0.2)
+            row["colour"] = str(rng.choice(["red", "green", "blue"], p=shares))
+        return _record(index, row, float(x[-1] > 0))
+
+    reference = [draw(-1 - i, False) for i in range(size.reference)]
+    records = [draw(i, change is not None and i >= change) for i in range(size.stream)]
+    return Stream(reference, records, None, change)
+
+
+def latency(size: Size, seed: int) -> Stream:
+    """GPU latency lognormal around 5 ms; from the change every request is 30% slower."""
+    rng = np.random.default_rng(seed)
+
+    def draw(index: int, factor: float) -> dict[str, Any]:
+        x = rng.normal(size=5)
+        gpu = float(rng.lognormal(math.log(5.0), 0.25)) * factor
+        return _record(index, {f"f{j}": float(x[j]) for j in range(5)}, float(x[0] > 0), gpu_latency_ms=gpu)
+
+    reference = [draw(-1 - i, 1.0) for i in range(size.reference)]
+    records = [draw(i, 1.3 if i >= size.change else 1.0) for i in range(size.stream)]
+    return Stream(reference, records, None, size.change)
+
+
+def sea(size: Size, seed: int, *, width: int) -> Stream:
+    """River's SEA generator (10% label noise), concept 0 -> 3 centred on ``size.change`` over
+    ``width`` records; the served model is concept 0's rule (x1 + x2 > 8), so its errors rise from
+    10% to about 22%. A gradual change counts from half a width before its centre, where the new
+    concept already has 12% of the traffic (River's sigmoid): pages from there on are detections."""
+    from river.datasets import synth  # noqa: PLC0415 - bench-only dependency
+
+    total = size.reference + size.stream
+    position = size.reference + size.change
+    before, after = synth.SEA(variant=0, noise=0.1, seed=seed), synth.SEA(variant=3, noise=0.1, seed=seed + 1)
+    generator: Iterable[tuple[dict[int, float], bool]]
+    if width <= 1:
+        # Abrupt: the second concept from ``position`` on (River's ConceptDriftStream overflows in
+        # its sigmoid for a width of 1 on long streams).
+        generator = itertools.chain(before.take(position), after.take(total - position))
+    else:
+        generator = synth.ConceptDriftStream(
+            stream=before, drift_stream=after, position=position, width=width, seed=seed
+        ).take(total)
+    rows = []
+    labels = []
+    errors = []
+    for index, (x, y) in enumerate(generator):
+        stream_index = index - size.reference
+        features = {f"x{j}": float(value) for j, value in x.items()}
+        prediction = float(features["x0"] + features["x1"] > 8.0)
+        label = float(bool(y))
+        rows.append(_record(stream_index, features, prediction))
+        labels.append(
+            {"request_id": f"r{stream_index}", "timestamp": rows[-1]["timestamp"] + 0.001, "label": label}
+        )
+        errors.append(float(prediction != label))
+    reference = [
+        {**row, "label": label["label"]} for row, label in zip(rows[: size.reference], labels, strict=False)
+    ]
+    return Stream(
+        reference,
+        rows[size.reference :],
+        labels[size.reference :],
+        size.change - (width // 2 if width > 1 else 0),
+        np.asarray(errors[size.reference :]),
+    )
+
+
+SCENARIOS: dict[str, Callable[[Size, int], Stream]] = {
+    "stationary, 20 features": lambda size, seed: gaussian(size, seed, features=20, shifted=0),
+    "stationary, 100 features": lambda size, seed: gaussian(size, seed, features=100, shifted=0),
+    "mean +0.5 sd in 1 of 20": lambda size, seed: gaussian(size, seed, features=20, shifted=1),
+    "mean +0.5 sd in 3 of 20": lambda size, seed: gaussian(size, seed, features=20, shifted=3),
+    "categorical shares shift": lambda size, seed: gaussian(
+        size, seed, features=20, shifted=0, categorical=True
+    ),
+    "GPU latency +30%": latency,
+    "SEA abrupt concept drift": lambda size, seed: sea(size, seed, width=1),
+    "SEA gradual concept drift": lambda size, seed: sea(size, seed, width=10_000),
+}
+
+
+# -- the agent -----------------------------------------------------------------------------------
+
+
+def _write(path: pathlib.Path, rows: Sequence[dict[str, Any]]) -> pathlib.Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def agent_pages(stream: Stream, scratch: pathlib.Path) -> list[int]:
+    """Record indices where the agent's replay on default settings paged someone."""
+    out = scratch / "events.jsonl"
+    with contextlib.redirect_stderr(io.StringIO()):
+        replay.run_replay(
+            settings_mod.AgentSettings(),
+            reference_path=_write(scratch / "reference.jsonl", stream.reference),
+            stream=_write(scratch / "stream.jsonl", stream.records),
+            labels=_write(scratch / "labels.jsonl", stream.labels) if stream.labels is not None else None,
+            events_out=out,
+        )
+    pages = []
+    for line in out.read_text().splitlines():
+        event = json.loads(line)
+        if event["type"] == "decision" and event["severity"] in PAGING and event["actions"]:
+            pages.append(int(event["record_index"]))
+    return pages
+
+
+# -- the peers -----------------------------------------------------------------------------------
+
+
+def river_detections(name: str, errors: np.ndarray) -> list[int]:
+    from river import drift  # noqa: PLC0415 - bench-only dependency
+    from river.drift import binary  # noqa: PLC0415
+
+    detector: Any = {"ADWIN": drift.ADWIN, "Page-Hinkley": drift.PageHinkley, "DDM": binary.DDM}[name]()
+    found = []
+    for index, value in enumerate(errors.tolist()):
+        detector.update(value)
+        if detector.drift_detected:
+            found.append(index)
+    return found
+
+
+def _windows(records: Sequence[dict[str, Any]]) -> Iterator[tuple[int, Sequence[dict[str, Any]]]]:
+    for start in range(0, len(records) - PEER_WINDOW + 1, PEER_WINDOW):
+        yield start + PEER_WINDOW - 1, records[start : start + PEER_WINDOW]
+
+
+def _frame(records: Sequence[dict[str, Any]]) -> Any:
+    import pandas as pd  # noqa: PLC0415
+
+    return pd.DataFrame([row["features"] for row in records])
+
+
+def evidently_detections(stream: Stream) -> list[int]:
+    """Ends of the windows where any column's Evidently drift test failed."""
+    import evidently  # noqa: PLC0415 - bench-only dependency
+    from evidently import presets  # noqa: PLC0415
+
+    reference = _frame(stream.reference)
+    categorical = [c for c in reference.columns if reference[c].dtype == object]
+    definition = evidently.DataDefinition(
+        numerical_columns=[c for c in reference.columns if c not in categorical],
+        categorical_columns=categorical,
+    )
+    found = []
+    for end, window in _windows(stream.records):
+        snapshot = evidently.Report([presets.DataDriftPreset()], include_tests=True).run(
+            evidently.Dataset.from_pandas(_frame(window), data_definition=definition),
+            evidently.Dataset.from_pandas(reference, data_definition=definition),
+        )
+        tests = snapshot.dict()["tests"]
+        if any(t["name"].startswith("Value Drift for column") and t["status"] == "FAIL" for t in tests):
+            found.append(end)
+    return found
+
+
+def p95_rule_detections(stream: Stream) -> list[int]:
+    reference = np.percentile([row["gpu_latency_ms"] for row in stream.reference], 95)
+    return [
+        end
+        for end, window in _windows(stream.records)
+        if np.percentile([row["gpu_latency_ms"] for row in window], 95) > P95_RULE * reference
+    ]
+
+
+def outcome(found: Sequence[int], change: int | None) -> Outcome:
+    if change is None:
+        return Outcome(len(found), None)
+    after = [index for index in found if index >= change]
+    return Outcome(sum(1 for index in found if index < change), after[0] - change if after else None)
+
+
+def peers_of(name: str, stream: Stream) -> dict[str, Callable[[], list[int]]]:
+    errors = stream.errors
+    if errors is not None:
+
+        def river(peer: str) -> Callable[[], list[int]]:
+            return lambda: river_detections(peer, errors)
+
+        return {peer: river(peer) for peer in ("ADWIN", "Page-Hinkley", "DDM")}
+    if "latency" in name:
+        return {"p95 > 1.1x rule": lambda: p95_rule_detections(stream)}
+    return {"Evidently column test": lambda: evidently_detections(stream)}
+
+
+# -- the table -----------------------------------------------------------------------------------
+
+
+def _median(values: Sequence[int | None]) -> float | None:
+    present = [value for value in values if value is not None]
+    # A detector that missed the change in more than half the seeds has no median delay.
+    if len(present) * 2 <= len(values) - 1 or not present:
+        return None
+    return float(statistics.median(present))
+
+
+def _shown(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def verdict(agent: tuple[float, float | None], peers: Mapping[str, tuple[float, float | None]]) -> str:
+    best_alarms = min(alarms for alarms, _ in peers.values())
+    delays = [delay for _, delay in peers.values() if delay is not None]
+    best_delay = min(delays) if delays else None
+    alarms, delay = agent
+    losses = []
+    if alarms > best_alarms:
+        losses.append(f"{alarms - best_alarms:g} more false alarms")
+    if best_delay is not None and (delay is None or delay > best_delay):
+        losses.append("never pages" if delay is None else f"{delay - best_delay:,.0f} records later")
+    return "meets" if not losses else "loses: " + ", ".join(losses)
+
+
+def run(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="bench.detection", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="reference 5k, stream 30k, 1 seed")
+    parser.add_argument("--only", action="append", default=None, help="run only scenarios containing this")
+    args = parser.parse_args([] if argv is None else argv)
+    size = QUICK if args.quick else FULL
+    print(
+        f"detection benchmark: reference {size.reference:,}, stream {size.stream:,}, change at "
+        f"{size.change:,} (none on stationary streams), {size.seeds} seed(s); peers' windows {PEER_WINDOW:,}"
+    )
+    print(f"{'scenario':<28}{'detector':<24}{'false alarms':>13}{'delay':>10}   goal")
+    for name, make in SCENARIOS.items():
+        if args.only and not any(part in name for part in args.only):
+            continue
+        results: dict[str, list[Outcome]] = {}
+        for seed in range(size.seeds):
+            stream = make(size, seed)
+            with tempfile.TemporaryDirectory(prefix="bench-detection-") as scratch:
+                results.setdefault("drift-agent", []).append(
+                    outcome(agent_pages(stream, pathlib.Path(scratch)), stream.change)
+                )
+            for peer, detect in peers_of(name, stream).items():
+                results.setdefault(peer, []).append(outcome(detect(), stream.change))
+        summary = {
+            detector: (
+                float(statistics.median(o.false_alarms for o in outcomes)),
+                _median([o.delay for o in outcomes]),
+            )
+            for detector, outcomes in results.items()
+        }
+        agent = summary.pop("drift-agent")
+        goal = verdict(agent, summary)
+        for detector, (alarms, delay) in [("drift-agent", agent), *summary.items()]:
+            shown_goal = goal if detector == "drift-agent" else ""
+            print(f"{name:<28}{detector:<24}{alarms:>13g}{_shown(delay):>10}   {shown_goal}")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    run(sys.argv[1:])

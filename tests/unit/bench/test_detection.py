@@ -1,0 +1,47 @@
+"""The detection benchmark measures what it says: streams change where they should, and the
+agent's pages and the peers' detections are scored against the change."""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+import pytest
+
+from bench import detection
+
+TINY = detection.Size(reference=3_000, stream=12_000, seeds=1)
+
+
+def test_outcome_counts_false_alarms_before_the_change_and_the_delay_after() -> None:
+    assert detection.outcome([10, 400, 1_250, 1_900], 1_000) == detection.Outcome(2, 250)
+    assert detection.outcome([10, 400], 1_000) == detection.Outcome(2, None)
+    assert detection.outcome([10, 400], None) == detection.Outcome(2, None)  # stationary: all false
+
+
+def test_verdict_compares_with_the_best_peer_on_both_counts() -> None:
+    peers = {"a": (0.0, 200.0), "b": (1.0, 100.0)}
+    assert detection.verdict((0.0, 90.0), peers) == "meets"
+    assert detection.verdict((0.0, 300.0), peers) == "loses: 200 records later"
+    assert detection.verdict((2.0, None), peers) == "loses: 2 more false alarms, never pages"
+
+
+def test_the_sea_stream_changes_concept_where_it_says() -> None:
+    stream = detection.sea(TINY, seed=0, width=1)
+    assert stream.errors is not None and stream.change == TINY.change
+    before, after = stream.errors[: stream.change], stream.errors[stream.change :]
+    assert float(np.mean(before)) == pytest.approx(0.10, abs=0.02)
+    assert float(np.mean(after)) == pytest.approx(0.22, abs=0.03)
+    # The reference carries its labels (a labelled reference), the stream its label records.
+    assert all("label" in row for row in stream.reference)
+    assert stream.labels is not None and len(stream.labels) == len(stream.records)
+
+
+def test_the_agent_pages_after_a_mean_shift_and_not_on_a_stationary_stream(tmp_path: pathlib.Path) -> None:
+    shifted = detection.gaussian(TINY, 0, features=5, shifted=3)
+    pages = detection.agent_pages(shifted, tmp_path)
+    assert shifted.change is not None
+    assert pages and min(pages) >= shifted.change
+    stationary = detection.gaussian(TINY, 0, features=5, shifted=0)
+    assert stationary.change is None
+    assert detection.agent_pages(stationary, tmp_path) == []
