@@ -38,6 +38,7 @@ class Hysteresis:
     raise_after: int
     clear_after: int
     critical_raise_after: int
+    strong_raise_after: int
     max_opens: int
     flapping_window_s: float
 
@@ -117,16 +118,25 @@ def step(
     hysteresis: Hysteresis,
     now: float,
     model_version: str | None,
+    strong: bool = False,
 ) -> Transition:
-    """Advance ``incident`` (mutated in place: callers pass their own copy) by one window."""
+    """Advance ``incident`` (mutated in place: callers pass their own copy) by one window.
+
+    ``strong``: the window's evidence is overwhelming (``Rule.strong_p_value``)."""
     incident.updated_at = now
     if drifted:
-        return _drifted_window(incident, severity, hysteresis, now, model_version)
+        return _drifted_window(incident, severity, hysteresis, now, model_version, strong=strong)
     return _clean_window(incident, hysteresis, now)
 
 
 def _drifted_window(
-    incident: IncidentState, severity: Severity, hysteresis: Hysteresis, now: float, model_version: str | None
+    incident: IncidentState,
+    severity: Severity,
+    hysteresis: Hysteresis,
+    now: float,
+    model_version: str | None,
+    *,
+    strong: bool,
 ) -> Transition:
     incident.drift_streak += 1
     incident.clean_streak = 0
@@ -141,6 +151,8 @@ def _drifted_window(
             return Transition("escalated", notify=severity)
         return Transition("updated")
     needed = hysteresis.critical_raise_after if severity is Severity.CRITICAL else hysteresis.raise_after
+    if strong and severity.at_least(Severity.MODERATE):
+        needed = min(needed, hysteresis.strong_raise_after)
     if incident.drift_streak < needed:
         incident.status = "pending"
         incident.severity = severity

@@ -65,6 +65,7 @@ class _Planner:
                 raise_after=rule.raise_after,
                 clear_after=rule.clear_after,
                 critical_raise_after=rule.critical_raise_after,
+                strong_raise_after=rule.strong_raise_after,
                 max_opens=self.policy.flapping.max_opens,
                 flapping_window_s=self.policy.flapping.window_s,
             )
@@ -78,6 +79,7 @@ class _Planner:
                 hysteresis=hysteresis,
                 now=self.now,
                 model_version=version,
+                strong=_overwhelming(drifted_units, rule),
             )
             event = transition.event
             if transition.notify is not vocabulary.Severity.NONE:
@@ -308,3 +310,11 @@ class _Notice:
             model_version=incident.model_version,
             params=params,
         )
+
+
+def _overwhelming(drifted: list[_Judged], rule: Rule) -> bool:
+    """Some drifted unit's test gave a p-value at or below the rule's ``strong_p_value``."""
+    limit = rule.strong_p_value
+    return limit is not None and any(
+        j.unit.result.p_value is not None and j.unit.result.p_value <= limit for j in drifted
+    )

@@ -138,6 +138,17 @@ class Rule(_Model):
     critical_raise_after: int = pydantic.Field(
         1, ge=1, description="Consecutive critical windows before it opens (critical acts now)."
     )
+    strong_p_value: float | None = pydantic.Field(
+        1e-6,
+        gt=0,
+        lt=1,
+        description="Overwhelming evidence: a drifted window of moderate or worse whose test gave a "
+        "p-value at or below this opens after strong_raise_after windows. Each unit then fires falsely "
+        "in at most this fraction of stationary windows. null = persistence only.",
+    )
+    strong_raise_after: int = pydantic.Field(
+        1, ge=1, description="Consecutive drifted windows with overwhelming evidence before it opens."
+    )
     clear_after: int = pydantic.Field(3, ge=1, description="Consecutive clean windows before it resolves.")
     min_samples: int = pydantic.Field(
         100,

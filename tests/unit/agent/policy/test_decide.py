@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from actions import base as actions_base
 from actions import vocabulary
 from agent import policy
+from detectors import base
 from tests.unit.agent import factories as f
 
 ALERT = actions_base.ActionKind.ALERT
@@ -366,3 +368,26 @@ def test_alert_params_describe_the_incident_for_the_sinks() -> None:
     assert "model/data_drift/all" in params["override_hint"]
     assert params["labels"] == {"family": "data_drift", "group": "all", "rule": "data-drift"}
     json.dumps(run.decisions[-1].to_json(), allow_nan=False)
+
+
+def test_overwhelming_evidence_opens_at_once_and_weak_evidence_needs_persistence() -> None:
+    def strong_drop(p_value: float) -> list[base.DetectorResult]:
+        return [dataclasses.replace(f.perf_result(0.08), p_value=p_value)]  # a severe accuracy drop
+
+    overwhelming = f.Run().window(strong_drop(1e-9), 0.0)
+    assert f.events(overwhelming) == ["opened"] and overwhelming.severity is vocabulary.Severity.SEVERE
+    # The same drop on a test that is merely significant waits for raise_after windows.
+    run = f.Run()
+    assert [f.events(run.window(strong_drop(1e-3), t)) for t in (0.0, 60.0, 120.0)] == [
+        ["pending"],
+        ["pending"],
+        ["opened"],
+    ]
+    # Overwhelming but immaterial (minor) evidence does not skip persistence either.
+    minor = f.Run().window([f.pvalue_result("f0", drifted=True, p_value=1e-9)], 0.0)
+    assert f.events(minor) == ["pending"]
+    # strong_p_value: null keeps persistence only.
+    config = policy.PolicyConfig.model_validate(
+        {**policy.PolicyConfig().model_dump(), "rules": [{"id": "all", "strong_p_value": None}]}
+    )
+    assert f.events(f.Run(config=config).window(strong_drop(1e-9), 0.0)) == ["pending"]
