@@ -206,6 +206,10 @@ def default_rules() -> tuple[Rule, ...]:
             family="data_drift",
             drifted_share=Bands(moderate=0.2, severe=0.5),
             score_ratio=Bands(moderate=2.0, severe=4.0),
+            # A material shift of one feature alerts on its own (one drifted feature of many
+            # is only a small share): Jensen-Shannon distance of a categorical's shares, normed
+            # Wasserstein of a numeric column, or the test's effect size.
+            effect_size=Bands(moderate=0.15),
         ),
     )
 

@@ -20,7 +20,7 @@ def pvalue_result(
     *,
     drifted: bool,
     detector: str = "ks",
-    effect: float | None = 0.3,
+    effect: float | None = 0.1,  # below the data-drift rule's material floor (0.15): graded by share
     n: int = 500,
     version: str | None = "1",
     segment: Mapping[str, str] | None = None,
@@ -51,7 +51,7 @@ def data_window(
     *,
     n_features: int = 10,
     n: int = 500,
-    effect: float | None = 0.3,
+    effect: float | None = 0.1,  # below the data-drift rule's material floor (0.15): graded by share
     version: str | None = "1",
     segment: Mapping[str, str] | None = None,
 ) -> list[base.DetectorResult]:

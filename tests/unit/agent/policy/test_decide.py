@@ -384,10 +384,20 @@ def test_overwhelming_evidence_opens_at_once_and_weak_evidence_needs_persistence
         ["opened"],
     ]
     # Overwhelming but immaterial (minor) evidence does not skip persistence either.
-    minor = f.Run().window([f.pvalue_result("f0", drifted=True, p_value=1e-9)], 0.0)
+    minor = f.Run().window([f.pvalue_result("f0", drifted=True, p_value=1e-9, effect=0.1)], 0.0)
     assert f.events(minor) == ["pending"]
     # strong_p_value: null keeps persistence only.
     config = policy.PolicyConfig.model_validate(
         {**policy.PolicyConfig().model_dump(), "rules": [{"id": "all", "strong_p_value": None}]}
     )
     assert f.events(f.Run(config=config).window(strong_drop(1e-9), 0.0)) == ["pending"]
+
+
+def test_one_feature_with_a_material_shift_alerts_on_its_own() -> None:
+    material = f.Run()
+    material.windows([f.data_window(1, n_features=20, effect=0.2)] * 3, 0.0)
+    assert f.kinds(material.decisions[-1]) == [ALERT]
+    assert material.decisions[-1].severity is vocabulary.Severity.MODERATE
+    slight = f.Run()
+    slight.windows([f.data_window(1, n_features=20, effect=0.1)] * 3, 0.0)
+    assert f.kinds(slight.decisions[-1]) == [LOG]  # one of 20 features, slightly: minor, logged
