@@ -9,6 +9,7 @@ shared journal topic: nothing is asked of a process that may be dead.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -303,6 +304,36 @@ def topology(
         "runtime": {"model_name": "churn"},
     }
     return stem, settings, sinks.environ(alerts_url, "R0UT1NGKEY")
+
+
+@contextlib.contextmanager
+def running_cluster(
+    tmp: pathlib.Path,
+    kafka_broker: broker.EmbeddedBroker,
+    sink_url: str,
+    *,
+    agents: int,
+    partitions: int,
+    window: int,
+    reference: int,
+    started: int | None = None,
+    configure: Callable[[dict[str, Any]], None] | None = None,
+) -> Iterator[tuple[Cluster, str]]:
+    """``agents`` agents of a fresh topology (its stem is yielded), the first ``started`` of them
+    (all by default) running and assigned; stopped on exit. ``configure`` edits the settings."""
+    stem, settings, environ = topology(
+        kafka_broker, sink_url, partitions=partitions, window=window, reference=reference
+    )
+    if configure is not None:
+        configure(settings)
+    cluster = Cluster(tmp / stem, kafka_broker, name=stem, agents=agents, settings=settings, environ=environ)
+    for agent in cluster.agents[:started]:
+        agent.start()
+    try:
+        cluster.wait_ready()
+        yield cluster, stem
+    finally:
+        cluster.stop()
 
 
 def wait_for(

@@ -8,12 +8,13 @@ journal topic and from the alert receiver (the stand-in for Slack's endpoint).
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import math
 import pathlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -42,6 +43,23 @@ def alerts() -> Iterator[receiver.AlertReceiver]:
     running.stop()
 
 
+def shared_group(
+    tmp: pathlib.Path,
+    kafka_broker: broker.EmbeddedBroker,
+    sink_url: str,
+    *,
+    agents: int,
+    started: int | None = None,
+    configure: Callable[[dict[str, Any]], None] | None = None,
+) -> contextlib.AbstractContextManager[tuple[cluster_mod.Cluster, str]]:
+    """``running_cluster`` in this module's topology (partitions, windows, reference)."""
+    return cluster_mod.running_cluster(
+        tmp, kafka_broker, sink_url, agents=agents, partitions=PARTITIONS, window=WINDOW,
+        reference=REFERENCE, started=started, configure=configure,
+    )  # fmt: skip
+
+
+@contextlib.contextmanager
 def run(
     tmp: pathlib.Path,
     kafka_broker: broker.EmbeddedBroker,
@@ -49,45 +67,46 @@ def run(
     *,
     agents: int,
     seed: int = 5,
-) -> tuple[cluster_mod.Cluster, str]:
-    stem, settings, environ = cluster_mod.topology(
-        kafka_broker, alerts.url, partitions=PARTITIONS, window=WINDOW, reference=REFERENCE
-    )
-    # Event-time windows of WINDOW records' worth of time: comparable across runs (see first_paging_window).
-    settings["window"] = {"kind": "time", "duration_s": WINDOW_S}
-    agents_cluster = cluster_mod.Cluster(
-        tmp / stem, kafka_broker, name=stem, agents=agents, settings=settings, environ=environ
-    )
-    agents_cluster.start()
-    agents_cluster.wait_ready()
-    bootstrap, predictions = kafka_broker.bootstrap_servers, f"{stem}.predictions"
+) -> Iterator[cluster_mod.Cluster]:
+    """``agents`` agents judging the drifting stream to its end (stopped on exit)."""
 
-    def produce(start: int, count: int, seed: int) -> None:
-        cluster_mod.produce_stream(
-            bootstrap, predictions, f"{stem}.labels", count=count, start=start, drift_from=DRIFT_FROM,
-            seed=seed, rate=RATE,
-        )  # fmt: skip
+    def time_windows(settings: dict[str, Any]) -> None:
+        # Event-time windows of WINDOW records' worth of time: comparable across runs
+        # (see first_paging_window).
+        settings["window"] = {"kind": "time", "duration_s": WINDOW_S}
 
-    # The reference first, and taken in before the rest: an agent that fell behind would otherwise
-    # read one input partition's records far into the stream before another's, and its first
-    # REFERENCE records would reach into the drift.
-    produce(0, REFERENCE, seed)
-    cluster_mod.wait_for(
-        lambda: cluster_mod.committed_total(bootstrap, stem, predictions, PARTITIONS) >= REFERENCE,
-        what="the reference records ingested",
-        logs=agents_cluster.logs,
-    )
-    produce(REFERENCE, RECORDS - REFERENCE, seed + 1)
-    # The time window holding the last records closes on the clock, its grace after the stream.
-    last = cluster_mod.EPOCH + (RECORDS - 1) * cluster_mod.EVENT_SPACING_S - WINDOW_S
-    cluster_mod.wait_for(
-        lambda: any(
-            d["window"]["last_event_time"] >= last for d in agents_cluster.decisions() if d.get("window")
-        ),
-        what="the windows up to the end of the stream judged",
-        logs=agents_cluster.logs,
-    )
-    return agents_cluster, stem
+    with shared_group(tmp, kafka_broker, alerts.url, agents=agents, configure=time_windows) as (
+        agents_cluster,
+        stem,
+    ):
+        bootstrap, predictions = kafka_broker.bootstrap_servers, f"{stem}.predictions"
+
+        def produce(start: int, count: int, seed: int) -> None:
+            cluster_mod.produce_stream(
+                bootstrap, predictions, f"{stem}.labels", count=count, start=start, drift_from=DRIFT_FROM,
+                seed=seed, rate=RATE,
+            )  # fmt: skip
+
+        # The reference first, and taken in before the rest: an agent that fell behind would otherwise
+        # read one input partition's records far into the stream before another's, and its first
+        # REFERENCE records would reach into the drift.
+        produce(0, REFERENCE, seed)
+        cluster_mod.wait_for(
+            lambda: cluster_mod.committed_total(bootstrap, stem, predictions, PARTITIONS) >= REFERENCE,
+            what="the reference records ingested",
+            logs=agents_cluster.logs,
+        )
+        produce(REFERENCE, RECORDS - REFERENCE, seed + 1)
+        # The time window holding the last records closes on the clock, its grace after the stream.
+        last = cluster_mod.EPOCH + (RECORDS - 1) * cluster_mod.EVENT_SPACING_S - WINDOW_S
+        cluster_mod.wait_for(
+            lambda: any(
+                d["window"]["last_event_time"] >= last for d in agents_cluster.decisions() if d.get("window")
+            ),
+            what="the windows up to the end of the stream judged",
+            logs=agents_cluster.logs,
+        )
+        yield agents_cluster
 
 
 def first_paging_window(agents_cluster: cluster_mod.Cluster) -> float:
@@ -115,21 +134,15 @@ def alert_keys(journal: dict[str, dict[str, Any]]) -> list[str]:
 def test_three_agents_judge_and_act_as_one(
     tmp_path: pathlib.Path, kafka_broker: broker.EmbeddedBroker, alerts: receiver.AlertReceiver
 ) -> None:
-    one, _ = run(tmp_path, kafka_broker, alerts, agents=1)
-    try:
+    with run(tmp_path, kafka_broker, alerts, agents=1) as one:
         one_page, one_journal = first_paging_window(one), one.journal()
-    finally:
-        one.stop()
     delivered_by_one = len(alerts.snapshot())
-    three, _ = run(tmp_path, kafka_broker, alerts, agents=3)
-    try:
+    with run(tmp_path, kafka_broker, alerts, agents=3) as three:
         three_page, three_journal = first_paging_window(three), three.journal()
         # Every agent ingested a share: the work was spread, not done by one.
         assert (
             sum(1 for agent in three.agents if any(e.get("kind") == "decision" for e in agent.audit())) >= 1
         )
-    finally:
-        three.stop()
     delivered_by_three = len(alerts.snapshot()) - delivered_by_one
     # The same windows alarm, one window either way: no page before the drift, and three agents
     # page within a window of where one agent pages (the default policy waits for three drifted
@@ -154,15 +167,7 @@ def test_drift_confined_to_one_input_partition_is_alerted(
     tmp_path: pathlib.Path, kafka_broker: broker.EmbeddedBroker, alerts: receiver.AlertReceiver
 ) -> None:
     """A producer keyed by pod (or version) can put one shift in one partition: it still pages."""
-    stem, settings, environ = cluster_mod.topology(
-        kafka_broker, alerts.url, partitions=PARTITIONS, window=WINDOW, reference=REFERENCE
-    )
-    agents = cluster_mod.Cluster(
-        tmp_path / stem, kafka_broker, name=stem, agents=3, settings=settings, environ=environ
-    )
-    agents.start()
-    agents.wait_ready()
-    try:
+    with shared_group(tmp_path, kafka_broker, alerts.url, agents=3) as (agents, stem):
         # Records go round-robin over the partitions; only partition 2's drift (every 4th record).
         cluster_mod.produce_stream(
             kafka_broker.bootstrap_servers,
@@ -182,8 +187,6 @@ def test_drift_confined_to_one_input_partition_is_alerted(
             what="an alert for the drift in partition 2",
             logs=agents.logs,
         )
-    finally:
-        agents.stop()
     assert any("data_drift" in (r.body.get("text") or "") for r in alerts.snapshot()), [
         r.headline() for r in alerts.snapshot()
     ]
@@ -192,20 +195,15 @@ def test_drift_confined_to_one_input_partition_is_alerted(
 def test_agents_joining_and_leaving_never_count_a_record_twice(
     tmp_path: pathlib.Path, kafka_broker: broker.EmbeddedBroker, alerts: receiver.AlertReceiver
 ) -> None:
-    stem, settings, environ = cluster_mod.topology(
-        kafka_broker, alerts.url, partitions=PARTITIONS, window=WINDOW, reference=REFERENCE
-    )
-    agents = cluster_mod.Cluster(
-        tmp_path / stem, kafka_broker, name=stem, agents=3, settings=settings, environ=environ
-    )
-    first, second, joiner = agents.agents
-    first.start()
-    second.start()
-    agents.wait_ready()
-    third = RECORDS // 3
-    produce = {"count": third, "drift_from": None, "seed": 11, "rate": RATE}
-    bootstrap, predictions, labels = kafka_broker.bootstrap_servers, f"{stem}.predictions", f"{stem}.labels"
-    try:
+    with shared_group(tmp_path, kafka_broker, alerts.url, agents=3, started=2) as (agents, stem):
+        first, _, joiner = agents.agents
+        third = RECORDS // 3
+        produce = {"count": third, "drift_from": None, "seed": 11, "rate": RATE}
+        bootstrap, predictions, labels = (
+            kafka_broker.bootstrap_servers,
+            f"{stem}.predictions",
+            f"{stem}.labels",
+        )
         cluster_mod.produce_stream(bootstrap, predictions, labels, **produce)  # type: ignore[arg-type]
         joiner.start()  # a pod scaled up mid-stream: the group rebalances
         # The embedded broker never settles a group that a member leaves while a join is still
@@ -216,7 +214,7 @@ def test_agents_joining_and_leaving_never_count_a_record_twice(
         cluster_mod.produce_stream(bootstrap, predictions, labels, start=2 * third, **produce)  # type: ignore[arg-type]
 
         def counted() -> int:
-            state = cluster_mod.stored_states(bootstrap, settings).get("churn")
+            state = cluster_mod.stored_states(bootstrap, agents.settings).get("churn")
             return int(state.predictions) if state is not None else 0
 
         seen: list[int] = []
@@ -232,8 +230,6 @@ def test_agents_joining_and_leaving_never_count_a_record_twice(
         )
         time.sleep(3.0)  # a late duplicate would show up in the next stored state
         total = counted()
-    finally:
-        agents.stop()
     assert total == RECORDS, f"{total} predictions counted for {RECORDS} produced"
     windows = agents.windows()
     assert windows == {
@@ -277,40 +273,40 @@ def test_sigterm_drains_within_the_grace_period_without_losing_a_queued_action(
     tmp_path: pathlib.Path, kafka_broker: broker.EmbeddedBroker
 ) -> None:
     slow = SlowReceiver(delay_s=3.0)
-    stem, settings, environ = cluster_mod.topology(
-        kafka_broker, slow.url, partitions=PARTITIONS, window=WINDOW, reference=REFERENCE
-    )
-    agents = cluster_mod.Cluster(
-        tmp_path / stem, kafka_broker, name=stem, agents=2, settings=settings, environ=environ
-    )
-    agents.start()
-    agents.wait_ready()
     try:
-        cluster_mod.produce_stream(
-            kafka_broker.bootstrap_servers, f"{stem}.predictions", f"{stem}.labels",
-            count=RECORDS, drift_from=DRIFT_FROM, seed=13, rate=RATE,
-        )  # fmt: skip
-
-        def alert_in_hand() -> bool:
-            return any(
-                r["request"]["kind"] == "alert" and not r.get("outcome") for r in agents.journal().values()
-            )
-
-        cluster_mod.wait_for(alert_in_hand, what="an alert begun and not yet answered", logs=agents.logs)
-        executor = next(a for a in agents.agents if ".actions[0]" in "".join(a.log_tail(400).splitlines()))
-        drained_in = executor.terminate(GRACE_S)
-        decided = {a["idempotency_key"] for d in agents.decisions() for a in d["actions"]}
-        cluster_mod.wait_for(
-            lambda: decided <= {k for k, r in agents.journal().items() if r.get("outcome")},
-            what="every decided action journaled as done",
-            logs=agents.logs,
-        )
-        journal = agents.journal()
+        with shared_group(tmp_path, kafka_broker, slow.url, agents=2) as (agents, stem):
+            drained_in, decided, journal = drain_while_an_alert_is_in_hand(agents, stem, kafka_broker)
     finally:
-        agents.stop()
         slow.close()
     # The chart's grace period is runtime.drain_timeout_s plus a margin: the drain fits in it.
     assert drained_in < GRACE_S, drained_in
     alerts = [key for key in decided if journal[key]["request"]["kind"] == "alert"]
     assert alerts and all(journal[key]["outcome"]["status"] == "succeeded" for key in alerts)
     assert len(slow.bodies) == len(alerts), "an alert was lost or sent twice across the drain"
+
+
+def drain_while_an_alert_is_in_hand(
+    agents: cluster_mod.Cluster, stem: str, kafka_broker: broker.EmbeddedBroker
+) -> tuple[float, set[str], dict[str, dict[str, Any]]]:
+    """SIGTERM to the executor while an alert it began is unanswered: how long the drain took,
+    the keys of every decided action, and the journal once they are all done."""
+    cluster_mod.produce_stream(
+        kafka_broker.bootstrap_servers, f"{stem}.predictions", f"{stem}.labels",
+        count=RECORDS, drift_from=DRIFT_FROM, seed=13, rate=RATE,
+    )  # fmt: skip
+
+    def alert_in_hand() -> bool:
+        return any(
+            r["request"]["kind"] == "alert" and not r.get("outcome") for r in agents.journal().values()
+        )
+
+    cluster_mod.wait_for(alert_in_hand, what="an alert begun and not yet answered", logs=agents.logs)
+    executor = next(a for a in agents.agents if ".actions[0]" in "".join(a.log_tail(400).splitlines()))
+    drained_in = executor.terminate(GRACE_S)
+    decided = {a["idempotency_key"] for d in agents.decisions() for a in d["actions"]}
+    cluster_mod.wait_for(
+        lambda: decided <= {k for k, r in agents.journal().items() if r.get("outcome")},
+        what="every decided action journaled as done",
+        logs=agents.logs,
+    )
+    return drained_in, decided, agents.journal()
