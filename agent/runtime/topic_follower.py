@@ -46,6 +46,8 @@ class TopicFollower:
         self._active = active if active is not None else (lambda: True)
         self._on_restart = on_restart
         self._stopping = threading.Event()
+        # Set once the follower knows where it reads from (the end, or the backfill before it).
+        self.positioned = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.handled = 0
 
@@ -66,6 +68,7 @@ class TopicFollower:
             consumer: kafka.KafkaConsumer | None = None
             try:
                 consumer = self._open()
+                self.positioned.set()
                 while not self._stopping.is_set() and self._active():
                     for records in consumer.poll(timeout_ms=POLL_TIMEOUT_MS).values():
                         for record in records:
@@ -74,6 +77,7 @@ class TopicFollower:
                 log.warning("following %s: %s; again in %.0fs", self._topic, exc, RECONNECT_S)
                 self._stopping.wait(RECONNECT_S)
             finally:
+                self.positioned.clear()
                 if consumer is not None:
                     consumer.close()
 
@@ -92,6 +96,7 @@ class TopicFollower:
             consumer.seek(partition, max(first, end - self._backfill))
         else:
             consumer.seek_to_end(partition)
+            consumer.position(partition)  # resolve "the end" now, not at the first fetch
         return consumer
 
     def _hand_on(self, key: bytes | None, value: bytes | None) -> None:

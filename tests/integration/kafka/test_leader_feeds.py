@@ -16,14 +16,20 @@ from actions.canary import state as canary_state
 from agent import settings as settings_mod
 from agent.ingest import records
 from agent.respond import training
-from agent.runtime import canary_sharing, training_sharing
+from agent.runtime import canary_sharing, topic_follower, training_sharing
 from demo import broker
 from detectors import window as window_mod
 from tests.infra import kafka as kafka_infra
 from tests.support.canary import factories as f
 
-# The followers read from the end of a topic: give them time to find it before producing.
-FIND_END_S = 2.0
+# The followers read from the end of a topic: they must have found it before anything is produced.
+FIND_END_S = 30.0
+
+
+def wait_positioned(*followers: topic_follower.TopicFollower) -> None:
+    for follower in followers:
+        assert follower.positioned.wait(FIND_END_S), "the follower never found where to read from"
+
 
 pytestmark = pytest.mark.integration
 
@@ -75,7 +81,7 @@ def test_windows_reach_every_follower_only_while_the_model_serves_two_versions(
     try:
         for follower in followers:
             follower.start()
-        time.sleep(FIND_END_S)
+        wait_positioned(*followers)
         publisher = canary_sharing.WindowPublisher(producer, topic_name)
         sent = [
             publisher.publish("churn", window("1", seed=0), labelled=False),  # one version: kept back
@@ -108,7 +114,7 @@ def test_an_unreadable_window_is_skipped_and_the_follower_goes_on(
     follower = canary_sharing.window_follower(config, topic_name, received)
     try:
         follower.start()
-        time.sleep(FIND_END_S)
+        wait_positioned(follower)
         producer.send(topic_name, key=b"churn", value=b"\x00not a window", partition=0)
         producer.send(topic_name, key=b"churn", value=canary_sharing.encode_window(window("2")), partition=0)
         producer.flush()
@@ -175,7 +181,7 @@ def test_rows_reach_the_lease_holder_and_a_new_holder_reads_the_newest_back(
     try:
         for follower in followers.values():
             follower.start()
-        time.sleep(FIND_END_S)
+        wait_positioned(followers["a"])  # b does not hold the Lease: it reads nothing yet
         for i in range(250):
             publisher.add(record(i), float(i % 2))
         publisher.flush()  # the last 50 go too
