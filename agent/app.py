@@ -242,12 +242,12 @@ class Agent:
             is_leader=lambda: True,  # one evaluator per model: the owner records its health
             labels_flow=settings.kafka.labels_topic is not None,
         )
-        self.sidecar = sidecar.Sidecar(
+        self.sidecar: sidecar.Sidecar[Stages] = sidecar.Sidecar(
             kafka_settings=settings.kafka,
             streams=settings.streams,
             runtime=settings.runtime,
             metrics=self.metrics,
-            build=self._build_stages,
+            build=lambda internal, counts: Stages(self, internal, counts),
         )
         self._window_fill: tuple[collectors.Sample, ...] = ()
         collectors.register_gauge(metrics_registry, collectors.WINDOW_FILL, lambda: self._window_fill)
@@ -261,12 +261,7 @@ class Agent:
             readiness_reason=self.sidecar.readiness_reason,
         )
         self._last_policy_tick = 0.0
-        self._stages: Stages | None = None
         self._supervise()
-
-    def _build_stages(self, internal: topics.InternalTopics, counts: dict[str, int]) -> Stages:
-        self._stages = Stages(self, internal, counts)
-        return self._stages
 
     def build_executor(
         self, journal: idempotency.IdempotencyStore, act: act_stage.ActStage
@@ -360,8 +355,9 @@ class Agent:
     def on_evaluation(self, model: str, evaluation: engine_mod.Evaluation) -> None:
         self.metrics.window_closed(evaluation.window.model_version or "")
         self.detector_metrics.observe(evaluation.results)
-        if self._stages is not None and self._stages.windows is not None:
-            self._stages.windows.publish(model, evaluation.window, labelled=evaluation.labelled)
+        stages = self.sidecar.stages
+        if stages is not None and stages.windows is not None:
+            stages.windows.publish(model, evaluation.window, labelled=evaluation.labelled)
         decision = evaluation.decision
         if isinstance(decision, policy.Decision):
             self.health_recorder.observe(evaluation, decision)
@@ -369,8 +365,9 @@ class Agent:
             self.on_evaluation_hook(evaluation)
 
     def _on_joined(self, record: records.PredictionRecord, label: engine_mod.Label) -> None:
-        if self._stages is not None and self._stages.training_rows is not None:
-            self._stages.training_rows.add(record, label)
+        stages = self.sidecar.stages
+        if stages is not None and stages.training_rows is not None:
+            stages.training_rows.add(record, label)
 
     def on_decision(self, model: str, decision: policy.Decision, window: Mapping[str, Any] | None) -> None:
         executor.audit_decision(self.audit, decision, window)
@@ -385,8 +382,8 @@ class Agent:
         if now - self._last_policy_tick >= POLICY_TICK_S:
             self._last_policy_tick = now
             stages.evaluate.tick(now)
-            if self._stages is not None and self._stages.training_rows is not None:
-                self._stages.training_rows.flush()
+            if stages.training_rows is not None:
+                stages.training_rows.flush()
         self._window_fill = tuple(
             sample
             for evaluator in stages.evaluate.evaluators.values()

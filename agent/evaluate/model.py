@@ -163,7 +163,7 @@ class ModelEvaluator:
         active = [
             event_time
             for partition, event_time in self._watermarks.items()
-            if now - self._advanced_at.get(partition, now) < self._idle_input_s
+            if now - self._advanced_at[partition] < self._idle_input_s
         ]
         return min(active) if active else None
 

@@ -23,9 +23,9 @@ from detectors import window as window_mod
 
 WindowKey = tuple[str, tuple[tuple[str, str], ...]]
 Label = int | float | str
-# Bumped when EngineState changes shape: an older agent's state is then dropped, never misread.
 log = logging.getLogger(__name__)
 
+# Bumped when EngineState changes shape: an older agent's state is then dropped, never misread.
 STATE_FORMAT = 1
 
 

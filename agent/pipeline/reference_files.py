@@ -104,21 +104,29 @@ def read_records(
     result = LoadResult(records=[])
     for row_number, row in enumerate(rows, start=1):
         result.rows += 1
-        parsed = parser.parse_prediction(row) if isinstance(row, bytes) else parser.parse_prediction_obj(row)
-        label = parser.reference_label(row) if not isinstance(parsed, records_mod.Rejected) else None
-        rejected = parsed if isinstance(parsed, records_mod.Rejected) else label
-        if isinstance(rejected, records_mod.Rejected):
+        parsed = _labelled_row(parser, row)
+        if isinstance(parsed, records_mod.Rejected):
             result.rejected += 1
             if len(result.first_rejections) < _REPORTED_REJECTIONS:
-                result.first_rejections.append(f"row {row_number}: {rejected.reason}: {rejected.detail}")
+                result.first_rejections.append(f"row {row_number}: {parsed.reason}: {parsed.detail}")
             continue
-        assert not isinstance(parsed, records_mod.Rejected) and not isinstance(label, records_mod.Rejected)
-        reservoir.offer((parsed, label))
+        reservoir.offer(parsed)
     kept = reservoir.items()
     result.records = [record for record, _ in kept]
     result.labels = [label for _, label in kept]
     result.sampled = max_rows is not None and reservoir.seen > max_rows
     return result
+
+
+def _labelled_row(
+    parser: parsing.RecordParser, row: Any
+) -> tuple[records_mod.PredictionRecord, Label] | records_mod.Rejected:
+    """A row's record and its label (None when it carries none), or why the row is refused."""
+    record = parser.parse_prediction(row) if isinstance(row, bytes) else parser.parse_prediction_obj(row)
+    if isinstance(record, records_mod.Rejected):
+        return record
+    label = parser.reference_label(row)
+    return label if isinstance(label, records_mod.Rejected) else (record, label)
 
 
 def load_records(

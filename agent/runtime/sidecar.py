@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 import kafka
 from kafka import errors as kafka_errors
@@ -42,8 +42,12 @@ class Stages(Protocol):
     act: act_stage.ActStage
 
 
-class Sidecar:
-    """The loop over the stages; ``build`` makes them once the topology is in place."""
+StagesT = TypeVar("StagesT", bound=Stages)
+
+
+class Sidecar(Generic[StagesT]):
+    """The loop over the stages; ``build`` makes them once the topology is in place (``stages``
+    is what ``build`` returned, with its own type: the composition root reads its extra parts)."""
 
     def __init__(
         self,
@@ -52,7 +56,7 @@ class Sidecar:
         streams: settings_mod.StreamsSettings,
         runtime: settings_mod.RuntimeSettings,
         metrics: metrics_mod.AgentMetrics,
-        build: Callable[[topics.InternalTopics, dict[str, int]], Stages],
+        build: Callable[[topics.InternalTopics, dict[str, int]], StagesT],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._kafka = kafka_settings
@@ -65,11 +69,11 @@ class Sidecar:
             kafka_settings.reconnect_backoff_initial_s, kafka_settings.reconnect_backoff_max_s, clock
         )
         self._topology_error: str | None = None
-        self.stages: Stages | None = None
+        self.stages: StagesT | None = None
         self.consumer: source.KafkaSource | None = None
         self.stop_requested = threading.Event()
 
-    def _ensure_stages(self) -> tuple[Stages, source.KafkaSource] | None:
+    def _ensure_stages(self) -> tuple[StagesT, source.KafkaSource] | None:
         if self.stages is not None and self.consumer is not None:
             return self.stages, self.consumer
         if not self._backoff.ready():
