@@ -353,10 +353,11 @@ class Agent:
     # -- hooks of the evaluate stage ---------------------------------------------------------------
 
     def on_evaluation(self, model: str, evaluation: engine_mod.Evaluation) -> None:
-        self.metrics.window_closed(evaluation.window.model_version or "")
         self.detector_metrics.observe(evaluation.results)
         stages = self.sidecar.stages
-        if stages is not None and stages.windows is not None:
+        if not evaluation.at_record:
+            self.metrics.window_closed(evaluation.window.model_version or "")
+        if not evaluation.at_record and stages is not None and stages.windows is not None:
             stages.windows.publish(model, evaluation.window, labelled=evaluation.labelled)
         decision = evaluation.decision
         if isinstance(decision, policy.Decision):

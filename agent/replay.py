@@ -62,6 +62,7 @@ def result_event(result: base.DetectorResult, evaluation: engine_mod.Evaluation)
         "model_version": result.model_version,
         "segment": dict(result.segment) if result.segment else None,
         "labelled_window": evaluation.labelled,
+        "at_record": evaluation.at_record,
     }
 
 
@@ -100,6 +101,7 @@ def decision_event(evaluation: engine_mod.Evaluation) -> dict[str, Any]:
         "incidents": [r.incident_id for r in decision.incidents if r.status == "open"],
         "model_version": evaluation.window.model_version,
         "labelled_window": evaluation.labelled,
+        "at_record": evaluation.at_record,
     }
 
 

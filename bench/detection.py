@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import io
 import itertools
 import json
@@ -126,47 +127,75 @@ def latency(size: Size, seed: int) -> Stream:
     return Stream(reference, records, None, size.change)
 
 
-def sea(size: Size, seed: int, *, width: int) -> Stream:
-    """River's SEA generator (10% label noise), concept 0 -> 3 centred on ``size.change`` over
-    ``width`` records; the served model is concept 0's rule (x1 + x2 > 8), so its errors rise from
-    10% to about 22%. A gradual change counts from half a width before its centre, where the new
-    concept already has 12% of the traffic (River's sigmoid): pages from there on are detections."""
+def _river(name: str, concept: int, seed: int) -> Any:
+    """River's generator ``name`` with its ``concept``-th concept (classification function)."""
     from river.datasets import synth  # noqa: PLC0415 - bench-only dependency
 
-    total = size.reference + size.stream
-    position = size.reference + size.change
-    before, after = synth.SEA(variant=0, noise=0.1, seed=seed), synth.SEA(variant=3, noise=0.1, seed=seed + 1)
-    generator: Iterable[tuple[dict[int, float], bool]]
-    if width <= 1:
+    if name == "SEA":
+        return synth.SEA(variant=concept, noise=0.1, seed=seed)
+    if name == "Agrawal":
+        return synth.Agrawal(classification_function=concept, perturbation=0.05, seed=seed)
+    if name == "STAGGER":
+        return synth.STAGGER(classification_function=concept, seed=seed)
+    # Hyperplane's concept is its random weights: another seed, another hyperplane.
+    return synth.Hyperplane(seed=seed + 1000 * concept, n_features=10, noise_percentage=0.05)
+
+
+# Concepts before and after the change per generator (STAGGER has three, SEA and Agrawal more).
+_CONCEPTS = {"SEA": (0, 3), "Agrawal": (0, 2), "STAGGER": (0, 1), "Hyperplane": (0, 1)}
+
+
+def concept_change(size: Size, seed: int, *, generator: str, width: int | None) -> Stream:
+    """River's ``generator``: concept A, then B centred on ``size.change`` over ``width`` records
+    (1: abrupt; None: no change, concept A throughout). The served model is a decision tree fitted
+    on rows of concept A drawn before the reference (the reference is held-out data, as a
+    validation set is), so its errors rise when the concept moves. A gradual change
+    counts from half a width before its centre, where the new concept already has 12% of the
+    traffic (River's sigmoid): pages from there on are detections."""
+    from river.datasets import synth  # noqa: PLC0415 - bench-only dependency
+    from sklearn import tree  # noqa: PLC0415
+
+    training = size.reference
+    total = training + size.reference + size.stream
+    position = training + size.reference + size.change
+    first, second = _CONCEPTS[generator]
+    before, after = _river(generator, first, seed), _river(generator, second, seed + 1)
+    rows: Iterable[tuple[dict[Any, float], Any]]
+    if width is None:
+        rows = before.take(total)
+    elif width <= 1:
         # Abrupt: the second concept from ``position`` on (River's ConceptDriftStream overflows in
         # its sigmoid for a width of 1 on long streams).
-        generator = itertools.chain(before.take(position), after.take(total - position))
+        rows = itertools.chain(before.take(position), after.take(total - position))
     else:
-        generator = synth.ConceptDriftStream(
+        rows = synth.ConceptDriftStream(
             stream=before, drift_stream=after, position=position, width=width, seed=seed
         ).take(total)
-    rows = []
-    labels = []
-    errors = []
-    for index, (x, y) in enumerate(generator):
-        stream_index = index - size.reference
-        features = {f"x{j}": float(value) for j, value in x.items()}
-        prediction = float(features["x0"] + features["x1"] > 8.0)
-        label = float(bool(y))
-        rows.append(_record(stream_index, features, prediction))
-        labels.append(
-            {"request_id": f"r{stream_index}", "timestamp": rows[-1]["timestamp"] + 0.001, "label": label}
-        )
-        errors.append(float(prediction != label))
-    reference = [
-        {**row, "label": label["label"]} for row, label in zip(rows[: size.reference], labels, strict=False)
+    features, truth = zip(
+        *[({f"x{k}": float(v) for k, v in x.items()}, float(y)) for x, y in rows], strict=True
+    )
+    columns = sorted(features[0])
+    matrix = np.asarray([[row[c] for c in columns] for row in features])
+    served = tree.DecisionTreeClassifier(max_depth=8, random_state=seed)
+    served.fit(matrix[:training], truth[:training])
+    predictions = served.predict(matrix[training:]).tolist()
+    truth = truth[training:]
+    records = [
+        _record(index - size.reference, row, float(prediction))
+        for index, (row, prediction) in enumerate(zip(features[training:], predictions, strict=True))
     ]
+    labels = [
+        {"request_id": row["request_id"], "timestamp": row["timestamp"] + 0.001, "label": label}
+        for row, label in zip(records, truth, strict=True)
+    ]
+    errors = np.asarray(predictions) != np.asarray(truth)
+    change = None if width is None else size.change - (width // 2 if width > 1 else 0)
     return Stream(
-        reference,
-        rows[size.reference :],
+        [{**row, "label": label} for row, label in zip(records[: size.reference], truth, strict=False)],
+        records[size.reference :],
         labels[size.reference :],
-        size.change - (width // 2 if width > 1 else 0),
-        np.asarray(errors[size.reference :]),
+        change,
+        errors[size.reference :].astype(np.float64),
     )
 
 
@@ -179,8 +208,11 @@ SCENARIOS: dict[str, Callable[[Size, int], Stream]] = {
         size, seed, features=20, shifted=0, categorical=True
     ),
     "GPU latency +30%": latency,
-    "SEA abrupt concept drift": lambda size, seed: sea(size, seed, width=1),
-    "SEA gradual concept drift": lambda size, seed: sea(size, seed, width=10_000),
+    **{
+        f"{generator} {kind}": functools.partial(concept_change, generator=generator, width=width)
+        for generator in _CONCEPTS
+        for kind, width in (("stationary", None), ("abrupt", 1), ("gradual", 10_000))
+    },
 }
 
 

@@ -54,6 +54,9 @@ class DetectorResult:
     model_version: str | None = None
     segment: Mapping[str, str] | None = None
     details: tuple[DetectorResult, ...] = ()
+    # Arrival index of the record at which a sequential test (fed record by record) fired; such an
+    # alarm is reported when that record arrives, not when a window closes. None for window verdicts.
+    alarm_at_record: int | None = None
     # Extra numbers worth exporting (latency quantiles, performance metrics, bands).
     extras: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
@@ -75,6 +78,7 @@ class DetectorResult:
             "missing_count": self.missing_count,
             "model_version": self.model_version,
             "segment": dict(self.segment) if self.segment is not None else None,
+            "alarm_at_record": self.alarm_at_record,
             "extras": dict(self.extras),
         }
         if self.details:
@@ -186,3 +190,32 @@ class NeedsReference(abc.ABC):
     @abc.abstractmethod
     def set_reference(self, reference: window_mod.Window) -> None:
         """Fix the reference that later windows are compared with."""
+
+
+class FedByRecord(abc.ABC):
+    """Ability: a sequential test fed one label-joined record at a time.
+
+    The agent hands every label-joined record to ``update_record`` as it arrives, so an alarm is
+    reported at the record where the test fired (``DetectorResult.alarm_at_record``), whatever
+    the window size; when a label window closes, ``summarise`` reports what the records fed since
+    the previous summary showed (the policy counts it like any window verdict).
+    """
+
+    @abc.abstractmethod
+    def update_record(
+        self,
+        prediction: object,
+        label: object,
+        index: int,
+        *,
+        model_version: str | None,
+        segment: Mapping[str, str] | None,
+    ) -> DetectorResult | None:
+        """Consume one record (``index``: its arrival position); a result only when the test fires."""
+
+    @abc.abstractmethod
+    def summarise(self, window: window_mod.Window) -> DetectorResult:
+        """The verdict over the records fed since the last summary (``window`` names version and segment).
+
+        Raises ``CannotRun`` when no usable record was fed since then.
+        """

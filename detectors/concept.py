@@ -64,6 +64,20 @@ def numeric_column(column: window_mod.Column, name: str) -> FloatArray:
     return out
 
 
+def record_error(prediction: object, label: object, task: Task) -> float | None:
+    """One record's error as ``Labelled`` counts it (1.0/0.0 wrong/right, or prediction - label);
+    None when either side is missing or, for regression, not a finite number."""
+    if task == "classification":
+        predicted, truth = _label_key(prediction), _label_key(label)
+        if predicted is None or truth is None:
+            return None
+        return float(predicted != truth)
+    if not isinstance(prediction, int | float) or not isinstance(label, int | float):
+        return None
+    error = float(prediction) - float(label)
+    return error if math.isfinite(error) else None
+
+
 class Labelled:
     """The rows of a window that carry both a prediction and a label."""
 

@@ -8,6 +8,9 @@ Rows whose label has not arrived (NaN/None) are left out.
 from __future__ import annotations
 
 import abc
+import collections
+import dataclasses
+import math
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal, Protocol
 
@@ -25,6 +28,13 @@ class StreamConfig(base.DetectorConfig):
         "classification",
         description="classification: the stream is 1 per wrong prediction, else 0; "
         "regression: the absolute error.",
+    )
+    effect_window: int = pydantic.Field(
+        250,
+        ge=10,
+        description="An alarm's effect size (what the policy grades) is the error rate of at most "
+        "this many newest labelled records (from their estimated change point) minus that of the records "
+        "before them since the previous alarm.",
     )
 
 
@@ -84,13 +94,32 @@ class _ChangeTest(Protocol):
 
     def load_state(self, state: Mapping[str, Any]) -> None: ...
 
+    def values_to_next_check(self) -> int: ...
 
-class _StreamDetector(base.Detector[Any]):
-    """Shared plumbing: error stream from the window, offsets mapped back to window rows.
+
+# Fewest newest values an alarm's effect size is measured on (fewer are noise).
+_MIN_EFFECT_VALUES = 30
+
+
+@dataclasses.dataclass(frozen=True)
+class _Alarm:
+    record: int
+    effect: float  # error rate of the newest records minus that of the ones before (NaN: too few)
+
+
+class _StreamDetector(base.Detector[Any], base.FedByRecord):
+    """Shared plumbing: the error stream from a window or record by record, alarms mapped back.
 
     The streaming test (``_test``) keeps its state across windows; ``reset`` forgets it. A
-    subclass builds the test from its config and, in ``_feed``, feeds it the window's stream and
-    picks the test's numbers for the result's extras.
+    subclass builds the test from its config and, in ``_feed``, feeds it values and picks the
+    test's numbers for the result's extras.
+
+    Fed by record (the agent's way), values wait in ``_pending`` only until the test's next check
+    point (ADWIN checks every ``clock`` values; DDM and Page-Hinkley at every value), so an alarm
+    is found at the record where the test fires, and ADWIN's vectorised scan is not paid per
+    record. An alarm's effect size: the mean of the newest values (at most ``effect_window``,
+    from their estimated change point) minus the mean of the values before them since the
+    previous alarm (the regime the test was watching).
     """
 
     family: ClassVar[base.DetectorFamily] = base.DetectorFamily.CONCEPT_DRIFT
@@ -101,24 +130,62 @@ class _StreamDetector(base.Detector[Any]):
     def __init__(self, config: StreamConfig, test: _ChangeTest) -> None:
         super().__init__(config)
         self._test = test
+        self._pending: list[float] = []
+        self._pending_records: list[int] = []
+        self._recent: collections.deque[float] = collections.deque(maxlen=config.effect_window)
+        # Sum and count of the values since the last alarm (or the start), the newest included.
+        self._since_alarm = [0.0, 0]
+        self._fed_since_summary = 0
+        self._alarms: list[_Alarm] = []
 
     def reset(self) -> None:
         self._test.reset()
+        self._pending, self._pending_records = [], []
+        self._recent.clear()
+        self._since_alarm = [0.0, 0]
+        self._fed_since_summary = 0
+        self._alarms = []
 
     def state(self) -> dict[str, Any]:
-        return self._test.state()
+        return {
+            "test": self._test.state(),
+            "pending": list(self._pending),
+            "pending_records": list(self._pending_records),
+            "recent": list(self._recent),
+            "since_alarm": list(self._since_alarm),
+            "fed_since_summary": self._fed_since_summary,
+            "alarms": [[alarm.record, alarm.effect] for alarm in self._alarms],
+        }
 
     def load_state(self, state: Mapping[str, Any]) -> None:
-        self._test.load_state(state)
+        if "test" not in state:  # written before record feeding: the test's state alone
+            self._test.load_state(state)
+            return
+        self._test.load_state(state["test"])
+        self._pending = [float(v) for v in state["pending"]]
+        self._pending_records = [int(i) for i in state["pending_records"]]
+        self._recent.clear()
+        self._recent.extend(float(v) for v in state["recent"])
+        self._since_alarm = [float(state["since_alarm"][0]), int(state["since_alarm"][1])]
+        self._fed_since_summary = int(state["fed_since_summary"])
+        self._alarms = [_Alarm(int(record), float(effect)) for record, effect in state["alarms"]]
+
+    # -- fed by window ------------------------------------------------------------------------------
 
     def update(self, window: window_mod.Window) -> base.DetectorResult:
         labelled = self._stream(window)
-        changes, extras = self._feed(labelled)
-        return self._result(window, labelled, changes, extras)
+        values = self._values_of(labelled.errors)
+        changes, extras = self._feed(values, labelled.rows)
+        return self._result(window, labelled, values, changes, extras)
 
     @abc.abstractmethod
-    def _feed(self, labelled: Labelled) -> tuple[streaming.IntArray, dict[str, float]]:
-        """Feed the window's stream to the test: the changes found (offsets into it) and extras."""
+    def _feed(
+        self, values: FloatArray, positions: streaming.IntArray
+    ) -> tuple[streaming.IntArray, dict[str, float]]:
+        """Feed ``values`` to the test: the changes found (indices into them) and extras.
+
+        ``positions[i]`` is where value i came from (a window row, or a record's arrival index).
+        """
 
     def _stream(self, window: window_mod.Window) -> Labelled:
         labelled = Labelled(window, self.config.task, self.name)
@@ -126,36 +193,124 @@ class _StreamDetector(base.Detector[Any]):
             raise base.CannotRun(f"{self.name}: no row of the window has its label yet")
         return labelled
 
-    def _values(self, labelled: Labelled) -> FloatArray:
-        if labelled.task == "classification":
-            return labelled.errors
-        return np.abs(labelled.errors)
+    def _values_of(self, errors: FloatArray) -> FloatArray:
+        """The test's stream from per-row errors (0/1 for classification, signed for regression)."""
+        if self.config.task == "classification":
+            return errors
+        return np.abs(errors)
 
     def _result(
         self,
         window: window_mod.Window,
         labelled: Labelled,
+        values: FloatArray,
         changes: npt.NDArray[np.int64],
         extras: dict[str, float],
     ) -> base.DetectorResult:
-        extras = {
-            "labelled": float(len(labelled)),
-            "error_mean": float(np.mean(self._values(labelled))),
-            **extras,
-        }
+        extras = {"labelled": float(len(labelled)), "error_mean": float(np.mean(values)), **extras}
         if len(changes):
             extras["first_change_offset"] = float(labelled.rows[changes[0]])
             extras["last_change_offset"] = float(labelled.rows[changes[-1]])
-        return base.DetectorResult(
-            detector=self.name,
-            family=base.DetectorFamily.CONCEPT_DRIFT,
-            feature=None,
+        return self._verdict(
             statistic="changes",
             score=float(len(changes)),
             threshold=1.0,
             drifted=bool(len(changes)),
             current_size=len(labelled),
             missing_count=labelled.missing,
+            model_version=window.model_version,
+            segment=window.segment,
+            extras=extras,
+        )
+
+    def _verdict(self, **fields: Any) -> base.DetectorResult:
+        """A dataset-level concept-drift result of this detector (``fields``: the rest)."""
+        return base.DetectorResult(
+            detector=self.name, family=base.DetectorFamily.CONCEPT_DRIFT, feature=None, **fields
+        )
+
+    # -- fed by record ------------------------------------------------------------------------------
+
+    def update_record(
+        self,
+        prediction: object,
+        label: object,
+        index: int,
+        *,
+        model_version: str | None,
+        segment: Mapping[str, str] | None,
+    ) -> base.DetectorResult | None:
+        error = concept.record_error(prediction, label, self.config.task)
+        if error is None:
+            return None
+        value = float(self._values_of(np.asarray([error]))[0])
+        self._recent.append(value)
+        self._since_alarm[0] += value
+        self._since_alarm[1] += 1
+        self._pending.append(value)
+        self._pending_records.append(index)
+        self._fed_since_summary += 1
+        if len(self._pending) < self._test.values_to_next_check():
+            return None
+        records = np.asarray(self._pending_records, dtype=np.int64)
+        changes, extras = self._feed(np.asarray(self._pending), records)
+        self._pending, self._pending_records = [], []
+        if not len(changes):
+            return None
+        # Values are fed up to the next check point only, so a change is at the last of them.
+        alarm = _Alarm(int(records[changes[-1]]), self._recent_effect())
+        self._alarms.append(alarm)
+        self._since_alarm = [0.0, 0]
+        newest = len(self._recent)
+        return self._verdict(
+            statistic="change",
+            score=1.0,
+            threshold=1.0,
+            # A falling error rate is a change too, but no reason to page anyone.
+            drifted=alarm.effect > 0,
+            effect_size=None if math.isnan(alarm.effect) else alarm.effect,
+            current_size=newest,
+            model_version=model_version,
+            segment=segment,
+            alarm_at_record=alarm.record,
+            extras={"error_mean_recent": float(np.mean(self._recent)), **extras},
+        )
+
+    def _recent_effect(self) -> float:
+        """How far the error rate moved at the alarm: the newest values from their change point
+        against the values before them since the last alarm; NaN while either is too short.
+
+        The change point is the likelihood-ratio estimate for a mean shift from a known mean
+        (Hinkley 1971): the suffix whose summed excess over the earlier mean, squared and divided
+        by its length, is largest. A fast alarm thus measures the new error rate, not a blend.
+        """
+        total, count = self._since_alarm
+        recent = np.asarray(self._recent)
+        if count <= len(recent) or len(recent) < _MIN_EFFECT_VALUES:
+            return math.nan
+        before = (total - float(np.sum(recent))) / (count - len(recent))
+        excess = np.cumsum((recent - before)[::-1])[::-1]  # summed excess of each suffix
+        lengths = np.arange(len(recent), 0, -1, dtype=np.float64)
+        candidates = len(recent) - _MIN_EFFECT_VALUES + 1
+        start = int(np.argmax((excess * excess / lengths)[:candidates]))
+        return float(excess[start] / lengths[start])
+
+    def summarise(self, window: window_mod.Window) -> base.DetectorResult:
+        if self._fed_since_summary == 0:
+            raise base.CannotRun(f"{self.name}: no label-joined record since the last window")
+        alarms, fed = self._alarms, self._fed_since_summary
+        self._alarms, self._fed_since_summary = [], 0
+        rises = [alarm for alarm in alarms if alarm.effect > 0]
+        extras = {"labelled": float(fed)}
+        if alarms:
+            extras["first_change_record"] = float(alarms[0].record)
+        return self._verdict(
+            statistic="changes",
+            score=float(len(alarms)),
+            threshold=1.0,
+            drifted=bool(rises),
+            effect_size=max(alarm.effect for alarm in rises) if rises else None,
+            current_size=fed,
             model_version=window.model_version,
             segment=window.segment,
             extras=extras,
@@ -189,8 +344,10 @@ class ADWINDetector(_StreamDetector):
         )
         super().__init__(config, adwin)
 
-    def _feed(self, labelled: Labelled) -> tuple[streaming.IntArray, dict[str, float]]:
-        changes = self._test.update_many(self._values(labelled))
+    def _feed(
+        self, values: FloatArray, positions: streaming.IntArray
+    ) -> tuple[streaming.IntArray, dict[str, float]]:
+        changes = self._test.update_many(values)
         return changes, {"adaptive_width": float(self._test.width), "adaptive_mean": self._test.estimation}
 
 
@@ -216,18 +373,20 @@ class DDMDetector(_StreamDetector):
         )
         super().__init__(config, ddm)
 
-    def _values(self, labelled: Labelled) -> FloatArray:
-        if labelled.task == "classification":
-            return labelled.errors
+    def _values_of(self, errors: FloatArray) -> FloatArray:
+        if self.config.task == "classification":
+            return errors
         tolerance: float = self.config.regression_tolerance
-        exceeded: npt.NDArray[np.bool_] = np.abs(labelled.errors) > tolerance
+        exceeded: npt.NDArray[np.bool_] = np.abs(errors) > tolerance
         return exceeded.astype(np.float64)
 
-    def _feed(self, labelled: Labelled) -> tuple[streaming.IntArray, dict[str, float]]:
-        found = self._test.update_many(self._values(labelled))
+    def _feed(
+        self, values: FloatArray, positions: streaming.IntArray
+    ) -> tuple[streaming.IntArray, dict[str, float]]:
+        found = self._test.update_many(values)
         extras = {"in_warning": float(found.in_warning), "warnings": float(len(found.warnings))}
         if len(found.warnings):
-            extras["first_warning_offset"] = float(labelled.rows[found.warnings[0]])
+            extras["first_warning_offset"] = float(positions[found.warnings[0]])
         return found.changes, extras
 
 
@@ -249,6 +408,8 @@ class PageHinkleyDetector(_StreamDetector):
         )
         super().__init__(config, page_hinkley)
 
-    def _feed(self, labelled: Labelled) -> tuple[streaming.IntArray, dict[str, float]]:
-        changes = self._test.update_many(self._values(labelled))
+    def _feed(
+        self, values: FloatArray, positions: streaming.IntArray
+    ) -> tuple[streaming.IntArray, dict[str, float]]:
+        changes = self._test.update_many(values)
         return changes, {"running_mean": self._test.mean}

@@ -134,6 +134,14 @@ class Adwin:
             width=int(state["width"]),
         )
 
+    def values_to_next_check(self) -> int:
+        """Values until the next check point: a change can only be flagged there."""
+        width = self._state.width
+        ahead = self.clock - width % self.clock
+        while width + ahead <= self.grace_period:
+            ahead += self.clock
+        return ahead
+
     @property
     def width(self) -> int:
         """Values in the current adaptive window (since the start or the last change)."""
@@ -329,6 +337,10 @@ class Ddm:
         for name in self._STATE_FIELDS:
             setattr(self, name, state[name.lstrip("_")])
 
+    def values_to_next_check(self) -> int:
+        """DDM checks at every value."""
+        return 1
+
     @property
     def error_rate(self) -> float:
         return self._mean
@@ -425,6 +437,10 @@ class PageHinkley:
     def load_state(self, state: Mapping[str, Any]) -> None:
         for name in self._STATE_FIELDS:
             setattr(self, name, float(state[name.lstrip("_")]))
+
+    def values_to_next_check(self) -> int:
+        """Page-Hinkley checks at every value."""
+        return 1
 
     @property
     def mean(self) -> float:

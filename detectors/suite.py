@@ -16,14 +16,16 @@ from detectors import window as window_mod
 
 
 def _default_detectors() -> dict[str, dict[str, Any]]:
-    # What a production sidecar wants on day one; the rest (mmd, domain_classifier, cbpe, adwin,
-    # ddm, page_hinkley) are opt-in by name.
+    # What a production sidecar wants on day one; the rest (mmd, domain_classifier, cbpe, ddm,
+    # page_hinkley) are opt-in by name. ADWIN watches the error stream record by record; it only
+    # runs where labels flow (kafka.labels_topic).
     return {
         "data_drift": {},
         "prediction_drift": {},
         "latency": {},
         "error_rate": {},
         "performance": {},
+        "adwin": {},
     }
 
 
@@ -44,6 +46,13 @@ def split_by_labels(config: SuiteConfig, detectors: registry.Registry) -> tuple[
     unlabelled = {n: c for n, c in config.detectors.items() if not detectors.get(n).requires_labels}
     labelled = {n: c for n, c in config.detectors.items() if detectors.get(n).requires_labels}
     return SuiteConfig(detectors=unlabelled), SuiteConfig(detectors=labelled)
+
+
+def split_record_fed(config: SuiteConfig, detectors: registry.Registry) -> tuple[SuiteConfig, SuiteConfig]:
+    """(sequential tests fed record by record, detectors fed whole windows)."""
+    by_record = {n: c for n, c in config.detectors.items() if issubclass(detectors.get(n), base.FedByRecord)}
+    by_window = {n: c for n, c in config.detectors.items() if n not in by_record}
+    return SuiteConfig(detectors=by_record), SuiteConfig(detectors=by_window)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +115,39 @@ class DetectorSuite:
                 continue
             try:
                 results.append(detector.update(window))
+            except base.CannotRun as reason:
+                self.skipped.append(Skipped(name, str(reason)))
+        return results
+
+    def update_record(
+        self,
+        prediction: object,
+        label: object,
+        index: int,
+        *,
+        model_version: str | None,
+        segment: Mapping[str, str] | None,
+    ) -> list[base.DetectorResult]:
+        """Feed one label-joined record to the sequential tests; the alarms it raised."""
+        alarms = []
+        for detector in self.detectors.values():
+            if isinstance(detector, base.FedByRecord):
+                found = detector.update_record(
+                    prediction, label, index, model_version=model_version, segment=segment
+                )
+                if found is not None:
+                    alarms.append(found)
+        return alarms
+
+    def summarise(self, window: window_mod.Window) -> list[base.DetectorResult]:
+        """What the record-fed tests saw since their last summary (``window``: the one closing)."""
+        results: list[base.DetectorResult] = []
+        self.skipped = []
+        for name, detector in self.detectors.items():
+            if not isinstance(detector, base.FedByRecord):
+                continue
+            try:
+                results.append(detector.summarise(window))
             except base.CannotRun as reason:
                 self.skipped.append(Skipped(name, str(reason)))
         return results

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import msgspec
+import numpy as np
 
 from agent import settings as settings_mod
 from agent.ingest import records
@@ -42,12 +43,17 @@ class Decider(Protocol):
 
 @dataclasses.dataclass(frozen=True)
 class Evaluation:
-    """One closed window, what the detectors said about it, and what the policy decided."""
+    """One closed window, what the detectors said about it, and what the policy decided.
+
+    ``at_record``: not a window but the label-joined record at which a sequential test fired;
+    ``window`` then holds that record's version, segment, index and time, and no rows.
+    """
 
     window: window_mod.Window
     results: tuple[base.DetectorResult, ...]
     decision: Decision | None
     labelled: bool
+    at_record: bool = False
 
 
 def _present(evaluations: Iterable[Evaluation | None]) -> list[Evaluation]:
@@ -55,8 +61,11 @@ def _present(evaluations: Iterable[Evaluation | None]) -> list[Evaluation]:
 
 
 def _key(window: window_mod.Window) -> WindowKey:
-    segment = tuple(sorted((window.segment or {}).items()))
-    return (window.model_version or "", segment)
+    return _key_of(window.model_version, window.segment)
+
+
+def _key_of(model_version: str | None, segment: Mapping[str, str] | None) -> WindowKey:
+    return (model_version or "", tuple(sorted((segment or {}).items())))
 
 
 class SuiteState(msgspec.Struct, array_like=True, gc=False):
@@ -76,6 +85,8 @@ class EngineState(msgspec.Struct, array_like=True, gc=False):
     prediction_windows: windows.WindowsState | None
     label_windows: windows.WindowsState | None
     suites: list[SuiteState]
+    # The sequential tests fed record by record (added after format 1; absent in older state).
+    record_suites: list[SuiteState] = msgspec.field(default_factory=list)
 
 
 class Engine:
@@ -98,7 +109,9 @@ class Engine:
         self._window_settings = window
         self._lateness = allowed_lateness_s
         self._detectors = detectors
-        self._unlabelled_config, self._labelled_config = suite.split_by_labels(detector_settings, detectors)
+        self._unlabelled_config, labelled_config = suite.split_by_labels(detector_settings, detectors)
+        # Sequential tests on the error stream see every label-joined record as it arrives.
+        self._record_config, self._labelled_config = suite.split_record_fed(labelled_config, detectors)
         # Label-joined windows are judged against labelled data: the reference when it carries
         # labels, else the first labelled window seen (the earliest ground truth available).
         self._labelled_reference: window_mod.Window | None = None
@@ -112,6 +125,7 @@ class Engine:
         self._label_windows: windows.WindowManager | None = None
         self._drift_suites: dict[WindowKey, suite.DetectorSuite] = {}
         self._label_suites: dict[WindowKey, suite.DetectorSuite] = {}
+        self._record_suites: dict[WindowKey, suite.DetectorSuite] = {}
         # Sees every label-joined record (the agent feeds its retrain buffer from it).
         self.on_joined: Callable[[records.PredictionRecord, Label], None] | None = None
         # The reference was collected from the stream (first N): it is part of the state.
@@ -171,6 +185,12 @@ class Engine:
             suites[key] = found
         return found
 
+    def _record_suite_for(self, key: WindowKey) -> suite.DetectorSuite:
+        found = self._record_suites.get(key)
+        if found is None:
+            found = self._record_suites[key] = suite.DetectorSuite(self._record_config, self._detectors)
+        return found
+
     def _report_waiting(self, found: suite.DetectorSuite) -> None:
         """One line per detector that cannot start yet, naming its setting; never a traceback."""
         for name, reason in found.waiting.items():
@@ -209,8 +229,33 @@ class Engine:
             self.on_joined(record, label)
         if self._label_windows is None:
             return []
+        evaluations = self._feed_record(record, label, index)
         closed = self._label_windows.add(record, index, label=label)
-        return _present(self._evaluate(window, labelled=True) for window in closed)
+        evaluations.extend(_present(self._evaluate(window, labelled=True) for window in closed))
+        return evaluations
+
+    def _feed_record(self, record: records.PredictionRecord, label: Label, index: int) -> list[Evaluation]:
+        """The sequential tests' alarms at this record, judged by the policy at once."""
+        if not self._record_config.detectors:
+            return []
+        assert self._label_windows is not None
+        segment = self._label_windows.segment_of(record)
+        alarms = self._record_suite_for(_key_of(record.model_version, segment)).update_record(
+            record.prediction, label, index, model_version=record.model_version, segment=segment
+        )
+        if not alarms:
+            return []
+        at = window_mod.Window(
+            features={},
+            model_version=record.model_version,
+            segment=segment,
+            last_record_index=index,
+            timestamps=np.asarray([record.timestamp]),
+        )
+        decision = self._decide(alarms, self._clock()) if self._decide is not None else None
+        return [
+            Evaluation(window=at, results=tuple(alarms), decision=decision, labelled=True, at_record=True)
+        ]
 
     def advance(self, watermark: float) -> list[Evaluation]:
         """Every input has reached event time ``watermark``: close the time windows it passed."""
@@ -242,6 +287,9 @@ class Engine:
             self._offer_labelled_reference(window)
             return None
         results = tuple(self._suite_for(_key(window), labelled=labelled).update(window))
+        record_suite = self._record_suites.get(_key(window)) if labelled else None
+        if record_suite is not None:
+            results += tuple(record_suite.summarise(window))
         decision = self._decide(results, self._clock()) if self._decide is not None else None
         return Evaluation(window=window, results=results, decision=decision, labelled=labelled)
 
@@ -263,6 +311,10 @@ class Engine:
                 for labelled, suites in ((False, self._drift_suites), (True, self._label_suites))
                 for key, found in suites.items()
             ],
+            record_suites=[
+                SuiteState(key[0], list(key[1]), True, {n: d.state() for n, d in found.detectors.items()})
+                for key, found in self._record_suites.items()
+            ],
         )
 
     def restore(self, state: EngineState, *, keep_windows: bool = True, keep_detectors: bool = True) -> None:
@@ -277,6 +329,8 @@ class Engine:
                 self._label_windows.restore(state.label_windows)
         if keep_detectors and self._reference_window is not None:
             self._restore_detectors(state.suites)
+            for saved in state.record_suites:
+                _load_states(self._record_suite_for((saved.version, tuple(saved.segment))), saved)
 
     def _restore_reference(self, state: EngineState) -> None:
         if self._reference_window is None:
@@ -294,10 +348,15 @@ class Engine:
         for saved in suites:
             if saved.labelled and self._labelled_reference is None:
                 continue
-            found = self._suite_for((saved.version, tuple(saved.segment)), labelled=saved.labelled)
-            for name, detector_state in saved.detectors.items():
-                if name in found.detectors:
-                    found.detectors[name].load_state(detector_state)
+            _load_states(
+                self._suite_for((saved.version, tuple(saved.segment)), labelled=saved.labelled), saved
+            )
+
+
+def _load_states(found: suite.DetectorSuite, saved: SuiteState) -> None:
+    for name, detector_state in saved.detectors.items():
+        if name in found.detectors:
+            found.detectors[name].load_state(detector_state)
 
 
 def build(

@@ -223,6 +223,10 @@ class WindowManager:
             return [self._close_counted(key, buffer)]
         return []
 
+    def segment_of(self, record: records_mod.PredictionRecord) -> dict[str, str] | None:
+        """The segment of the window ``record`` goes into (``Window.segment``), None unsegmented."""
+        return dict(self._key(record)[1]) if self._segment_by else None
+
     def _key(self, record: records_mod.PredictionRecord) -> WindowKey:
         segment = record.segment or {}
         return (

@@ -149,6 +149,12 @@ class Rule(_Model):
     strong_raise_after: int = pydantic.Field(
         1, ge=1, description="Consecutive drifted windows with overwhelming evidence before it opens."
     )
+    strong_on_alarm: bool = pydantic.Field(
+        True,
+        description="A sequential test's alarm at a record (adwin, ddm, page_hinkley: fed every "
+        "label-joined record) of moderate or worse is overwhelming evidence too; the test itself "
+        "bounds its false alarms over the whole stream. false = such alarms need persistence.",
+    )
     clear_after: int = pydantic.Field(3, ge=1, description="Consecutive clean windows before it resolves.")
     min_samples: int = pydantic.Field(
         100,

@@ -22,6 +22,9 @@ def vouches_for_version(
 ) -> str | None:
     """The version a window shows to be healthy, or None when it shows nothing of the kind."""
     version = evaluation.window.model_version
+    # A sequential test's alarm at one record says nothing about a window's health.
+    if evaluation.at_record:
+        return None
     if version is None or decision.severity != vocabulary.Severity.NONE:
         return None
     # A drifted window whose incident is still pending (below raise_after) is not a clean one.

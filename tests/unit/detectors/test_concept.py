@@ -168,3 +168,33 @@ def test_regression_stream_uses_absolute_errors() -> None:
     )
     assert not detector.update(regression_window(rng, 1000, 0.5)).drifted
     assert detector.update(regression_window(rng, 1000, 3.0)).drifted
+
+
+@pytest.mark.parametrize(("before", "after"), [(0.05, 0.30), (0.30, 0.05)])
+def test_record_alarm_carries_the_error_rate_change_and_pages_only_on_a_rise(
+    before: float, after: float
+) -> None:
+    rng = np.random.default_rng(3)
+    detector = concept_streams.ADWINDetector(concept_streams.ADWINConfig())
+    errors = np.concatenate([rng.random(3000) < before, rng.random(1000) < after])
+    alarms = [
+        found
+        for index, wrong in enumerate(errors.tolist())
+        if (
+            found := detector.update_record(
+                "a", "b" if wrong else "a", index, model_version=None, segment=None
+            )
+        )
+    ]
+    assert alarms and 3000 <= (alarms[0].alarm_at_record or 0) < 3300
+    assert alarms[0].effect_size == pytest.approx(after - before, abs=0.08)
+    assert alarms[0].drifted is (after > before)
+
+
+def test_record_with_a_missing_label_or_prediction_is_not_fed() -> None:
+    detector = concept_streams.ADWINDetector(concept_streams.ADWINConfig())
+    for index in range(100):
+        assert detector.update_record(None, 1, index, model_version=None, segment=None) is None
+    window = window_mod.Window(features={})
+    with pytest.raises(base.CannotRun, match="no label-joined record"):
+        detector.summarise(window)

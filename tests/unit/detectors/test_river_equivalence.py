@@ -17,7 +17,7 @@ import pytest
 from river import drift as river_drift_module
 from river.datasets import synth
 
-from detectors import streaming
+from detectors import registry, streaming
 
 # River ships no type hints: use it through Any.
 drift: Any = river_drift_module
@@ -179,3 +179,34 @@ def test_bad_values_are_rejected_with_the_reason() -> None:
         streaming.Ddm().update_many([0.0, 0.5])
     with pytest.raises(ValueError, match="mode"):
         streaming.PageHinkley(mode="sideways")
+
+
+@pytest.mark.parametrize(
+    ("name", "river_detector"),
+    [
+        ("adwin", drift.ADWIN),
+        ("ddm", drift.binary.DDM),
+        ("page_hinkley", lambda: drift.PageHinkley(mode="up")),
+    ],
+)
+@pytest.mark.parametrize("stream", sorted(STREAMS))
+def test_record_fed_detectors_alarm_at_rivers_records(
+    name: str, river_detector: Callable[[], Any], stream: str
+) -> None:
+    """Fed one label-joined record at a time (the agent's way), each alarm names the record at
+    which River, fed the same errors, flags the change; a state hand-over mid-way changes nothing."""
+    values = STREAMS[stream](1)
+    expected = river_changes(river_detector(), values)
+    assert expected, "the stream must contain a change for this test to mean anything"
+    detector: Any = registry.default_registry().create(name)
+    found = []
+    for index, error in enumerate(values.tolist()):
+        if index == len(values) // 2 + 7:  # not on a check point: values wait in the buffer
+            restored: Any = registry.default_registry().create(name)
+            restored.load_state(detector.state())
+            detector = restored
+        # Prediction 1, label 0 is a wrong prediction (error 1); label 1 a right one.
+        alarm = detector.update_record(1, int(error == 0.0), index, model_version=None, segment=None)
+        if alarm is not None:
+            found.append(alarm.alarm_at_record)
+    assert found == expected

@@ -28,13 +28,38 @@ def test_defaults_cover_drift_latency_errors_and_performance() -> None:
         "latency",
         "error_rate",
         "performance",
+        "adwin",
     ]
 
 
 def test_label_detectors_split_from_the_rest() -> None:
     unlabelled, labelled = suite.split_by_labels(suite.SuiteConfig(), registry.default_registry())
-    assert list(labelled.detectors) == ["performance"]
-    assert "performance" not in unlabelled.detectors
+    assert list(labelled.detectors) == ["performance", "adwin"]
+    assert "performance" not in unlabelled.detectors and "adwin" not in unlabelled.detectors
+
+
+def test_sequential_tests_split_from_window_detectors() -> None:
+    labelled = suite.SuiteConfig(detectors={"performance": {}, "adwin": {}, "ddm": {}, "page_hinkley": {}})
+    by_record, by_window = suite.split_record_fed(labelled, registry.default_registry())
+    assert list(by_record.detectors) == ["adwin", "ddm", "page_hinkley"]
+    assert list(by_window.detectors) == ["performance"]
+
+
+def test_record_feeding_reports_alarms_and_window_summaries() -> None:
+    runner = suite.DetectorSuite(suite.SuiteConfig(detectors={"page_hinkley": {"threshold": 5.0}}))
+    alarms = []
+    # Right answers for 300 records, then wrong ones: the error stream jumps from 0 to 1.
+    for index in range(400):
+        label = 1 if index < 300 else 0
+        alarms += runner.update_record(1, label, index, model_version="v1", segment=None)
+    assert len(alarms) == 1
+    assert alarms[0].alarm_at_record is not None and 300 <= alarms[0].alarm_at_record < 320
+    assert alarms[0].drifted and alarms[0].model_version == "v1"
+    summary = runner.summarise(_window(np.random.default_rng(0), 10))
+    assert [r.score for r in summary] == [1.0] and summary[0].current_size == 400
+    # Nothing fed since that summary: the next one is skipped with a reason, not a verdict.
+    assert runner.summarise(_window(np.random.default_rng(0), 10)) == []
+    assert "no label-joined record" in runner.skipped[0].reason
 
 
 def test_runs_every_configured_detector() -> None:

@@ -393,6 +393,36 @@ def test_overwhelming_evidence_opens_at_once_and_weak_evidence_needs_persistence
     assert f.events(f.Run(config=config).window(strong_drop(1e-9), 0.0)) == ["pending"]
 
 
+def test_a_sequential_alarm_at_a_record_opens_at_once_unless_the_rule_says_otherwise() -> None:
+    def alarm(effect: float, at: int | None) -> list[base.DetectorResult]:
+        return [
+            base.DetectorResult(
+                detector="adwin",
+                family=base.DetectorFamily.CONCEPT_DRIFT,
+                feature=None,
+                statistic="change",
+                score=1.0,
+                threshold=1.0,
+                drifted=True,
+                effect_size=effect,
+                current_size=250,
+                alarm_at_record=at,
+            )
+        ]
+
+    paged = f.Run().window(alarm(0.1, 12_031), 0.0)
+    assert f.events(paged) == ["opened"] and paged.severity is vocabulary.Severity.SEVERE
+    assert paged.incidents[0].incident_id == "model/concept_drift/all"
+    # The same verdict from a window (no record named) waits for raise_after windows.
+    assert f.events(f.Run().window(alarm(0.1, None), 0.0)) == ["pending"]
+    # An immaterial rise (below the rule's moderate band) needs persistence too.
+    assert f.events(f.Run().window(alarm(0.01, 12_031), 0.0)) == ["pending"]
+    config = policy.PolicyConfig.model_validate(
+        {**policy.PolicyConfig().model_dump(), "rules": [{"id": "all", "strong_on_alarm": False}]}
+    )
+    assert f.events(f.Run(config=config).window(alarm(0.1, 12_031), 0.0)) == ["pending"]
+
+
 def test_one_feature_with_a_material_shift_alerts_on_its_own() -> None:
     material = f.Run()
     material.windows([f.data_window(1, n_features=20, effect=0.2)] * 3, 0.0)
