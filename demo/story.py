@@ -305,13 +305,19 @@ class Story:
             failure = self.server.load_failures.get(candidate)
             if failure is not None:
                 event.notes.append(f"v{candidate} did not load: {failure}")
+        # ADWIN (on by default) alerted on the error stream first: its incident resolves too.
+        families = [
+            "performance",
+            *(["concept_drift"] if self._alerted("concept_drift", event.injected_at) else []),
+        ]
+        since = {"performance": event.acted_at or time.time(), "concept_drift": event.injected_at}
         resolved = self.observer.wait_for(
-            lambda: self._resolved("performance", event.acted_at or time.time()), 20.0
+            lambda: all(self._resolved(family, since[family]) for family in families), 20.0
         )
         event.notes.append(
-            "performance incident resolved once the new version served"
+            f"{' and '.join(families)} incident(s) resolved once the new version served"
             if resolved
-            else "performance incident still open 20 s after the promotion"
+            else f"{' or '.join(families)} incident still open 20 s after the promotion"
         )
         unexpected = self._unexpected(
             event.injected_at,
@@ -413,9 +419,16 @@ class Story:
             if alerted
             else "no rollback alert reached Slack/PagerDuty (the canary controller has no alert sink wired)"
         )
+        # An incident alerted during the scenario (alerts are allowed: ADWIN watches every labelled
+        # record) may also resolve within it.
         unexpected = self._unexpected(
             event.injected_at,
-            {actions_base.ActionKind.CANARY, actions_base.ActionKind.LOG, actions_base.ActionKind.ALERT},
+            {
+                actions_base.ActionKind.CANARY,
+                actions_base.ActionKind.LOG,
+                actions_base.ActionKind.ALERT,
+                actions_base.ActionKind.RESOLVE,
+            },
         )
         if unexpected:
             event.notes.append(f"unexpected actions: {unexpected}")
@@ -454,8 +467,14 @@ class Story:
         return [percent for _, canary, percent in splits if canary == candidate]
 
     def _unexpected(self, after: float, allowed: set[actions_base.ActionKind]) -> list[str]:
-        kinds = {done.request.kind for done in self.observer.actions_since(after)}
-        return sorted(kind.value for kind in kinds - allowed)
+        """Actions of kinds the scenario does not expect, each with the incident it was for."""
+        return sorted(
+            {
+                f"{done.request.kind.value} ({done.request.incident_id})"
+                for done in self.observer.actions_since(after)
+                if done.request.kind not in allowed
+            }
+        )
 
     def _succeeded(self, kind: actions_base.ActionKind, after: float) -> int:
         """Distinct actions of ``kind`` that succeeded (a repeated key reports the same action)."""
@@ -465,6 +484,12 @@ class Story:
                 for done in self.observer.actions_since(after)
                 if done.request.kind == kind and done.outcome.status == actions_base.OutcomeStatus.SUCCEEDED
             }
+        )
+
+    def _alerted(self, family: str, after: float) -> bool:
+        return any(
+            done.request.kind == actions_base.ActionKind.ALERT and f"/{family}/" in done.request.incident_id
+            for done in self.observer.actions_since(after)
         )
 
     def _resolved(self, family: str, after: float) -> bool:

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 
 from actions import vocabulary
 from agent import overrides
-from agent.policy import incidents
+from agent.policy import incidents, multiple_testing
 from agent.policy.schema import PolicyConfig, Rule
 from agent.policy.units import Unit
 from detectors import base as detectors_base
@@ -37,6 +37,8 @@ class _Judged:
     drifted: bool
     insufficient: bool
     below_effect_size: bool
+    # The p-value after multiple-testing control (``PolicyConfig.multiple_testing``); else as tested.
+    p_value: float | None = None
 
 
 @dataclasses.dataclass
@@ -57,7 +59,8 @@ def _group_units(
 ) -> tuple[dict[str, _Group], int]:
     groups: dict[str, _Group] = {}
     unmatched = 0
-    for unit in units:
+    adjusted = multiple_testing.adjusted_p_values(units, policy.multiple_testing)
+    for position, unit in enumerate(units):
         index = next((i for i, rule in enumerate(policy.rules) if rule.matches(model, unit)), None)
         if index is None:
             unmatched += 1
@@ -69,31 +72,46 @@ def _group_units(
         key = incidents.incident_id(model, family, group_name, unit.segment)
         group = groups.setdefault(key, _Group(index, family, group_name, unit.segment))
         group.rule_index = min(group.rule_index, index)
-        group.judged.append(_judge(unit, rule, model, overrides_state, now))
+        group.judged.append(
+            _judge(unit, rule, model, overrides_state, now, adjusted_p=adjusted.get(position))
+        )
     return groups, unmatched
 
 
-def _verdict_with_override(unit: Unit, threshold: float | None) -> bool:
+def _verdict(unit: Unit, threshold: float | None, adjusted_p: float | None) -> bool:
+    """The detector's verdict, unless an override threshold or an adjusted p-value recomputes it."""
     result = unit.result
-    if threshold is None:
+    if threshold is None and adjusted_p is None:
         return result.drifted
+    if adjusted_p is not None:  # a p-value test: its score is the p-value, drift below the threshold
+        return adjusted_p < (threshold if threshold is not None else result.threshold)
+    assert threshold is not None
     if math.isnan(result.score):
         return False
     return result.score >= threshold if result.higher_is_drift else result.score < threshold
 
 
-def _judge(unit: Unit, rule: Rule, model: str, state: overrides.OverrideState, now: float) -> _Judged:
+def _judge(
+    unit: Unit,
+    rule: Rule,
+    model: str,
+    state: overrides.OverrideState,
+    now: float,
+    *,
+    adjusted_p: float | None = None,
+) -> _Judged:
     result = unit.result
+    p_value = adjusted_p if adjusted_p is not None else result.p_value
     if result.current_size < rule.min_samples:
-        return _Judged(unit, drifted=False, insufficient=True, below_effect_size=False)
+        return _Judged(unit, drifted=False, insufficient=True, below_effect_size=False, p_value=p_value)
     threshold = state.threshold(model=model, detector=result.detector, feature=result.feature, now=now)
-    drifted = _verdict_with_override(unit, threshold)
+    drifted = _verdict(unit, threshold, adjusted_p)
     below = False
     if drifted and rule.require_effect_size is not None:
         effect = result.effect_size
         below = effect is None or math.isnan(effect) or abs(effect) < rule.require_effect_size
         drifted = not below
-    return _Judged(unit, drifted=drifted, insufficient=False, below_effect_size=below)
+    return _Judged(unit, drifted=drifted, insufficient=False, below_effect_size=below, p_value=p_value)
 
 
 @dataclasses.dataclass(frozen=True)

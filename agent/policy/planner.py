@@ -313,11 +313,11 @@ class _Notice:
 
 
 def _overwhelming(drifted: list[_Judged], rule: Rule) -> bool:
-    """Some drifted unit's test gave a p-value at or below the rule's ``strong_p_value``, or is a
-    sequential test's alarm at a record (with ``strong_on_alarm``)."""
+    """Some drifted unit's test gave a p-value (after multiple-testing control) at or below the
+    rule's ``strong_p_value``, or is a sequential test's alarm at a record (``strong_on_alarm``)."""
     limit = rule.strong_p_value
     return any(
-        (limit is not None and j.unit.result.p_value is not None and j.unit.result.p_value <= limit)
+        (limit is not None and j.p_value is not None and j.p_value <= limit)
         or (rule.strong_on_alarm and j.unit.result.alarm_at_record is not None)
         for j in drifted
     )

@@ -19,6 +19,7 @@ import yaml
 from actions import base as actions_base
 from actions import vocabulary
 from agent import overrides
+from agent.policy.multiple_testing import Method as MultipleTestingMethod
 from agent.policy.units import Unit
 from agent.settings import groups as settings_groups
 from detectors import base as detectors_base
@@ -205,7 +206,9 @@ def default_rules() -> tuple[Rule, ...]:
             effect_size=Bands(moderate=0.01, severe=0.05, critical=0.2),
         ),
         Rule(id="latency", family="latency", effect_size=Bands(moderate=0.2, severe=0.5, critical=1.0)),
-        Rule(id="concept-drift", family="concept_drift", effect_size=Bands(moderate=0.02, severe=0.05)),
+        # Moderate only: a sequential alarm alerts at once, and remediation waits for the windowed
+        # performance check (a retrain on the first records after a change learns a blend).
+        Rule(id="concept-drift", family="concept_drift", effect_size=Bands(moderate=0.02)),
         Rule(id="prediction-drift", family="prediction_drift", score_ratio=Bands(moderate=2.0, severe=4.0)),
         Rule(
             id="data-drift",
@@ -242,6 +245,14 @@ class PolicyConfig(_Model):
         RemediationConfig(), description="Sudden vs gradual rule."
     )
     flapping: FlappingConfig = pydantic.Field(FlappingConfig(), description="Flapping control.")
+    multiple_testing: MultipleTestingMethod = pydantic.Field(
+        "holm",
+        description="How the per-feature p-values of one detector in one window are adjusted before "
+        "features count as drifted: holm (the chance that any feature counts falsely stays below the "
+        "test's threshold, however many features), benjamini_hochberg (false discovery rate), or none "
+        "(each feature alone, as Evidently's column tests). Distance tests have no p-value and are not "
+        "adjusted; detector verdicts themselves are unchanged.",
+    )
     override_hint: str = pydantic.Field(
         DEFAULT_OVERRIDE_HINT,
         description="How-to-override text put in notifications; {model} and {incident_id} are filled in.",

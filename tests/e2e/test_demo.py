@@ -53,7 +53,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 def test_every_scenario_ran_and_passed(result: story.StoryResult) -> None:
     assert [e.name for e in result.events] == list(story.SCENARIOS)
     failed = {e.name: e.notes for e in result.events if not e.passed}
-    assert failed == {}
+    # The notes in full: pytest would cut them short, and they are what says why.
+    assert failed == {}, "\n".join(f"{name}: {note}" for name, notes in failed.items() for note in notes)
 
 
 def test_timeline_table_shows_all_five_scenarios(result: story.StoryResult) -> None:
