@@ -39,6 +39,7 @@ class Hysteresis:
     clear_after: int
     critical_raise_after: int
     strong_raise_after: int
+    material_raise_after: int
     max_opens: int
     flapping_window_s: float
 
@@ -119,13 +120,17 @@ def step(
     now: float,
     model_version: str | None,
     strong: bool = False,
+    material: bool = False,
 ) -> Transition:
     """Advance ``incident`` (mutated in place: callers pass their own copy) by one window.
 
-    ``strong``: the window's evidence is overwhelming (``Rule.strong_p_value``)."""
+    ``strong``: the window's evidence is overwhelming (``Rule.strong_p_value``); ``material``: a
+    drifted unit's effect size alone grades the window moderate or worse (``Rule.effect_size``)."""
     incident.updated_at = now
     if drifted:
-        return _drifted_window(incident, severity, hysteresis, now, model_version, strong=strong)
+        return _drifted_window(
+            incident, severity, hysteresis, now, model_version, strong=strong, material=material
+        )
     return _clean_window(incident, hysteresis, now)
 
 
@@ -137,6 +142,7 @@ def _drifted_window(
     model_version: str | None,
     *,
     strong: bool,
+    material: bool,
 ) -> Transition:
     incident.drift_streak += 1
     incident.clean_streak = 0
@@ -153,6 +159,8 @@ def _drifted_window(
     needed = hysteresis.critical_raise_after if severity is Severity.CRITICAL else hysteresis.raise_after
     if strong and severity.at_least(Severity.MODERATE):
         needed = min(needed, hysteresis.strong_raise_after)
+    if material and severity.at_least(Severity.MODERATE):
+        needed = min(needed, hysteresis.material_raise_after)
     if incident.drift_streak < needed:
         incident.status = "pending"
         incident.severity = severity

@@ -66,6 +66,7 @@ class _Planner:
                 clear_after=rule.clear_after,
                 critical_raise_after=rule.critical_raise_after,
                 strong_raise_after=rule.strong_raise_after,
+                material_raise_after=rule.material_raise_after,
                 max_opens=self.policy.flapping.max_opens,
                 flapping_window_s=self.policy.flapping.window_s,
             )
@@ -80,6 +81,7 @@ class _Planner:
                 now=self.now,
                 model_version=version,
                 strong=_overwhelming(drifted_units, rule),
+                material=rule.effect_size.grade(grade.effect).at_least(vocabulary.Severity.MODERATE),
             )
             event = transition.event
             if transition.notify is not vocabulary.Severity.NONE:

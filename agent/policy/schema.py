@@ -150,6 +150,13 @@ class Rule(_Model):
     strong_raise_after: int = pydantic.Field(
         1, ge=1, description="Consecutive drifted windows with overwhelming evidence before it opens."
     )
+    material_raise_after: int = pydantic.Field(
+        2,
+        ge=1,
+        description="Consecutive drifted windows before it opens when a drifted unit's effect size "
+        "alone grades the window moderate or worse (effect_size bands: the material floors), e.g. a "
+        "category's share or the p95 latency moving by more than the floor.",
+    )
     strong_on_alarm: bool = pydantic.Field(
         True,
         description="A sequential test's alarm at a record (adwin, ddm, page_hinkley: fed every "

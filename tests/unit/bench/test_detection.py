@@ -53,3 +53,14 @@ def test_the_agent_pages_after_a_mean_shift_and_not_on_a_stationary_stream(tmp_p
     stationary = detection.gaussian(TINY, 0, features=5, shifted=0)
     assert stationary.change is None
     assert detection.agent_pages(stationary, tmp_path) == []
+
+
+def test_the_public_shuttle_stream_shifts_its_inputs_only_where_it_says() -> None:
+    shifted = detection.shuttle(TINY, 0, shift=True)
+    assert shifted.change == TINY.stream // 2 and shifted.labels is None
+    f1 = np.asarray([row["features"]["f1"] for row in shifted.records])
+    floor = np.quantile([row["features"]["f1"] for row in shifted.reference], 0.4)
+    assert float(np.mean(f1[: shifted.change] >= floor)) < 0.75  # before: the set as it is
+    assert bool(np.all(f1[shifted.change :] >= floor))  # after: the new segment only
+    stationary = detection.shuttle(TINY, 0, shift=False)
+    assert stationary.change is None and stationary.labels is not None and stationary.errors is not None

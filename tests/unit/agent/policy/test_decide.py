@@ -171,7 +171,7 @@ def _new_version_run(config: policy.PolicyConfig | None = None) -> f.Run:
 
 def test_sudden_severe_drop_on_a_new_version_rolls_back() -> None:
     run = _new_version_run()
-    run.windows([[f.perf_result(0.08, version="2")]] * 3, 1000.0)
+    run.windows([[f.perf_result(0.08, version="2")]] * 2, 1000.0)
     opened = run.decisions[-1]
     assert f.events(opened) == ["opened"] and opened.severity is vocabulary.Severity.SEVERE
     assert f.kinds(opened) == [ALERT, ROLLBACK]
@@ -183,7 +183,7 @@ def test_sudden_severe_drop_on_a_new_version_rolls_back() -> None:
 
 def test_escalation_does_not_repeat_a_remediation_of_the_same_epoch() -> None:
     run = _new_version_run()
-    run.windows([[f.perf_result(0.08, version="2")]] * 3, 1000.0)
+    run.windows([[f.perf_result(0.08, version="2")]] * 2, 1000.0)
     assert f.kinds(run.decisions[-1]) == [ALERT, ROLLBACK]
     critical = run.window([f.perf_result(0.3, version="2")], 1200.0)
     assert f.events(critical) == ["escalated"] and f.kinds(critical) == [PAGE]
@@ -192,21 +192,21 @@ def test_escalation_does_not_repeat_a_remediation_of_the_same_epoch() -> None:
 
 def test_severe_drop_without_a_new_version_retrains() -> None:
     run = f.Run()
-    run.windows([[f.perf_result(0.08, version="1")]] * 3, 0.0)
+    run.windows([[f.perf_result(0.08, version="1")]] * 2, 0.0)
     assert f.kinds(run.decisions[-1]) == [ALERT, RETRAIN]
 
 
 def test_the_new_version_condition_is_configurable() -> None:
     config = policy.PolicyConfig(remediation=policy.RemediationConfig(require_new_version=False))
     run = f.Run(config=config)
-    run.windows([[f.perf_result(0.08, version="1")]] * 3, 0.0)
+    run.windows([[f.perf_result(0.08, version="1")]] * 2, 0.0)
     assert f.kinds(run.decisions[-1]) == [ALERT, ROLLBACK]
 
 
 def test_a_version_stops_being_new_after_new_version_max_age_s() -> None:
     run = _new_version_run()
     run.window([f.perf_result(0.0, version="2")], 1000.0)
-    run.windows([[f.perf_result(0.08, version="2")]] * 3, 1000.0 + 86_400.0)
+    run.windows([[f.perf_result(0.08, version="2")]] * 2, 1000.0 + 86_400.0)
     assert f.kinds(run.decisions[-1]) == [ALERT, RETRAIN]
 
 
@@ -214,7 +214,7 @@ def test_gradual_rise_to_severe_retrains_even_for_sudden_families() -> None:
     run = _new_version_run()
     drops = [0.03, 0.03, 0.03, 0.03, 0.08]  # moderate for four windows, severe on the fifth
     run.windows([[f.perf_result(d, version="2")] for d in drops], 1000.0)
-    assert f.kinds(run.decisions[-3]) == [ALERT]
+    assert f.kinds(run.decisions[-4]) == [ALERT]  # a material drop opens after material_raise_after
     assert f.events(run.decisions[-1]) == ["escalated"]
     assert f.kinds(run.decisions[-1]) == [ALERT, RETRAIN]
 
@@ -297,7 +297,7 @@ def test_flapping_incident_is_held_open_and_notified_once() -> None:
 
 def test_acknowledged_incident_is_not_renotified_except_escalation_to_critical() -> None:
     run = _new_version_run(policy.PolicyConfig(remediation=policy.RemediationConfig(on_gradual="none")))
-    run.windows([[f.perf_result(0.03, version="1")]] * 3, 1000.0)
+    run.windows([[f.perf_result(0.03, version="1")]] * 2, 1000.0)
     assert f.kinds(run.decisions[-1]) == [ALERT]
     run.overrides = f.override_state("acknowledge:\n  - {incident: model/performance/all}\n")
     severe = run.window([f.perf_result(0.08, version="1")], 2000.0)
@@ -376,13 +376,9 @@ def test_overwhelming_evidence_opens_at_once_and_weak_evidence_needs_persistence
 
     overwhelming = f.Run().window(strong_drop(1e-9), 0.0)
     assert f.events(overwhelming) == ["opened"] and overwhelming.severity is vocabulary.Severity.SEVERE
-    # The same drop on a test that is merely significant waits for raise_after windows.
+    # The same drop on a test that is merely significant waits: material_raise_after windows.
     run = f.Run()
-    assert [f.events(run.window(strong_drop(1e-3), t)) for t in (0.0, 60.0, 120.0)] == [
-        ["pending"],
-        ["pending"],
-        ["opened"],
-    ]
+    assert [f.events(run.window(strong_drop(1e-3), t)) for t in (0.0, 60.0)] == [["pending"], ["opened"]]
     # Overwhelming but immaterial (minor) evidence does not skip persistence either.
     minor = f.Run().window([f.pvalue_result("f0", drifted=True, p_value=1e-9, effect=0.1)], 0.0)
     assert f.events(minor) == ["pending"]
@@ -426,9 +422,17 @@ def test_a_sequential_alarm_at_a_record_opens_at_once_unless_the_rule_says_other
 
 def test_one_feature_with_a_material_shift_alerts_on_its_own() -> None:
     material = f.Run()
-    material.windows([f.data_window(1, n_features=20, effect=0.2)] * 3, 0.0)
+    material.windows([f.data_window(1, n_features=20, effect=0.2)] * 2, 0.0)
+    # Material (the effect alone grades moderate): opens after material_raise_after (2) windows.
+    assert f.events(material.decisions[0]) == ["pending"]
     assert f.kinds(material.decisions[-1]) == [ALERT]
     assert material.decisions[-1].severity is vocabulary.Severity.MODERATE
+    config = policy.PolicyConfig.model_validate(
+        {**policy.PolicyConfig().model_dump(), "rules": [{"id": "all", "material_raise_after": 3}]}
+    )
+    slower = f.Run(config=config)
+    slower.windows([f.data_window(1, n_features=20, effect=0.2)] * 2, 0.0)
+    assert f.events(slower.decisions[-1]) == ["pending"]
     slight = f.Run()
     slight.windows([f.data_window(1, n_features=20, effect=0.1)] * 3, 0.0)
     assert f.kinds(slight.decisions[-1]) == [LOG]  # one of 20 features, slightly: minor, logged
