@@ -411,12 +411,47 @@ def verdict(agent: tuple[float, float | None], peers: Mapping[str, tuple[float, 
     return "meets" if not losses else "loses: " + ", ".join(losses)
 
 
+CALIBRATION_RECORDS = 2_000_000
+CALIBRATION_ERROR_RATES = (0.02, 0.1, 0.3)
+
+
+def calibration(records: int = CALIBRATION_RECORDS) -> list[tuple[float, int]]:
+    """ADWIN at the agent's defaults on stationary 0/1 error streams: (error rate, false alarms).
+
+    The expected run time between false alarms, as Alibi Detect calibrates its online detectors:
+    ``records / false alarms`` (or more than ``records`` when none came)."""
+    from agent import settings as agent_settings  # noqa: PLC0415
+    from detectors import registry, streaming  # noqa: PLC0415
+
+    config = agent_settings.AgentSettings().detectors.detectors["adwin"]
+    options = registry.default_registry().create("adwin", config).config
+    found = []
+    for rate in CALIBRATION_ERROR_RATES:
+        errors = (np.random.default_rng(0).random(records) < rate).astype(np.float64)
+        adwin = streaming.Adwin(
+            delta=options.delta,
+            clock=options.clock,
+            max_buckets=options.max_buckets,
+            min_window_length=options.min_window_length,
+            grace_period=options.grace_period,
+        )
+        found.append((rate, len(adwin.update_many(errors))))
+    return found
+
+
 def run(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="bench.detection", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="reference 5k, stream 30k, 1 seed")
     parser.add_argument("--only", action="append", default=None, help="run only scenarios containing this")
     args = parser.parse_args([] if argv is None else argv)
     size = QUICK if args.quick else FULL
+    records = CALIBRATION_RECORDS // 10 if args.quick else CALIBRATION_RECORDS
+    for rate, false_alarms in calibration(records):
+        between = f"{records / false_alarms:,.0f}" if false_alarms else f"more than {records:,}"
+        print(
+            f"ADWIN as the agent runs it, stationary error rate {rate:.0%}: {false_alarms} false alarms in "
+            f"{records:,} labelled records (expected records between false alarms: {between})"
+        )
     print(
         f"detection benchmark: reference {size.reference:,}, stream {size.stream:,}, change at "
         f"{size.change:,} (none on stationary streams), {size.seeds} seed(s); peers' windows {PEER_WINDOW:,}"

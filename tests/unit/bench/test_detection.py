@@ -64,3 +64,9 @@ def test_the_public_shuttle_stream_shifts_its_inputs_only_where_it_says() -> Non
     assert bool(np.all(f1[shifted.change :] >= floor))  # after: the new segment only
     stationary = detection.shuttle(TINY, 0, shift=False)
     assert stationary.change is None and stationary.labels is not None and stationary.errors is not None
+
+
+def test_calibration_counts_adwins_false_alarms_at_the_agents_defaults() -> None:
+    found = detection.calibration(records=20_000)
+    assert [rate for rate, _ in found] == list(detection.CALIBRATION_ERROR_RATES)
+    assert all(alarms == 0 for _, alarms in found)  # delta 0.002: none in 20 000 stationary records
