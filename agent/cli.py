@@ -102,13 +102,29 @@ def build_parser(plugins: Mapping[str, CommandPlugin] | None = None) -> argparse
 
 
 def cmd_check_config(path: pathlib.Path) -> int:
+    """The effective config on stdout; on stderr every problem `run` would stop on, then a verdict."""
     try:
         loaded = settings_mod.load_settings(path)
     except settings_mod.ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_CONFIG
+    if not _preflight(loaded, str(path)):
+        return EXIT_CONFIG
     print(json.dumps(settings_mod.effective_config(loaded), indent=2, sort_keys=True))
+    print(f"{path}: valid; `drift-agent run` would start with it", file=sys.stderr)
     return EXIT_OK
+
+
+def _preflight(loaded: settings_mod.AgentSettings, source: str) -> bool:
+    """Print what `run` would refuse (one line each) and say whether it would start."""
+    from agent.evaluate import preflight  # noqa: PLC0415 - loads the detectors and the policy
+
+    found = preflight.problems(loaded)
+    if found:
+        print(f"invalid configuration in {source}:", file=sys.stderr)
+        for line in found:
+            print(f"  {line}", file=sys.stderr)
+    return not found
 
 
 def cmd_config_reference(write: pathlib.Path | None) -> int:
@@ -137,6 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one retur
         loaded = settings_mod.load_settings(getattr(args, "config", None))
     except settings_mod.ConfigError as exc:
         print(str(exc), file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command in ("run", "replay") and not _preflight(loaded, str(args.config or "the defaults")):
         return EXIT_CONFIG
     if args.command == "run":
         from agent import app  # noqa: PLC0415 - heavy modules load only for the command that needs them

@@ -28,7 +28,7 @@ import pathlib
 import random
 import tempfile
 from collections.abc import Iterator, Mapping
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import numpy as np
 
@@ -78,6 +78,17 @@ class _Reservoir:
         return [record for _, record in sorted(self._items, key=operator.itemgetter(0))]
 
 
+# Reference file suffix -> how it is read.
+SUFFIXES: dict[str, Literal["json", "csv", "parquet"]] = {
+    ".jsonl": "json",
+    ".json": "json",
+    ".ndjson": "json",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+
+
 def read_records(
     path: pathlib.Path | str,
     parser: parsing.RecordParser,
@@ -87,17 +98,12 @@ def read_records(
 ) -> LoadResult:
     """Read and validate every row of a reference file; invalid rows are counted and skipped."""
     path = pathlib.Path(path)
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".json", ".ndjson"):
-        rows: Iterator[Any] = _json_rows(path)
-    elif suffix == ".csv":
-        rows = _frame_rows(path, parser, "csv")
-    elif suffix in (".parquet", ".pq"):
-        rows = _frame_rows(path, parser, "parquet")
-    else:
+    kind = SUFFIXES.get(path.suffix.lower())
+    if kind is None:
         raise ReferenceError(
-            f"reference file {path}: unknown suffix {path.suffix!r}; use .jsonl, .json, .csv or .parquet"
+            f"reference file {path}: unknown suffix {path.suffix!r}; use one of {', '.join(SUFFIXES)}"
         )
+    rows: Iterator[Any] = _json_rows(path) if kind == "json" else _frame_rows(path, parser, kind)
     if max_rows is not None and max_rows < 1:
         raise ValueError(f"max_rows must be >= 1, got {max_rows}")
     reservoir = _Reservoir(max_rows, seed)

@@ -185,6 +185,20 @@ class ReferenceSettings(Group):
         100_000, ge=10, description="Reference rows kept at most (a seeded uniform sample beyond that)."
     )
 
+    @pydantic.model_validator(mode="after")
+    def _source_has_its_location(self) -> ReferenceSettings:
+        if self.source == "file" and self.path is None:
+            raise ValueError(
+                "reference.source is file but reference.path is not set: give the path of the reference "
+                "records (JSONL, CSV or Parquet), or use source first_n"
+            )
+        if self.source == "mlflow" and self.mlflow_run_id is None:
+            raise ValueError(
+                "reference.source is mlflow but reference.mlflow_run_id is not set: give the run that "
+                "holds the reference artifact, or use source first_n"
+            )
+        return self
+
 
 class LabelJoinSettings(Group):
     ttl_s: float = pydantic.Field(

@@ -1,0 +1,88 @@
+"""`check-config` refuses what `run` would refuse, one line per problem; `run` and `replay` stop
+on the same lines before they start, never with a traceback."""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+BROKEN = {
+    "detectors": {"detectors": {"data_drift": {"drift_share": 2}, "adwn": {}}},
+    "reference": {"source": "file", "path": "missing/reference.csv"},
+    "policy": {"path": "missing/policy.yaml"},
+}
+EXPECTED = [
+    "detectors.detectors.data_drift.drift_share: got 2; Input should be less than or equal to 1",
+    "detectors.detectors.adwn: unknown detector 'adwn'; valid names: adwin,",
+    "reference.path: 'missing/reference.csv' is not a file;",
+    "policy.path (missing/policy.yaml): cannot read policy file missing/policy.yaml",
+]
+
+
+def _drift_agent(*args: str, cwd: pathlib.Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agent.cli", *args], capture_output=True, text=True, check=False, cwd=cwd
+    )
+
+
+def _write(tmp_path: pathlib.Path, name: str, data: object) -> pathlib.Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize("command", ["check-config", "run", "replay"])
+def test_every_problem_run_would_stop_on_is_one_line_and_no_traceback(
+    tmp_path: pathlib.Path, command: str
+) -> None:
+    config = _write(tmp_path, "agent.yaml", BROKEN)
+    args = {
+        "check-config": [str(config)],
+        "run": ["--config", str(config)],
+        "replay": [
+            "--config",
+            str(config),
+            "--reference",
+            "r.jsonl",
+            "--stream",
+            "s.jsonl",
+            "--events-out",
+            "e",
+        ],
+    }[command]
+    done = _drift_agent(command, *args, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.splitlines()
+    assert lines[0] == f"invalid configuration in {config}:"
+    for expected, line in zip(EXPECTED, lines[1:], strict=True):
+        assert line.strip().startswith(expected), (expected, line)
+
+
+def test_a_source_that_needs_a_location_without_one_names_both_fields(tmp_path: pathlib.Path) -> None:
+    config = _write(tmp_path, "agent.yaml", {"reference": {"source": "file"}})
+    done = _drift_agent("check-config", str(config), cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "reference.source is file but reference.path is not set" in done.stderr
+
+
+def test_a_bad_override_file_is_named_with_its_field(tmp_path: pathlib.Path) -> None:
+    overrides = tmp_path / "overrides.yaml"
+    overrides.write_text("untill: 2030-01-01\nmute: []\n")
+    config = _write(tmp_path, "agent.yaml", {"overrides": {"path": str(overrides)}})
+    done = _drift_agent("check-config", str(config), cwd=tmp_path)
+    assert done.returncode == 2
+    assert f"overrides.path ({overrides}): untill: Extra inputs are not permitted" in done.stderr
+
+
+def test_a_valid_file_ends_with_a_verdict(tmp_path: pathlib.Path) -> None:
+    reference = tmp_path / "reference.jsonl"
+    reference.write_text("{}\n")
+    config = _write(tmp_path, "agent.yaml", {"reference": {"source": "file", "path": str(reference)}})
+    done = _drift_agent("check-config", str(config), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == f"{config}: valid; `drift-agent run` would start with it"
