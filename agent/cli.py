@@ -162,14 +162,21 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one retur
         return app.run(loaded)
     if args.command == "replay":
         from agent import replay  # noqa: PLC0415 - heavy modules load only for the command that needs them
+        from agent.pipeline import reference  # noqa: PLC0415
 
-        return replay.run_replay(
-            loaded,
-            reference_path=args.reference,
-            stream=args.stream,
-            labels=args.labels,
-            events_out=args.events_out,
-        )
+        try:
+            return replay.run_replay(
+                loaded,
+                reference_path=args.reference,
+                stream=args.stream,
+                labels=args.labels,
+                events_out=args.events_out,
+            )
+        except reference.ReferenceError as exc:
+            print(f"replay: {exc}", file=sys.stderr)
+        except OSError as exc:
+            print(f"replay: cannot read or write {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return EXIT_CONFIG
     if args.command == "audit":
         from agent.observability import audit_view  # noqa: PLC0415 - loads only for this command
 

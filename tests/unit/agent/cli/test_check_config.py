@@ -86,3 +86,23 @@ def test_a_valid_file_ends_with_a_verdict(tmp_path: pathlib.Path) -> None:
     done = _drift_agent("check-config", str(config), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stderr.strip().splitlines()[-1] == f"{config}: valid; `drift-agent run` would start with it"
+
+
+def test_replay_on_missing_or_unusable_files_says_so_in_one_line(tmp_path: pathlib.Path) -> None:
+    out = ["--events-out", str(tmp_path / "events.jsonl")]
+    missing = _drift_agent("replay", "--reference", "absent.jsonl", "--stream", "s.jsonl", *out, cwd=tmp_path)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert (
+        missing.stderr.strip() == "replay: cannot read reference file absent.jsonl: No such file or directory"
+    )
+    (tmp_path / "reference.jsonl").write_text(
+        '{"request_id": "r1", "timestamp": 1, "model_name": "m", '
+        '"model_version": "1", "features": {"x": 1.0}, "prediction": 1}\n'
+    )
+    no_stream = _drift_agent(
+        "replay", "--reference", "reference.jsonl", "--stream", "s.jsonl", *out, cwd=tmp_path
+    )
+    assert no_stream.returncode == 2 and "Traceback" not in no_stream.stderr
+    assert no_stream.stderr.strip().endswith(
+        "replay: cannot read or write s.jsonl: No such file or directory"
+    )
