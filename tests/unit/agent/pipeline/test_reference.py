@@ -269,7 +269,8 @@ def test_file_without_valid_rows_is_an_error(tmp_path: pathlib.Path, parser: par
 
 def test_unknown_suffix_and_missing_file(tmp_path: pathlib.Path, parser: parsing.RecordParser) -> None:
     with pytest.raises(
-        reference.ReferenceError, match=r"unknown suffix '.txt'; use one of .jsonl, .json, .ndjson, .csv, .parquet, .pq"
+        reference.ReferenceError,
+        match=r"unknown suffix '.txt'; use one of .jsonl, .json, .ndjson, .csv, .parquet, .pq",
     ):
         reference_files.load_records(tmp_path / "ref.txt", parser)
     with pytest.raises(reference.ReferenceError, match="cannot read reference file"):
