@@ -22,6 +22,7 @@ from actions.alerts import handler as alert_handler
 from agent import overrides, policy
 from agent import settings as settings_mod
 from agent.evaluate import model as model_mod
+from agent.evaluate import preflight
 from agent.ingest import kserve, parsing, records, source, worker
 from agent.observability import audit as audit_mod
 from agent.observability import collectors, detector_results, gpu
@@ -395,7 +396,11 @@ class Agent:
 
     def start(self) -> None:
         self.supervisor.start_all()
-        log.info("drift-agent started; metrics on %s/metrics", self.health.url)
+        log.info(
+            "drift-agent started; metrics on %s/metrics; %s",
+            self.health.url,
+            "; ".join(preflight.summary(self.settings)),
+        )
 
     def loop(self) -> None:
         while not self.sidecar.stop_requested.is_set():

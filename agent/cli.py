@@ -110,7 +110,11 @@ def cmd_check_config(path: pathlib.Path) -> int:
         return EXIT_CONFIG
     if not _preflight(loaded, str(path)):
         return EXIT_CONFIG
+    from agent.evaluate import preflight  # noqa: PLC0415 - loads the detectors
+
     print(json.dumps(settings_mod.effective_config(loaded), indent=2, sort_keys=True))
+    for line in preflight.summary(loaded):
+        print(line, file=sys.stderr)
     print(f"{path}: valid; `drift-agent run` would start with it", file=sys.stderr)
     return EXIT_OK
 

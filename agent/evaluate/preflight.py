@@ -83,3 +83,38 @@ def _overrides(settings: settings_mod.AgentSettings) -> list[str]:
 def _is_problem(line: str) -> bool:
     """The lines of a file error that name a problem (not its heading or its closing hint)."""
     return bool(line.strip()) and not line.startswith(("invalid ", "Fix the named fields"))
+
+
+def summary(settings: settings_mod.AgentSettings) -> list[str]:
+    """What is on and what is off, and why, one line each (start-up log, check-config)."""
+    registry = registry_mod.default_registry()
+    names = list(settings.detectors.detectors)
+    labelled = [n for n in names if n in registry and registry.get(n).requires_labels]
+    unlabelled = [n for n in names if n not in labelled]
+    lines = [f"detectors on every prediction window: {', '.join(unlabelled) or 'none'}"]
+    if not labelled:
+        lines.append("label-joined detectors: none configured")
+    elif settings.kafka.labels_topic is None:
+        lines.append(
+            f"label-joined detectors ({', '.join(labelled)}): off, no labels source (set kafka.labels_topic)"
+        )
+    else:
+        lines.append(
+            f"label-joined detectors ({', '.join(labelled)}): on, labels from {settings.kafka.labels_topic}"
+        )
+    if settings.registry.tracking_uri is None:
+        lines.append("rollback, retrain and canary: off, no model registry (set registry.tracking_uri)")
+    else:
+        mode = " in dry-run (target.dry_run)" if settings.target.dry_run else ""
+        lines.append(f"rollback, retrain and canary: on, target {settings.target.kind}{mode}")
+    real = {sink.name: sink.type for sink in settings.alerting.sinks if sink.type != "null"}
+    alerts = [n for n in settings.alerting.alert_sinks if n in real]
+    pages = [n for n in settings.alerting.page_sinks if n in real]
+    if not alerts and not pages:
+        sinks = "slack, pagerduty, alertmanager or webhook"
+        lines.append(f"alerts and pages: log only (alerting.sinks has no {sinks} sink)")
+    else:
+        lines.append(
+            f"alerts to {', '.join(alerts) or 'the log only'}; pages to {', '.join(pages) or 'the log only'}"
+        )
+    return lines

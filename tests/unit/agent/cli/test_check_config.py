@@ -106,3 +106,33 @@ def test_replay_on_missing_or_unusable_files_says_so_in_one_line(tmp_path: pathl
     assert no_stream.stderr.strip().endswith(
         "replay: cannot read or write s.jsonl: No such file or directory"
     )
+
+
+def test_the_verdict_says_what_is_off_and_why(tmp_path: pathlib.Path) -> None:
+    plain = _drift_agent("check-config", str(_write(tmp_path, "plain.yaml", {})), cwd=tmp_path)
+    assert "label-joined detectors (performance, adwin): off, no labels source (set kafka.labels_topic)" in (
+        plain.stderr
+    )
+    assert "rollback, retrain and canary: off, no model registry (set registry.tracking_uri)" in plain.stderr
+    assert "alerts and pages: log only" in plain.stderr
+    wired = {
+        "kafka": {"labels_topic": "labels"},
+        "registry": {"tracking_uri": "http://mlflow:5000"},
+        "alerting": {
+            "sinks": [
+                {
+                    "name": "team",
+                    "type": "webhook",
+                    "url": "http://hooks.example/alert",
+                    "secret_env": "HOOK_KEY",
+                }
+            ],
+            "alert_sinks": ["team"],
+            "page_sinks": ["team"],
+        },
+    }
+    on = _drift_agent("check-config", str(_write(tmp_path, "wired.yaml", wired)), cwd=tmp_path)
+    assert on.returncode == 0, on.stderr
+    assert "label-joined detectors (performance, adwin): on, labels from labels" in on.stderr
+    assert "rollback, retrain and canary: on, target local" in on.stderr
+    assert "alerts to team; pages to team" in on.stderr
