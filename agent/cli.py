@@ -13,6 +13,7 @@ import json
 import logging
 import pathlib
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
@@ -96,6 +97,16 @@ def build_parser(plugins: Mapping[str, CommandPlugin] | None = None) -> argparse
     audit.add_argument(
         "--path", type=pathlib.Path, default=None, help="Audit JSONL file (default: from settings)."
     )
+    audit.add_argument("--model", default=None, help="Only entries of this model.")
+    audit.add_argument(
+        "--severity",
+        choices=["minor", "moderate", "severe", "critical"],
+        default=None,
+        help="Only decisions and actions of at least this severity.",
+    )
+    audit.add_argument("--since", default=None, help="Only entries since: 30m, 2h, 1d, or an RFC 3339 time.")
+    audit.add_argument("--actions-only", action="store_true", help="Only actions and their outcomes.")
+    audit.add_argument("--all", action="store_true", help="Also decisions that changed nothing.")
     for name, plugin in sorted((plugins or {}).items()):
         plugin.add_arguments(commands.add_parser(name, help=plugin.HELP))
     return parser
@@ -144,6 +155,16 @@ def cmd_config_reference(write: pathlib.Path | None) -> int:
     return EXIT_OK
 
 
+def _audit_path(loaded: settings_mod.AgentSettings) -> pathlib.Path:
+    """The settings' audit log; where it does not exist but the demo's does, the demo's (said so)."""
+    path = loaded.audit.path
+    demo = loaded.runtime.state_dir / "demo" / path.name
+    if not path.exists() and demo.exists():
+        print(f"{path} does not exist; showing the demo's log {demo}", file=sys.stderr)
+        return demo
+    return path
+
+
 def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one return per command
     plugins = command_plugins()
     args = build_parser(plugins).parse_args(argv)
@@ -184,8 +205,19 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one retur
     if args.command == "audit":
         from agent.observability import audit_view  # noqa: PLC0415 - loads only for this command
 
-        path = args.path or loaded.audit.path
-        return audit_view.print_log(path)
+        try:
+            since = audit_view.parse_since(args.since, time.time()) if args.since else None
+        except ValueError as exc:
+            print(str(exc), file=sys.stderr)
+            return EXIT_CONFIG
+        keep = audit_view.Filter(
+            model=args.model,
+            min_severity=args.severity,
+            since=since,
+            actions_only=args.actions_only,
+            show_quiet=args.all,
+        )
+        return audit_view.print_log(args.path or _audit_path(loaded), keep=keep)
     raise AssertionError(f"unhandled command {args.command}")
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import pathlib
+import subprocess
+import sys
 
 import pytest
 
@@ -130,3 +132,71 @@ def test_print_log_reports_a_missing_file(tmp_path: pathlib.Path, capsys: pytest
     out = io.StringIO()
     assert audit_view.print_log(path, out) == 0
     assert "severity=minor rule=r" in out.getvalue()
+
+
+def _entries() -> list[str]:
+    quiet = {"time": T0, "kind": "decision", "severity": "none", "actions": [], "incidents": []}
+    paged = {
+        "time": T0 + 60,
+        "kind": "decision",
+        "severity": "severe",
+        "actions": [{"kind": "rollback"}],
+        "incidents": [{"incident_id": "fraud/performance/all", "event": "opened"}],
+        "window": {"model": "fraud"},
+    }
+    acted = {
+        "time": T0 + 120,
+        "kind": "action",
+        "request": {"kind": "rollback", "model_name": "fraud", "severity": "severe", "incident_id": "i"},
+        "outcome": {"status": "succeeded"},
+    }
+    other = {**paged, "time": T0 + 180, "severity": "moderate", "window": {"model": "churn"}}
+    return [json.dumps(entry) for entry in (quiet, paged, acted, other)]
+
+
+@pytest.mark.parametrize(
+    ("keep", "shown"),
+    [
+        (audit_view.Filter(), 4),
+        (audit_view.Filter(show_quiet=False), 3),
+        (audit_view.Filter(model="fraud"), 2),
+        (audit_view.Filter(min_severity="severe"), 2),
+        (audit_view.Filter(actions_only=True), 1),
+        (audit_view.Filter(since=T0 + 100), 2),
+    ],
+)
+def test_filters_pick_entries_by_model_severity_time_and_kind(keep: audit_view.Filter, shown: int) -> None:
+    assert len(audit_view.format_entries(_entries(), keep).splitlines()) == shown
+
+
+def test_since_reads_durations_and_times() -> None:
+    assert audit_view.parse_since("2h", 10_000.0) == 10_000.0 - 7200.0
+    assert audit_view.parse_since("2030-03-17T17:46:40Z", 0.0) == T0
+    with pytest.raises(ValueError, match="a duration"):
+        audit_view.parse_since("yesterday", 0.0)
+
+
+def test_the_cli_hides_quiet_decisions_and_ends_quietly_on_a_closed_pipe(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    path.write_text("\n".join(_entries() * 2000) + "\n")
+    shown = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "audit", "--path", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert shown.returncode == 0
+    assert shown.stdout.splitlines()[-1] == "(2000 decisions that changed nothing left out; --all shows them)"
+    # Like `| head -1`: read one line, then close the pipe while the command still writes.
+    reader = subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", "audit", "--all", "--path", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert reader.stdout is not None and reader.stderr is not None
+    assert reader.stdout.readline().strip()
+    reader.stdout.close()
+    assert reader.wait(timeout=60) == 0
+    errors = reader.stderr.read()
+    assert "Traceback" not in errors and "BrokenPipe" not in errors
