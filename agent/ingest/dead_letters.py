@@ -24,7 +24,7 @@ from kafka import errors as kafka_errors
 
 from agent import settings
 from agent.ingest import records, source
-from agent.observability import collectors
+from agent.observability import collectors, errors
 from agent.observability import metrics as metrics_mod
 
 log = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ class DeadLetterQueue:
             try:
                 producer.flush(timeout=max(0.0, deadline - time.monotonic()))
             except kafka_errors.KafkaError as exc:
-                log.warning("dead-letter flush incomplete: %s: %s", type(exc).__name__, exc)
+                log.warning("dead-letter flush incomplete: %s", errors.describe(exc))
         return self.pending == 0
 
     def close(self, timeout_s: float = 5.0) -> None:
@@ -199,7 +199,7 @@ class DeadLetterQueue:
                 self.topic, value=item.payload, key=item.key, headers=[(REASON_HEADER, item.reason.encode())]
             )
         except kafka_errors.KafkaError as exc:
-            log.warning("dead-letter send deferred (%s: %s)", type(exc).__name__, exc)
+            log.warning("dead-letter send deferred (%s)", errors.describe(exc))
             self._buffer(item, front=True)
             return False
         with self._lock:
@@ -217,7 +217,7 @@ class DeadLetterQueue:
             self._in_flight -= 1
         if isinstance(exc, _REFUSED_FOR_GOOD):
             # Retrying this envelope can never succeed; keeping it would only fill the buffer.
-            self._drop(item, f"broker refused it: {type(exc).__name__}: {exc}")
+            self._drop(item, f"broker refused it: {errors.describe(exc)}")
             return
         if isinstance(exc, kafka_errors.KafkaError) and not exc.retriable:
             # The producer itself may be stuck (e.g. a broker that lost its state): start afresh.
@@ -269,9 +269,8 @@ class DeadLetterQueue:
         except kafka_errors.KafkaError as exc:
             delay = self._backoff.failed()
             log.warning(
-                "cannot create the dead-letter producer (%s: %s); buffering, next try in %.1fs",
-                type(exc).__name__,
-                exc,
+                "cannot create the dead-letter producer (%s); buffering, next try in %.1fs",
+                errors.describe(exc),
                 delay,
             )
             return None

@@ -18,7 +18,7 @@ import kafka
 from kafka import errors as kafka_errors
 
 from agent import settings
-from agent.observability import collectors
+from agent.observability import collectors, errors
 from agent.observability import metrics as metrics_mod
 
 log = logging.getLogger(__name__)
@@ -348,7 +348,7 @@ class KafkaSource:
         try:
             consumer.commit(offsets=offsets, timeout_ms=int(self.commit_timeout_s * 1000))
         except kafka_errors.KafkaError as exc:
-            log.warning("offset commit failed (%s: %s); records will be redelivered", type(exc).__name__, exc)
+            log.warning("offset commit failed (%s); records will be redelivered", errors.describe(exc))
             self._count_commit(False)
             return False
         for tp, meta in offsets.items():
@@ -392,7 +392,7 @@ class KafkaSource:
             consumer.subscribe(self.topics, listener=self._listener)
         except kafka_errors.KafkaError as exc:
             delay = self._backoff.failed()
-            self._last_error = f"{type(exc).__name__}: {exc}"
+            self._last_error = errors.describe(exc)
             log.warning("cannot create kafka consumer (%s); retrying in %.1fs", self._last_error, delay)
             return None
         self._backoff.succeeded()
@@ -401,7 +401,7 @@ class KafkaSource:
         return consumer
 
     def _poll_failed(self, exc: kafka_errors.KafkaError) -> None:
-        self._last_error = f"{type(exc).__name__}: {exc}"
+        self._last_error = errors.describe(exc)
         self._set_connected(False)
         log.warning("kafka poll failed (%s); the consumer keeps retrying", self._last_error)
 

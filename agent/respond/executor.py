@@ -39,7 +39,7 @@ import prometheus_client
 from actions import base, vocabulary
 from agent import overrides, policy
 from agent.observability import audit as audit_mod
-from agent.observability import collectors
+from agent.observability import collectors, errors
 from agent.respond import idempotency, retry
 from detectors import base as detectors_base
 
@@ -351,7 +351,7 @@ class Executor:
             LOG.exception("%s handler failed on %s", request.kind.value, request.idempotency_key)
             outcome = base.ActionOutcome(
                 base.OutcomeStatus.FAILED,
-                f"handler raised {type(exc).__name__}: {exc}",
+                f"handler raised {errors.describe(exc)}",
                 {"exception": type(exc).__name__},
             )
         if not isinstance(outcome, base.ActionOutcome):
@@ -398,7 +398,7 @@ class Executor:
                     intention = handler.handle(request, dry_run=True)
                     details["would"] = {"status": intention.status.value, "message": intention.message}
                 except Exception as exc:
-                    details["would"] = {"status": "failed", "message": f"{type(exc).__name__}: {exc}"}
+                    details["would"] = {"status": "failed", "message": errors.describe(exc)}
         return base.ActionOutcome(base.OutcomeStatus.SKIPPED, skip.reason, details)
 
     def _finish_unrecorded(

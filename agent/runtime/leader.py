@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from agent.observability import errors
 from agent.settings import groups as settings_groups
 
 if TYPE_CHECKING:
@@ -339,4 +340,4 @@ def _short(exc: BaseException) -> str:
     status = getattr(exc, "status", None)
     if status is not None:
         return f"HTTP {status} {getattr(exc, 'reason', '')}"
-    return f"{type(exc).__name__}: {exc}"
+    return errors.describe(exc)

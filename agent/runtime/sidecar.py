@@ -29,6 +29,7 @@ from kafka import errors as kafka_errors
 
 from agent import settings as settings_mod
 from agent.ingest import source
+from agent.observability import errors
 from agent.observability import metrics as metrics_mod
 from agent.runtime import act_stage, evaluate_stage, ingest_stage, topics
 
@@ -82,7 +83,7 @@ class Sidecar(Generic[StagesT]):
             internal, counts = topics.ensure(self._kafka, self._streams)
         except (kafka_errors.KafkaError, OSError) as exc:
             delay = self._backoff.failed()
-            self._topology_error = f"{type(exc).__name__}: {exc}"
+            self._topology_error = errors.describe(exc)
             log.warning("cannot set up the internal topics (%s); retrying in %.1fs", exc, delay)
             return None
         self._backoff.succeeded()

@@ -260,6 +260,17 @@ class HttpSettings(Group):
 class LoggingSettings(Group):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = pydantic.Field("INFO", description="Log level.")
     json_format: bool = pydantic.Field(True, description="One JSON object per log line (for log shippers).")
+    libraries_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = pydantic.Field(
+        "WARNING",
+        description="Level of the libraries' loggers (kafka, mlflow, urllib3, kubernetes, ...): their "
+        "reconnect chatter stays out below it.",
+    )
+    repeat_interval_s: float = pydantic.Field(
+        60.0,
+        ge=0,
+        description="A library's log line repeated within this many seconds is held back and counted "
+        "(a broker that is down logs once a minute, not every retry); 0 = every line.",
+    )
 
 
 class RuntimeSettings(Group):
