@@ -12,6 +12,12 @@ Reference files (``load_records``) hold one record per row in the prediction-log
   nested objects (``segment.region`` -> ``{"segment": {"region": ...}}``). An empty cell is null.
   A Parquet timestamp column is read as epoch seconds.
 
+A plain feature table (CSV/Parquet with one column per feature, as a validation set is kept)
+works too: when there is no ``request_id`` column and no ``features`` column(s), every column that
+is no contract field (``prediction``, ``confidence``, ``label``, ``timestamp``, ... after the
+mapping) is a feature; ``prediction`` is required (the model's output on each row). Example:
+``config/reference-example.csv``.
+
 A row may also carry its ground truth under the mapping's ``label`` path (``label`` by default):
 the reference then has a realised performance, which CBPE needs as its baseline and label-joined
 windows are compared with (without one, the first label-joined window serves). A row with an
@@ -260,8 +266,63 @@ def _frame_rows(path: pathlib.Path, parser: parsing.RecordParser, kind: str) -> 
         raise ReferenceError(f"cannot read reference file {path} as {kind}: {exc}") from exc
     columns = {str(name): _column_values(frame[name]) for name in frame.columns}
     features_prefix = f"{parser.mapping.features}."
+    if _plain_table(columns, parser.mapping):
+        yield from _plain_rows(path, columns, parser.mapping, features_prefix)
+        return
     for position in range(len(frame)):
         yield _row_object({name: values[position] for name, values in columns.items()}, features_prefix)
+
+
+def _plain_table(columns: Mapping[str, Any], mapping: settings_mod.FieldMappingSettings) -> bool:
+    """One column per feature, as data scientists keep a validation set: no record layout at all."""
+    prefix = f"{mapping.features}."
+    return mapping.request_id not in columns and not any(
+        name == mapping.features or name.startswith(prefix) for name in columns
+    )
+
+
+def _plain_rows(
+    path: pathlib.Path,
+    columns: Mapping[str, list[Any]],
+    mapping: settings_mod.FieldMappingSettings,
+    features_prefix: str,
+) -> Iterator[dict[str, Any]]:
+    """Records from a plain feature table: every column that is no contract field is a feature.
+
+    Rows get the ids ``reference-<row>``; a missing timestamp is 0 (a reference has no time).
+    """
+    if mapping.prediction not in columns:
+        raise ReferenceError(
+            f"reference file {path}: a plain feature table (one column per feature) needs a "
+            f"{mapping.prediction!r} column with the model's output on each row (or set mapping.prediction "
+            f"to its name); columns found: {', '.join(list(columns)[:12])}"
+        )
+    contract = {
+        getattr(mapping, field)
+        for field in (
+            "timestamp",
+            "model_name",
+            "model_version",
+            "prediction",
+            "confidence",
+            "probabilities",
+            "latency_ms",
+            "gpu_latency_ms",
+            "status",
+            "label",
+        )
+    }
+    segment_prefix = f"{mapping.segment}."
+    feature_names = [n for n in columns if n not in contract and not n.startswith(segment_prefix)]
+    rows = len(next(iter(columns.values()), []))
+    for position in range(rows):
+        row = {name: values[position] for name, values in columns.items() if name not in feature_names}
+        row.update({features_prefix + name: columns[name][position] for name in feature_names})
+        row.setdefault(mapping.request_id, f"reference-{position}")
+        row.setdefault(mapping.timestamp, 0.0)
+        row.setdefault(mapping.model_name, "reference")
+        row.setdefault(mapping.model_version, "reference")
+        yield _row_object(row, features_prefix)
 
 
 def _column_values(series: Any) -> list[Any]:

@@ -277,3 +277,25 @@ def test_unknown_suffix_and_missing_file(tmp_path: pathlib.Path, parser: parsing
         reference_files.load_records(tmp_path / "absent.jsonl", parser)
     with pytest.raises(reference.ReferenceError, match="cannot read reference file"):
         reference_files.load_records(tmp_path / "absent.parquet", parser)
+
+
+def test_a_plain_feature_table_is_a_reference(parser: parsing.RecordParser) -> None:
+    """The example shipped in config/: one column per feature, prediction, confidence and label."""
+    example = pathlib.Path(__file__).parents[4] / "config" / "reference-example.csv"
+    loaded = reference_files.load_labelled(example, parser)
+    assert loaded.rejected == 0 and len(loaded.records) == 40
+    first = loaded.records[0]
+    assert sorted(first.features) == ["age", "income", "plan", "tenure_months"]
+    assert first.request_id == "reference-0" and first.confidence is not None
+    assert all(label in (0, 1) for label in loaded.labels)
+
+
+def test_a_plain_feature_table_without_predictions_says_what_it_needs(
+    tmp_path: pathlib.Path, parser: parsing.RecordParser
+) -> None:
+    path = tmp_path / "features.csv"
+    path.write_text("age,income\n34,52000\n")
+    with pytest.raises(
+        reference.ReferenceError, match=r"needs a 'prediction' column .* columns found: age, income"
+    ):
+        reference_files.load_records(path, parser)
