@@ -110,3 +110,28 @@ def test_the_agent_joins_the_users_deployment_and_the_subchart_renders_the_rest(
     assert deployment_rule["resourceNames"] == ["churn"]
     settings = yaml.safe_load(chart.only(docs, "ConfigMap", "churn-drift-agent-config")["data"]["agent.yaml"])
     assert settings["target"]["kubernetes"]["deployment"] == "churn"
+
+
+def test_the_snippet_the_install_notes_print_renders_in_the_users_chart(tmp_path: pathlib.Path) -> None:
+    """NOTES.txt (sidecar, serving.create=false) prints a Deployment to paste: pasted, it renders."""
+    with helm_python.Chart.load(chart.CHART_PATH) as loaded:
+        files = loaded.render(
+            values=yaml.safe_load(PARENT_VALUES)["drift-agent"], name="churn", namespace="ml", is_install=True
+        )
+    notes = next(text for path, text in files.items() if path.endswith("NOTES.txt"))
+    lines = notes.splitlines()
+    start = next(i for i, line in enumerate(lines) if "$agent := index" in line)
+    end = next(i for i in range(start, len(lines)) if not lines[i].strip())
+    snippet = "\n".join(line[2:] for line in lines[start:end]) + "\n"
+    parent = make_parent(tmp_path)
+    (parent / "templates" / "deployment.yaml").write_text(snippet, encoding="utf-8")
+    docs = render_parent(parent)
+    pod = chart.only(docs, "Deployment", "churn")["spec"]["template"]
+    assert [c["name"] for c in pod["spec"]["containers"]] == ["model", "drift-agent"]
+    assert pod["spec"]["serviceAccountName"] == chart.only(docs, "ServiceAccount")["metadata"]["name"]
+    assert {v["configMap"]["name"] for v in pod["spec"]["volumes"] if "configMap" in v} == {
+        "churn-drift-agent-config",
+        "churn-drift-agent-policy",
+        "churn-drift-agent-overrides",
+    }
+    assert chart.only(docs, "Service")["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
