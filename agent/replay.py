@@ -6,10 +6,11 @@ inputs writes the same events, byte for byte.
 
 from __future__ import annotations
 
+import collections
 import json
 import pathlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import IO, Any
 
 from actions import vocabulary
@@ -105,10 +106,60 @@ def decision_event(evaluation: engine_mod.Evaluation) -> dict[str, Any]:
     }
 
 
-def _write(handle: IO[str], events: Iterator[dict[str, Any]]) -> int:
+class Summary:
+    """What a replay found, for the lines printed at its end."""
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.windows = 0
+        self.drifted: collections.Counter[str] = collections.Counter()  # detector[/feature]
+        self.decisions: collections.Counter[str] = collections.Counter()  # by severity
+        self.first_page: dict[str, Any] | None = None
+
+    def add(self, event: Mapping[str, Any]) -> None:
+        self.events += 1
+        if event["type"] == "result" and event["drifted"]:
+            feature = event.get("feature")
+            self.drifted[f"{event['detector']}/{feature}" if feature else str(event["detector"])] += 1
+        if event["type"] == "decision":
+            self.windows += 0 if event.get("at_record") else 1
+            self.decisions[str(event["severity"])] += 1
+            if self.first_page is None and event["actions"] and event["severity"] in _PAGING:
+                self.first_page = dict(event)
+
+    def lines(self) -> list[str]:
+        severities = ", ".join(
+            f"{n} {s}" for s, n in sorted(self.decisions.items(), key=lambda i: _RANK[i[0]])
+        )
+        out = [f"replay: {self.windows} windows judged; decisions by severity: {severities or 'none'}"]
+        top = ", ".join(f"{name} ({n})" for name, n in self.drifted.most_common(8))
+        out.append(f"replay: drifted results (windows): {top or 'none'}")
+        page = self.first_page
+        if page is None:
+            out.append("replay: nothing paged (no decision of severity moderate or worse)")
+        else:
+            where = (
+                "the record where a sequential test fired"
+                if page.get("at_record")
+                else "a window's last record"
+            )
+            out.append(
+                f"replay: first page at record {page['record_index']} ({where}): {page['severity']}, rule "
+                f"{page['rule_id']}, incidents {', '.join(page['incidents'])}, actions "
+                f"{', '.join(a['kind'] for a in page['actions'])}"
+            )
+        return out
+
+
+_PAGING = ("moderate", "severe", "critical")
+_RANK = {name: rank for rank, name in enumerate(("none", "minor", "moderate", "severe", "critical"))}
+
+
+def _write(handle: IO[str], events: Iterator[dict[str, Any]], summary: Summary) -> int:
     count = 0
     for event in events:
         handle.write(json.dumps(event, sort_keys=True, allow_nan=False, default=_json_default) + "\n")
+        summary.add(event)
         count += 1
     return count
 
@@ -173,6 +224,7 @@ def run_replay(
     next_label = next(pending_labels, None)
     rejected_path = events_out.with_name(events_out.name + ".rejected.jsonl")
     written = rejected = 0
+    summary = Summary()
     with events_out.open("w", encoding="utf-8") as out, rejected_path.open("w", encoding="utf-8") as bad:
         with stream.open("rb") as handle:
             for index, line in enumerate(handle):
@@ -187,15 +239,17 @@ def run_replay(
                 clock.now = max(clock.now, parsed.timestamp)
                 while next_label is not None and next_label[1].timestamp <= parsed.timestamp:
                     pipeline.worker.add_label(next_label[1], 0, next_label[0])
-                    written += _write(out, _events(pipeline.evaluate()))
+                    written += _write(out, _events(pipeline.evaluate()), summary)
                     next_label = next(pending_labels, None)
                 pipeline.worker.add_prediction(parsed, 0, index)
-                written += _write(out, _events(pipeline.evaluate()))
+                written += _write(out, _events(pipeline.evaluate()), summary)
         while next_label is not None:
             pipeline.worker.add_label(next_label[1], 0, next_label[0])
-            written += _write(out, _events(pipeline.evaluate()))
+            written += _write(out, _events(pipeline.evaluate()), summary)
             next_label = next(pending_labels, None)
-        written += _write(out, _events(pipeline.flush()))
+        written += _write(out, _events(pipeline.flush()), summary)
+    for said in summary.lines():
+        print(said, file=sys.stderr)
     print(
         f"replay: {written} events -> {events_out}; {rejected} rejected records -> {rejected_path}",
         file=sys.stderr,

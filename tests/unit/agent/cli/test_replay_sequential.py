@@ -9,6 +9,7 @@ import pathlib
 
 import msgspec
 import numpy as np
+import pytest
 
 from agent import cli
 from agent import settings as settings_mod
@@ -42,7 +43,9 @@ def pairs(seed: int) -> list[tuple[dict[str, object], dict[str, object]]]:
     return out
 
 
-def test_replay_pages_at_the_record_where_adwin_fires(tmp_path: pathlib.Path) -> None:
+def test_replay_pages_at_the_record_where_adwin_fires(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = pairs(5)
     reference = [{**record, "label": label["label"]} for record, label in data[:REFERENCE]]
     stream = data[REFERENCE:]
@@ -75,6 +78,14 @@ def test_replay_pages_at_the_record_where_adwin_fires(tmp_path: pathlib.Path) ->
     assert CHANGE_AT <= first["record_index"] < CHANGE_AT + WINDOW - 1
     alarm = next(e for e in events if e["detector"] == "adwin" and e["at_record"])
     assert alarm["record_index"] == first["record_index"] and alarm["effect_size"] > 0.1
+    # The summary it ends with says the same: the first page, where, why.
+    said = capsys.readouterr().err.splitlines()
+    assert (
+        f"replay: first page at record {first['record_index']} (the record where a sequential test fired): "
+        "moderate, rule concept-drift, incidents m/concept_drift/all, actions alert"
+    ) in said
+    windows = sum(1 for e in events if e["type"] == "decision" and not e["at_record"])
+    assert any(line.startswith(f"replay: {windows} windows judged; decisions by severity: ") for line in said)
 
 
 def _record(raw: dict[str, object]) -> records.PredictionRecord:
