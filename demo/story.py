@@ -22,6 +22,7 @@ import json
 import os
 import pathlib
 import shutil
+import sys
 import time
 from collections.abc import Callable
 
@@ -39,6 +40,7 @@ from agent.pipeline import engine as engine_mod
 from agent.respond import executor
 from demo import broker, workload, world
 from demo import receiver as receiver_mod
+from demo import scenarios as scenarios_mod
 from demo import server as server_mod
 from demo import ui as ui_mod
 from demo.timeline import WAIT_S, Event, Observer, StoryResult
@@ -47,7 +49,7 @@ MODEL = "fraud-scorer"
 SEED = 7
 TOPICS = world.Topics("predictions", "labels", "predictions.dlq")
 SINKS = world.ReceiverSinks("DRIFT_DEMO_SLACK_WEBHOOK_URL", "DRIFT_DEMO_PAGERDUTY_ROUTING_KEY")
-SCENARIOS = ("data_drift", "bad_release", "concept_drift", "canary_latency", "override")
+SCENARIOS = scenarios_mod.SCENARIOS
 # Retraining, gating, logging the pyfunc and registering it take ~10 s; a busy machine, more.
 RETRAIN_WAIT_S = 120.0
 RETRAIN_EXPERIMENT = "drift-agent-demo-retrain"
@@ -670,7 +672,7 @@ def run_demo(*, scenario: str, ui: bool, state_dir: pathlib.Path) -> int:
     scenarios = SCENARIOS if scenario == "all" else (scenario,)
     unknown = [s for s in scenarios if s not in SCENARIOS]
     if unknown:
-        print(f"unknown scenario {unknown[0]!r}; valid: all, {', '.join(SCENARIOS)}")
+        print(f"unknown scenario {unknown[0]!r}; valid: all, {', '.join(SCENARIOS)}", file=sys.stderr)
         return 2
     view = ui_mod.View() if ui else None
     say = view.say if view is not None else ui_mod.plain_say

@@ -136,3 +136,62 @@ def test_the_verdict_says_what_is_off_and_why(tmp_path: pathlib.Path) -> None:
     assert "label-joined detectors (performance, adwin): on, labels from labels" in on.stderr
     assert "rollback, retrain and canary: on, target local" in on.stderr
     assert "alerts to team; pages to team" in on.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "said"),
+    [
+        (
+            "policy.yaml",
+            "rules:\n  - {id: a, raise_afterr: 2}\n",
+            "rules.0.raise_afterr: got 2; Extra inputs",
+        ),
+        (
+            "on-call.yaml",
+            "mute:\n  - {model: m, untill: 2030-01-01T00:00:00Z}\n",
+            "mute.0.untill: Extra inputs",
+        ),
+    ],
+)
+def test_policy_and_override_files_are_checked_as_what_they_are(
+    tmp_path: pathlib.Path, name: str, text: str, said: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    done = _drift_agent("check-config", str(path), cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert said in done.stderr and "Extra inputs are not permitted" not in done.stderr.split(said)[0]
+
+
+def test_the_shipped_policy_and_commented_out_override_file_pass_as_themselves(
+    tmp_path: pathlib.Path,
+) -> None:
+    root = pathlib.Path(__file__).parents[4] / "config"
+    policy = _drift_agent("check-config", str(root / "policy.yaml"), cwd=tmp_path)
+    assert policy.returncode == 0 and policy.stderr.strip().endswith("a valid severity policy")
+    overrides = _drift_agent("check-config", str(root / "overrides.yaml"), cwd=tmp_path)
+    assert overrides.returncode == 0 and overrides.stderr.strip().endswith("a valid override file")
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["run", "--config", "absent.yaml"], "cannot read config file absent.yaml"),
+        (
+            ["replay", "--reference", "r.jsonl", "--stream", "s.jsonl", "--events-out", "e"],
+            "replay: cannot read",
+        ),
+        (["check-config", "absent.yaml"], "cannot read config file absent.yaml"),
+        (["config-reference", "--write", "no/such/dir/agent.yaml"], "cannot write no/such/dir/agent.yaml"),
+        (["audit", "--path", "absent.jsonl"], "cannot read audit log absent.jsonl"),
+        (["audit", "--path", "absent.jsonl", "--since", "yesterday"], "give a duration (30m, 2h, 1d)"),
+        (["demo", "--scenario", "nope"], "invalid choice: 'nope'"),
+    ],
+)
+def test_every_subcommand_fails_in_one_line_without_a_traceback(
+    tmp_path: pathlib.Path, args: list[str], said: str
+) -> None:
+    done = _drift_agent(*args, cwd=tmp_path)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    assert said in done.stderr
