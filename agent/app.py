@@ -260,6 +260,7 @@ class Agent:
             readiness=self.sidecar.ready,
             liveness=lambda: True,
             readiness_reason=self.sidecar.readiness_reason,
+            detail=tuple(preflight.summary(settings)),
         )
         self._last_policy_tick = 0.0
         self._supervise()

@@ -32,13 +32,16 @@ class HealthServer:
         liveness: Probe,
         *,
         readiness_reason: Reason | None = None,
+        detail: tuple[str, ...] = (),
     ) -> None:
+        """``detail``: lines a ready answer adds after "ok" (what is on and off, and why)."""
         self.host = host
         self._requested_port = port
         self.registry = registry
         self.readiness = readiness
         self.liveness = liveness
         self.readiness_reason = readiness_reason
+        self.detail = detail
         self._server: http.server.ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -95,7 +98,7 @@ class HealthServer:
             log.exception("%s probe raised", which)
             return False, f"{which} probe raised {type(exc).__name__}"
         if ok:
-            return True, "ok"
+            return True, "\n".join(("ok", *self.detail)) if which == "ready" else "ok"
         if which == "ready" and self.readiness_reason is not None:
             try:
                 return False, self.readiness_reason()

@@ -71,6 +71,10 @@ def test_readyz_follows_readiness_with_its_reason(server: http.HealthServer, fla
     assert (status, body) == (503, "joining consumer group 'drift-agent'\n")
     flags.ready = True
     assert get(server.url + "/readyz")[::2] == (200, "ok\n")
+    # What is on and off follows "ok" on a ready answer (the agent passes its start-up summary).
+    server.detail = ("rollback, retrain and canary: off, no model registry (set registry.tracking_uri)",)
+    assert get(server.url + "/readyz")[::2] == (200, "ok\n" + server.detail[0] + "\n")
+    assert get(server.url + "/healthz")[::2] == (200, "ok\n")
 
 
 def test_healthz_follows_liveness(server: http.HealthServer, flags: Flags) -> None:
