@@ -91,7 +91,10 @@ def summary(settings: settings_mod.AgentSettings) -> list[str]:
     names = list(settings.detectors.detectors)
     labelled = [n for n in names if n in registry and registry.get(n).requires_labels]
     unlabelled = [n for n in names if n not in labelled]
-    lines = [f"detectors on every prediction window: {', '.join(unlabelled) or 'none'}"]
+    lines = [
+        "incidents and metrics are named after each record's model_name",
+        f"detectors on every prediction window: {', '.join(unlabelled) or 'none'}",
+    ]
     if not labelled:
         lines.append("label-joined detectors: none configured")
     elif settings.kafka.labels_topic is None:
@@ -106,7 +109,12 @@ def summary(settings: settings_mod.AgentSettings) -> list[str]:
         lines.append("rollback, retrain and canary: off, no model registry (set registry.tracking_uri)")
     else:
         mode = " in dry-run (target.dry_run)" if settings.target.dry_run else ""
-        lines.append(f"rollback, retrain and canary: on, target {settings.target.kind}{mode}")
+        named = settings.registry.registered_model_name
+        source = "registry.registered_model_name" if named else "runtime.model_name"
+        lines.append(
+            f"rollback, retrain and canary: on, target {settings.target.kind}{mode}, registered model "
+            f"{named or settings.runtime.model_name!r} (from {source})"
+        )
     real = {sink.name: sink.type for sink in settings.alerting.sinks if sink.type != "null"}
     alerts = [n for n in settings.alerting.alert_sinks if n in real]
     pages = [n for n in settings.alerting.page_sinks if n in real]
