@@ -134,7 +134,10 @@ def test_the_verdict_says_what_is_off_and_why(tmp_path: pathlib.Path) -> None:
     on = _drift_agent("check-config", str(_write(tmp_path, "wired.yaml", wired)), cwd=tmp_path)
     assert on.returncode == 0, on.stderr
     assert "label-joined detectors (performance, adwin): on, labels from labels" in on.stderr
-    assert "rollback, retrain and canary: on, target local, registered model 'model' (from runtime.model_name)" in on.stderr
+    assert (
+        "rollback, retrain and canary: on, target local, registered model 'model' (from runtime.model_name)"
+        in on.stderr
+    )
     assert "alerts to team; pages to team" in on.stderr
 
 
