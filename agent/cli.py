@@ -79,6 +79,13 @@ def build_parser(plugins: Mapping[str, CommandPlugin] | None = None) -> argparse
         "--events-out", type=pathlib.Path, required=True, help="Where to write one JSON event per line."
     )
 
+    explain = commands.add_parser(
+        "explain",
+        help="Why a replay's decision at a record did or did not page (rule, persistence, grading).",
+    )
+    explain.add_argument("events", type=pathlib.Path, help="The events file `replay --events-out` wrote.")
+    explain.add_argument("record", type=int, help="Record index: the decision there, or the first after it.")
+
     check = commands.add_parser(
         "check-config", help="Validate a settings file and print the effective config."
     )
@@ -229,6 +236,10 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: PLR0911 - one retur
         return cmd_check_config(args.file, args.kind)
     if args.command == "config-reference":
         return cmd_config_reference(args.write)
+    if args.command == "explain":
+        from agent import replay  # noqa: PLC0415 - heavy modules load only for the command that needs them
+
+        return replay.explain(args.events, args.record)
     try:
         loaded = settings_mod.load_settings(getattr(args, "config", None))
     except settings_mod.ConfigError as exc:

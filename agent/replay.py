@@ -22,6 +22,7 @@ from agent.ingest import worker as worker_mod
 from agent.pipeline import engine as engine_mod
 from agent.pipeline import reference_files
 from agent.policy import decider
+from agent.policy import explain as explain_mod
 from detectors import base
 
 
@@ -100,6 +101,7 @@ def decision_event(evaluation: engine_mod.Evaluation) -> dict[str, Any]:
         ],
         "rule_id": decision.rule_id,
         "incidents": [r.incident_id for r in decision.incidents if r.status == "open"],
+        "why": explain_mod.explain(decision),
         "model_version": evaluation.window.model_version,
         "labelled_window": evaluation.labelled,
         "at_record": evaluation.at_record,
@@ -260,3 +262,30 @@ def run_replay(
 def _events(evaluations: Iterator[engine_mod.Evaluation]) -> Iterator[dict[str, Any]]:
     for evaluation in evaluations:
         yield from evaluation_events(evaluation)
+
+
+def explain(events_path: pathlib.Path, record: int) -> int:
+    """`drift-agent explain`: the decision at (or first after) ``record`` in a replay's events."""
+    try:
+        lines = events_path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        print(f"cannot read {events_path}: {exc.strerror}", file=sys.stderr)
+        return 2
+    events = [json.loads(line) for line in lines if line.strip()]
+    decisions = [e for e in events if e["type"] == "decision" and e["record_index"] >= record]
+    if not decisions:
+        print(f"no decision at or after record {record} in {events_path}", file=sys.stderr)
+        return 1
+    at = decisions[0]["record_index"]
+    for decision in (e for e in decisions if e["record_index"] == at):
+        kind = "alarm at this record" if decision.get("at_record") else "window ending at this record"
+        actions = ", ".join(a["kind"] for a in decision["actions"]) or "none"
+        print(f"record {at} ({kind}): severity {decision['severity']}, actions {actions}")
+        for line in decision.get("why") or ["nothing drifted: every incident clean"]:
+            print(f"  {line}")
+    drifted = [e for e in events if e["type"] == "result" and e["record_index"] == at and e["drifted"]]
+    for result in drifted:
+        feature = f"/{result['feature']}" if result["feature"] else ""
+        scored = f"score {result['score']:.4g} vs {result['threshold']:.4g}, p {result['p_value']}"
+        print(f"  drifted: {result['detector']}{feature} {scored}, effect {result['effect_size']}")
+    return 0

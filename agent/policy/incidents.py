@@ -105,6 +105,8 @@ class Transition:
     event: Event
     # Severity newly worth notifying (opened or escalated); NONE when nothing is to be said.
     notify: Severity = Severity.NONE
+    # Drifted windows in a row this window's evidence needs before the incident opens (0: n/a).
+    needed: int = 0
 
 
 def _opens_within(incident: IncidentState, now: float, window_s: float) -> int:
@@ -164,8 +166,8 @@ def _drifted_window(
     if incident.drift_streak < needed:
         incident.status = "pending"
         incident.severity = severity
-        return Transition("pending")
-    return _open(incident, severity, hysteresis, now)
+        return Transition("pending", needed=needed)
+    return dataclasses.replace(_open(incident, severity, hysteresis, now), needed=needed)
 
 
 def _open(incident: IncidentState, severity: Severity, hysteresis: Hysteresis, now: float) -> Transition:

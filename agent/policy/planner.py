@@ -57,6 +57,7 @@ class _Planner:
         grade = _grade(group.judged, rule)
         counted = [j for j in group.judged if not j.insufficient]
         acknowledged = self.overrides.acknowledged(key, self.now) is not None
+        needed = 0
         if not counted:
             event: incidents.Event = "insufficient"
         else:
@@ -83,7 +84,7 @@ class _Planner:
                 strong=_overwhelming(drifted_units, rule),
                 material=rule.effect_size.grade(grade.effect).at_least(vocabulary.Severity.MODERATE),
             )
-            event = transition.event
+            event, needed = transition.event, transition.needed
             if transition.notify is not vocabulary.Severity.NONE:
                 self._plan(incident, rule, transition, drifted_units, acknowledged)
             elif event == "resolved":
@@ -105,6 +106,8 @@ class _Planner:
             max_effect_size=grade.effect,
             flapping=incident.flapping,
             acknowledged=acknowledged,
+            streak=incident.drift_streak,
+            needed=needed,
         )
 
     def _plan(

@@ -81,6 +81,9 @@ class IncidentReport:
     max_effect_size: float | None
     flapping: bool
     acknowledged: bool
+    # Drifted windows in a row so far, and how many this window's evidence needs to open (0: n/a).
+    streak: int = 0
+    needed: int = 0
 
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

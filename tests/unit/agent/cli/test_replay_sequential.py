@@ -84,6 +84,16 @@ def test_replay_pages_at_the_record_where_adwin_fires(
         f"replay: first page at record {first['record_index']} (the record where a sequential test fired): "
         "moderate, rule concept-drift, incidents m/concept_drift/all, actions alert"
     ) in said
+    # `drift-agent explain` says why that record paged: the rule, and that the alarm opened it at once.
+    assert cli.main(["explain", str(out), str(first["record_index"])]) == 0
+    explained = capsys.readouterr().out
+    assert (
+        f"record {first['record_index']} (alarm at this record): severity moderate, actions alert"
+        in explained
+    )
+    assert (
+        "m/concept_drift/all (rule concept-drift): opened at moderate after 1 drifted window(s)" in explained
+    )
     windows = sum(1 for e in events if e["type"] == "decision" and not e["at_record"])
     assert any(line.startswith(f"replay: {windows} windows judged; decisions by severity: ") for line in said)
 
