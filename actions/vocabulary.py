@@ -48,3 +48,8 @@ class OutcomeStatus(enum.StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"  # e.g. frozen, pinned, dry-run, cooldown
     IN_PROGRESS = "in_progress"
+
+
+def counted(count: int, noun: str) -> str:
+    """``1 signal``, ``3 signals``: counts in words people write, not ``signal(s)``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

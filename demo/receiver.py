@@ -28,8 +28,25 @@ class Received:
         if self.service == "pagerduty":
             payload = self.body.get("payload", {})
             summary = payload.get("summary", "") if isinstance(payload, dict) else ""
-            return f"PagerDuty {self.body.get('event_action', '?')}: {summary}"
-        return f"Slack: {self.body.get('text', '')}"
+            # A resolve carries no payload: name the incident it closes.
+            said = summary or f"incident {self.body.get('dedup_key', '?')}"
+            return f"PagerDuty {self.body.get('event_action', '?')}: {said}"
+        text = str(self.body.get("text", ""))
+        for code, emoji in _EMOJI.items():
+            text = text.replace(code, emoji)
+        return f"Slack: {text}"
+
+
+# Slack's shortcodes the agent uses, as the terminal shows them (Slack itself renders the codes).
+_EMOJI = {
+    ":red_circle:": "🔴",
+    ":large_red_circle:": "🔴",
+    ":large_orange_circle:": "🟠",
+    ":large_yellow_circle:": "🟡",
+    ":large_blue_circle:": "🔵",
+    ":large_green_circle:": "🟢",
+    ":white_circle:": "⚪",
+}
 
 
 class AlertReceiver:

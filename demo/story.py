@@ -408,8 +408,8 @@ class Story:
         if restored:
             event.recovered_at = serving.changed_at or time.time()
         event.notes.append(
-            f"serving v{serving.stable_version} (canary {serving.canary_percent}%); aliases before "
-            f"{aliases_before}, after {aliases_after}"
+            f"serving v{serving.stable_version} (canary {serving.canary_percent}%); aliases before: "
+            f"{_aliases_text(aliases_before)}; after: {_aliases_text(aliases_after)}"
         )
         alerted = [
             n
@@ -578,6 +578,10 @@ class Story:
         self._end_shift()
         (self.state / "overrides.yaml").unlink()
         return event
+
+
+def _aliases_text(aliases: dict[str, str]) -> str:
+    return ", ".join(f"{name} v{version}" for name, version in sorted(aliases.items())) or "none"
 
 
 def write_drift_report(

@@ -24,7 +24,8 @@ console = Console()
 
 
 def plain_say(line: str) -> None:
-    console.print(f"{time.strftime('%H:%M:%S')} {line}", highlight=False)
+    # soft_wrap: a line is never cut at the terminal's width mid-sentence (logs, CI, pipes).
+    console.print(f"{time.strftime('%H:%M:%S')} {line}", highlight=False, soft_wrap=True, emoji=False)
 
 
 class View:

@@ -160,9 +160,14 @@ def render(n: notification.Notification) -> dict[str, Any]:
         texts, left_out = _drift_sections(n.worst_first(), room)
         middle = [_section(text) for text in texts]
         if left_out:
-            note = f"…and {left_out} more drifted signal(s) not shown {TRUNCATION_MARKER}; see the dashboard."
+            more = vocabulary.counted(left_out, "more drifted signal")
+            note = f"…and {more} not shown {TRUNCATION_MARKER}; see the dashboard."
             middle.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
-    return {"text": clip(f"{emoji} {heading} — {n.summary}", TEXT_CHARS), "blocks": head + middle + tail}
+    # A summary that only repeats the title (canary verdicts) is not said twice.
+    text = (
+        f"{emoji} {heading}" if not n.summary or n.summary == n.title else f"{emoji} {heading} — {n.summary}"
+    )
+    return {"text": clip(text, TEXT_CHARS), "blocks": head + middle + tail}
 
 
 class SlackSink(base.HttpSink):

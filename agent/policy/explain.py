@@ -21,9 +21,9 @@ def _graded(report: IncidentReport) -> str:
 # What each incident event says; filled from the report (``graded``: how the window was graded).
 _SAID = {
     "insufficient": "not counted: every result had fewer rows than the rule's min_samples",
-    "pending": "{drifted} of {units} drifted, {graded}; {streak} drifted window(s) in a row of the "
-    "{needed} this evidence needs to open",
-    "opened": "opened at {severity} after {streak} drifted window(s) in a row, {graded}",
+    "pending": "{drifted} of {units} drifted, {graded}; {streak} in a row of the {needed} "
+    "this evidence needs to open",
+    "opened": "opened at {severity} after {streak} in a row, {graded}",
     "flapping": "opened again too often: flapping, held open at {severity}, notified once, {graded}",
     "escalated": "escalated to {severity}, {graded}: notified again",
     "resolved": "resolved after clean windows",
@@ -50,7 +50,7 @@ def why(report: IncidentReport) -> str:
         drifted=report.drifted,
         units=report.units,
         graded=_graded(report),
-        streak=report.streak,
+        streak=vocabulary.counted(report.streak, "drifted window"),
         needed=report.needed,
         severity=report.severity.value,
     )

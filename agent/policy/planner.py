@@ -286,7 +286,8 @@ class _Notice:
             "event": self.event,
             "title": f"[{self.severity.value}] {incident.model}: {reason}{flapping_note}",
             "summary": (
-                f"{len(results)} signal(s) drifted for {incident.drift_streak} window(s) in a row; "
+                f"{vocabulary.counted(len(results), 'signal')} drifted for "
+                f"{vocabulary.counted(incident.drift_streak, 'window')} in a row; "
                 f"rule {self.rule.id}; planned: {', '.join(self.planned) or 'nothing'}."
             ),
             "drifted": [r.to_json() for r in results],

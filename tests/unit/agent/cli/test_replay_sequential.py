@@ -92,7 +92,8 @@ def test_replay_pages_at_the_record_where_adwin_fires(
         in explained
     )
     assert (
-        "m/concept_drift/all (rule concept-drift): opened at moderate after 1 drifted window(s)" in explained
+        "m/concept_drift/all (rule concept-drift): opened at moderate after 1 drifted window in a row"
+        in explained
     )
     windows = sum(1 for e in events if e["type"] == "decision" and not e["at_record"])
     assert any(line.startswith(f"replay: {windows} windows judged; decisions by severity: ") for line in said)

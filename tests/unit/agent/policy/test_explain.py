@@ -11,12 +11,12 @@ def test_each_step_of_an_incident_says_what_it_waits_for_and_why() -> None:
     said = [explain.explain(run.window(f.data_window(3), 60.0 * i)) for i in range(3)]
     assert said[0] == [
         "model/data_drift/all (rule data-drift): 3 of 10 drifted, window graded moderate "
-        "(drifted share 0.30, effect 0.100); 1 drifted window(s) in a row of the 3 "
+        "(drifted share 0.30, effect 0.100); 1 drifted window in a row of the 3 "
         "this evidence needs to open"
     ]
-    assert said[1][0].endswith("2 drifted window(s) in a row of the 3 this evidence needs to open")
+    assert said[1][0].endswith("2 drifted windows in a row of the 3 this evidence needs to open")
     assert said[2] == [
-        "model/data_drift/all (rule data-drift): opened at moderate after 3 drifted window(s) in a row, "
+        "model/data_drift/all (rule data-drift): opened at moderate after 3 drifted windows in a row, "
         "window graded moderate (drifted share 0.30, effect 0.100)"
     ]
     clean = explain.explain(run.window(f.data_window(0), 400.0))
