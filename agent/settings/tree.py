@@ -6,6 +6,7 @@ defaults. The environment is read here and nowhere else.
 
 from __future__ import annotations
 
+import os
 import pathlib
 from typing import Any
 
@@ -117,6 +118,15 @@ class ConfigError(Exception):
     """Invalid configuration; the message names each field, the value and what is allowed."""
 
 
+def _env_name(loc: tuple[Any, ...]) -> str | None:
+    """The environment variable that set the field at ``loc``, when one did."""
+    for depth in range(len(loc), 0, -1):
+        name = ENV_PREFIX + "__".join(str(part).upper() for part in loc[:depth])
+        if name in os.environ:
+            return name
+    return None
+
+
 def format_validation_error(error: pydantic.ValidationError, source: str) -> str:
     lines = [f"invalid configuration in {source}:"]
     for item in error.errors():
@@ -125,7 +135,9 @@ def format_validation_error(error: pydantic.ValidationError, source: str) -> str
         shown = "<missing>" if item["type"] == "missing" else repr(value)
         if isinstance(value, dict):
             shown = "{...}"
-        lines.append(f"  {field}: got {shown}; {item['msg']}")
+        env = _env_name(tuple(item["loc"]))
+        origin = f" (from the environment variable {env})" if env else ""
+        lines.append(f"  {field}: got {shown}{origin}; {item['msg']}")
     lines.append("Fix the named fields (see config/agent.yaml for every setting, its default and meaning).")
     return "\n".join(lines)
 

@@ -114,3 +114,14 @@ def test_check_config_cli_exit_code_on_bad_file(tmp_path: pathlib.Path) -> None:
     )
     assert done.returncode == 2
     assert "http.port: got 70000" in done.stderr
+
+
+def test_a_bad_environment_variable_is_named_as_the_source(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text(yaml.safe_dump({"window": {"size": 500}}))
+    monkeypatch.setenv("DRIFT_AGENT_HTTP__PORT", "70000")
+    with pytest.raises(settings_mod.ConfigError) as raised:
+        settings_mod.load_settings(path)
+    assert "http.port: got '70000' (from the environment variable DRIFT_AGENT_HTTP__PORT)" in str(raised.value)
