@@ -124,4 +124,6 @@ def test_a_bad_environment_variable_is_named_as_the_source(
     monkeypatch.setenv("DRIFT_AGENT_HTTP__PORT", "70000")
     with pytest.raises(settings_mod.ConfigError) as raised:
         settings_mod.load_settings(path)
-    assert "http.port: got '70000' (from the environment variable DRIFT_AGENT_HTTP__PORT)" in str(raised.value)
+    assert "http.port: got '70000' (from the environment variable DRIFT_AGENT_HTTP__PORT)" in str(
+        raised.value
+    )
