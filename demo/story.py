@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import pathlib
 import shutil
@@ -678,6 +679,10 @@ def run_demo(*, scenario: str, ui: bool, state_dir: pathlib.Path) -> int:
     if unknown:
         print(f"unknown scenario {unknown[0]!r}; valid: all, {', '.join(SCENARIOS)}", file=sys.stderr)
         return 2
+    # The story speaks for the libraries: MLflow's table creation and signature notes, kafka's
+    # reconnects would interleave in their own formats.
+    for library in ("mlflow", "alembic", "kafka", "urllib3"):
+        logging.getLogger(library).setLevel(logging.ERROR)
     view = ui_mod.View() if ui else None
     say = view.say if view is not None else ui_mod.plain_say
     started = time.time()
