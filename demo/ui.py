@@ -6,8 +6,8 @@ import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Console, Group
@@ -21,6 +21,18 @@ if TYPE_CHECKING:
     from demo import timeline
 
 console = Console()
+
+
+def _latest_actions(said: Iterable[str]) -> str:
+    """The last actions in words, repeats folded: "canary in progress (3 updates)", not three cells."""
+    folded: list[list[Any]] = []
+    for raw in said:
+        text = raw.replace("_", " ")
+        if folded and folded[-1][0] == text:
+            folded[-1][1] += 1
+        else:
+            folded.append([text, 1])
+    return "; ".join(text if n == 1 else f"{text} ({n} updates)" for text, n in folded) or "-"
 
 
 def plain_say(line: str) -> None:
@@ -84,7 +96,7 @@ class View:
             serving = ", ".join(f"v{v}: {n}" for v, n in sorted(self.server.stats.per_version.items()))
             split = self.server.stats.splits[-1] if self.server.stats.splits else None
         canary = f"v{split[1]} at {split[2]}%" if split is not None and split[1] is not None else "-"
-        action_text = "; ".join(f"{d.request.kind.value} {d.outcome.status.value}" for d in actions) or "-"
+        action_text = _latest_actions(f"{d.request.kind.value} {d.outcome.status.value}" for d in actions)
         table.add_row(
             f"{self._rate:,.0f}",
             f"{records:,}",
