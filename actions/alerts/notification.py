@@ -94,6 +94,9 @@ class Notification:
     override_hint: str | None = None
     links: Links = Links()
     labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # The action's idempotency key: the same when a notification is sent again after a crash
+    # mid-delivery (delivery is at least once), so a receiver can drop the repeat.
+    delivery_id: str | None = None
 
     def worst_first(self) -> tuple[DriftItem, ...]:
         """Drift items most-over-threshold first, so truncation drops the least important."""
@@ -114,6 +117,7 @@ class Notification:
             "override_hint": self.override_hint,
             "links": {"dashboard": self.links.dashboard, "runbook": self.links.runbook},
             "labels": dict(self.labels),
+            "delivery_id": self.delivery_id,
         }
 
 
@@ -173,6 +177,7 @@ def from_request(
         override_hint=hint,
         links=links,
         labels=_labels(params.get("labels", {})),
+        delivery_id=request.idempotency_key,
     )
 
 

@@ -5,7 +5,11 @@ one of them with SIGKILL at a random moment - in turn the executor (owner of the
 partition), the evaluator of the drifting model (owner of its fragments partition) and an agent
 that only ingests - and restarts it on an empty state directory. Afterwards every prediction
 window has been judged, every action decided by any agent is journaled as done, none was begun
-twice, and the alert receiver got each alert exactly once.
+twice, and the alert receiver got each alert once - or again only where the journal shows its
+send was begun twice: an executor killed between its POST and the journal entry cannot know
+whether the receiver got it, so it sends again with the same delivery id and dedup key
+(notifications are delivered at least once; PagerDuty and Alertmanager drop the repeat by
+incident, a webhook receiver by ``delivery_id``; a Slack channel shows it twice).
 """
 
 from __future__ import annotations
@@ -149,7 +153,7 @@ def test_kill_nine_at_random_moments_loses_nothing_and_repeats_nothing(
     assert sum(t.decided for t in trials) > 0, "no trial decided any action: the drift raised nothing"
     assert all(t.windows_missing == 0 for t in trials), table
     assert all(t.lost == 0 and t.executed == t.decided for t in trials), table
-    assert all(t.delivered_twice == 0 for t in trials), table
+    assert all(t.delivered_twice <= t.begun_twice for t in trials), table
     # A request begun by a killed executor is resumed under the same key (attempt 2): confirmed,
     # never repeated; the receiver's count above is what shows no side effect happened twice.
     assert {t.role for t in trials} == set(ROLES)

@@ -49,6 +49,8 @@ def test_body_and_signature_verify_by_recomputing(
     body = request.json()
     assert body["schema"] == "drift-agent.notification/v1"
     assert body["incident_id"] == "fraud-model/data_drift/amount"
+    # A resend after a crash mid-delivery carries the same id: the receiver can drop the repeat.
+    assert body["delivery_id"] == samples.action_request().idempotency_key
     assert (body["event"], body["severity"], body["model_version"]) == ("trigger", "severe", "7")
     assert body["since"] == samples.SINCE
     assert body["drifted"][0] == {
