@@ -225,8 +225,8 @@ class Story:
             event.recovered_at = resolved[0]
 
     def data_drift(self) -> Event:
-        event = Event("data_drift", "inputs x3 and x5 shift by 0.3 standard deviations", "alert")
-        self._shift_inputs(event, 0.3)
+        event = Event("data_drift", "inputs x3 and x5 shift by 0.2 standard deviations", "alert")
+        self._shift_inputs(event, 0.2)
         self._acted(
             event,
             actions_base.ActionKind.ALERT,
@@ -236,15 +236,13 @@ class Story:
         self._end_shift()
         self.say(f"[{event.name}] inputs back to normal; waiting for the incident to resolve")
         self._recovered(event, event.injected_at)
-        kinds = {done.request.kind for done in self.observer.actions_since(event.injected_at)}
         # LOG is "minor: log and monitor" (a stray feature), not something that fired.
-        unexpected = kinds - {
-            actions_base.ActionKind.ALERT,
-            actions_base.ActionKind.RESOLVE,
-            actions_base.ActionKind.LOG,
-        }
+        unexpected = self._unexpected(
+            event.injected_at,
+            {actions_base.ActionKind.ALERT, actions_base.ActionKind.RESOLVE, actions_base.ActionKind.LOG},
+        )
         if unexpected:
-            event.notes.append(f"unexpected actions: {sorted(k.value for k in unexpected)}")
+            event.notes.append(f"unexpected actions: {unexpected}")
         event.passed = bool(event.detected_at and event.acted_at and event.recovered_at and not unexpected)
         return event
 
