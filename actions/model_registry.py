@@ -355,7 +355,10 @@ class ModelRegistry:
             items = json.loads(raw)
         except ValueError:
             LOG.warning(
-                "model %s: tag %s is not JSON; treating the journal as empty", self._name, MODEL_TAG_ROLLBACKS
+                "model %s: registry tag %s is not JSON; rollbacks recorded there are ignored. Delete or "
+                "fix the tag",
+                self._name,
+                MODEL_TAG_ROLLBACKS,
             )
             return []
         entries: list[RollbackEntry] = []

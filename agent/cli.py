@@ -43,7 +43,12 @@ def command_plugins() -> dict[str, CommandPlugin]:
         try:
             found[entry.name] = entry.load()
         except ImportError as exc:
-            log.warning("command %s is not available: %s", entry.name, exc)
+            log.warning(
+                "subcommand %s is left out: its plug-in does not import (%s). The other subcommands "
+                "work; reinstall the package that provides it to get it back",
+                entry.name,
+                exc,
+            )
     return found
 
 

@@ -272,7 +272,12 @@ class RetrainHandler(base.ActionHandler):
         except tracking.TrackingError:
             raise  # the run stays open: the next call with this key judges again
         except Exception as exc:  # a user's model or data must never crash the agent
-            LOG.warning("retrain %s: judging the candidate failed: %s", spec.name, exc)
+            LOG.warning(
+                "retrain %s: the candidate could not be scored (%s); it is not deployed, the serving "
+                "model stays. Check the training step's output model",
+                spec.name,
+                exc,
+            )
             return self._finish(
                 run_id,
                 _outcome(

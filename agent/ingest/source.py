@@ -348,7 +348,11 @@ class KafkaSource:
         try:
             consumer.commit(offsets=offsets, timeout_ms=int(self.commit_timeout_s * 1000))
         except kafka_errors.KafkaError as exc:
-            log.warning("offset commit failed (%s); records will be redelivered", errors.describe(exc))
+            log.warning(
+                "offset commit failed (%s); the records since the last commit are read again, nothing "
+                "is lost. A rebalance causes this once; check the broker if it repeats",
+                errors.describe(exc),
+            )
             self._count_commit(False)
             return False
         for tp, meta in offsets.items():
@@ -393,7 +397,12 @@ class KafkaSource:
         except kafka_errors.KafkaError as exc:
             delay = self._backoff.failed()
             self._last_error = errors.describe(exc)
-            log.warning("cannot create kafka consumer (%s); retrying in %.1fs", self._last_error, delay)
+            log.warning(
+                "cannot connect to kafka (%s); retrying in %.1fs. Check kafka.bootstrap_servers and "
+                "that the broker is up",
+                self._last_error,
+                delay,
+            )
             return None
         self._backoff.succeeded()
         self._last_error = None
@@ -403,7 +412,10 @@ class KafkaSource:
     def _poll_failed(self, exc: kafka_errors.KafkaError) -> None:
         self._last_error = errors.describe(exc)
         self._set_connected(False)
-        log.warning("kafka poll failed (%s); the consumer keeps retrying", self._last_error)
+        log.warning(
+            "reading from kafka failed (%s); the consumer keeps retrying. Check the broker if this repeats",
+            self._last_error,
+        )
 
     def _to_messages(self, polled: dict[kafka.TopicPartition, list[Any]]) -> list[RawMessage]:
         batch: list[RawMessage] = []

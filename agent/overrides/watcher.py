@@ -115,7 +115,7 @@ class OverrideWatcher:
     def _reject(self, error: str, digest: str | None) -> None:
         self._rejected_hash = digest
         self.last_error = error
-        LOG.error("%s (the previous overrides stay in force)", error)
+        LOG.error("%s. The previous overrides stay in force until the file is fixed", error)
         if self._failures is not None:
             self._failures.inc()
         if self._audit is not None:

@@ -168,7 +168,8 @@ def load_labelled(
     result = read_records(path, parser, max_rows=max_rows, seed=seed)
     if result.rejected:
         log.warning(
-            "reference file %s: %d of %d rows rejected; first: %s",
+            "reference file %s: %d of %d rows rejected and left out of the reference; first: %s. "
+            "Fix those rows (README, Reference files) or ignore this if they are few",
             path,
             result.rejected,
             result.rows,

@@ -231,7 +231,12 @@ class Executor:
             self._in_flight.discard(request.idempotency_key)
 
     def _drop(self, request: base.ActionRequest) -> None:
-        LOG.error("executor queue full: dropping %s %s", request.kind.value, request.idempotency_key)
+        LOG.error(
+            "action queue full: %s %s dropped (audited). Actions are slower than decisions: check "
+            "the action targets, or raise the queue size",
+            request.kind.value,
+            request.idempotency_key,
+        )
         if self._metrics is not None:
             self._metrics.actions_dropped.labels(kind=request.kind.value).inc()
         self._audit.record(

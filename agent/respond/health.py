@@ -93,4 +93,9 @@ class HealthRecorder:
             try:
                 self._registry.mark_healthy(version, windows=windows)
             except model_registry.RegistryError as exc:
-                log.warning("could not record version %s as healthy: %s", version, exc)
+                log.warning(
+                    "could not tag version %s as healthy in the registry (%s); rollback chooses among "
+                    "the versions already tagged. Check the registry if this repeats",
+                    version,
+                    exc,
+                )

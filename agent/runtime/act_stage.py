@@ -132,7 +132,12 @@ class ActStage:
         try:
             request = idempotency.request_from_json(json.loads(message.value))
         except (ValueError, KeyError, TypeError) as exc:
-            log.error("unreadable action request at offset %d skipped: %s", message.offset, exc)
+            log.error(
+                "action request at offset %d cannot be read (%s); skipped, no action taken. Agents of "
+                "different versions in one group cause this: roll them to one",
+                message.offset,
+                exc,
+            )
             with self._lock:
                 self._in_hand.append(message.offset)
                 self._messages[message.offset] = message

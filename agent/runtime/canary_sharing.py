@@ -84,7 +84,11 @@ def window_follower(
         try:
             window = decode_window(value)
         except (msgspec.DecodeError, ValueError) as exc:
-            log.warning("canary windows: skipping an unreadable window (%s)", exc)
+            log.warning(
+                "canary windows: skipped a window this agent cannot decode (%s); the canary is judged "
+                "on the others. Agents of different versions in one group cause this: roll them to one",
+                exc,
+            )
             return
         on_window(key.decode("utf-8", "replace"), window)
 

@@ -28,6 +28,7 @@ from agent import policy
 from agent import settings as settings_mod
 from agent.evaluate import model as model_mod
 from agent.ingest import fragments, source
+from agent.observability import errors
 from agent.observability import metrics as metrics_mod
 from agent.pipeline import engine as engine_mod
 from agent.respond import idempotency
@@ -93,7 +94,12 @@ class EvaluateStage:
             except (model_mod.StateError, ValueError) as exc:
                 # State this agent cannot use is dropped, never misapplied: the model starts afresh.
                 self.dropped_state += 1
-                log.warning("model %s: stored state dropped (%s); starting afresh", model, exc)
+                log.warning(
+                    "model %s: its stored state cannot be read (%s); windows and detectors start "
+                    "afresh, so persistence counts begin again. Nothing to do unless it repeats",
+                    model,
+                    exc,
+                )
                 continue
             if dropped.windows or dropped.detectors:
                 self.dropped_state += 1
@@ -224,7 +230,12 @@ class EvaluateStage:
         try:
             self._producer.flush(timeout=30)
         except kafka_errors.KafkaError as exc:
-            log.warning("actions or state not acknowledged (%s); fragment offsets stay uncommitted", exc)
+            log.warning(
+                "the broker did not acknowledge actions or state (%s); fragment offsets stay "
+                "uncommitted and the windows are judged again, no decision is lost. Check the broker "
+                "if this repeats",
+                errors.describe(exc),
+            )
             return False
         committed = consumer.commit(list(self._uncommitted.values()))
         if committed:

@@ -20,6 +20,7 @@ from kafka import errors as kafka_errors
 
 from agent import settings as settings_mod
 from agent.ingest import dead_letters, fragments, source, worker
+from agent.observability import errors
 from agent.observability import metrics as metrics_mod
 
 log = logging.getLogger(__name__)
@@ -90,10 +91,17 @@ class IngestStage:
         try:
             self._producer.flush(timeout=30)
         except kafka_errors.KafkaError as exc:
-            log.warning("fragments not acknowledged (%s); input offsets stay uncommitted", exc)
+            log.warning(
+                "the broker did not acknowledge window fragments (%s); input offsets stay uncommitted "
+                "and the records are read again, nothing is lost. Check the broker if this repeats",
+                errors.describe(exc),
+            )
             return False
         if not self.dlq.flush(timeout_s=10.0):
-            log.warning("dead-letter queue not flushed; input offsets stay uncommitted")
+            log.warning(
+                "dead letters not yet on the broker; input offsets stay uncommitted and the records "
+                "are read again. Check the dead-letter topic's broker if this repeats"
+            )
             return False
         predictions = self._worker.counts.predictions
         self._metrics.record_out(predictions - self._predictions_counted)

@@ -138,7 +138,13 @@ class LeaderElector:
                 held = self._attempt()
             except self._transient as exc:
                 # An unreachable API server must not crash the agent: is_leader() lapses by itself.
-                logger.warning("leader election: lease %s/%s: %s", self.namespace, self.name, _short(exc))
+                logger.warning(
+                    "leader election: cannot reach lease %s/%s (%s); this agent does not lead until it "
+                    "can. Check the API server and the service account's lease permissions",
+                    self.namespace,
+                    self.name,
+                    _short(exc),
+                )
                 held = False
             if held:
                 self._last_renew = self._clock()
@@ -180,7 +186,10 @@ class LeaderElector:
                 )
             except self._transient as exc:
                 logger.warning(
-                    "leader election: release of %s/%s failed: %s", self.namespace, self.name, _short(exc)
+                    "leader election: lease %s/%s not released (%s); another agent takes it when it expires",
+                    self.namespace,
+                    self.name,
+                    _short(exc),
                 )
 
     # -- the ticker -----------------------------------------------------------------------

@@ -84,7 +84,12 @@ class Sidecar(Generic[StagesT]):
         except (kafka_errors.KafkaError, OSError) as exc:
             delay = self._backoff.failed()
             self._topology_error = errors.describe(exc)
-            log.warning("cannot set up the internal topics (%s); retrying in %.1fs", exc, delay)
+            log.warning(
+                "cannot create or check the internal topics (%s); retrying in %.1fs. Check the "
+                "broker address and that the agent may create topics (or create them beforehand)",
+                errors.describe(exc),
+                delay,
+            )
             return None
         self._backoff.succeeded()
         self._topology_error = None

@@ -19,6 +19,7 @@ from kafka import errors as kafka_errors
 
 from agent import settings as settings_mod
 from agent.ingest import source
+from agent.observability import errors
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,12 @@ class TopicFollower:
                         for record in records:
                             self._hand_on(record.key, record.value)
             except kafka_errors.KafkaError as exc:
-                log.warning("following %s: %s; again in %.0fs", self._topic, exc, RECONNECT_S)
+                log.warning(
+                    "lost topic %s (%s); reconnecting in %.0fs. Check the broker if this repeats",
+                    self._topic,
+                    errors.describe(exc),
+                    RECONNECT_S,
+                )
                 self._stopping.wait(RECONNECT_S)
             finally:
                 self.positioned.clear()
