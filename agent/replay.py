@@ -53,7 +53,9 @@ def result_event(result: base.DetectorResult, evaluation: engine_mod.Evaluation)
         "type": "result",
         "record_index": evaluation.window.last_record_index,
         "detector": result.detector,
+        "family": result.family.value,
         "feature": result.feature,
+        "statistic": result.statistic,
         "score": result.score,
         "threshold": result.threshold,
         "drifted": result.drifted,
@@ -89,6 +91,7 @@ def decision_event(evaluation: engine_mod.Evaluation) -> dict[str, Any]:
         "type": "decision",
         "record_index": evaluation.window.last_record_index,
         "detector": "policy",
+        "family": worst.family if worst is not None else None,
         "feature": None,
         "score": score,
         "threshold": 1.0,
@@ -101,6 +104,11 @@ def decision_event(evaluation: engine_mod.Evaluation) -> dict[str, Any]:
         ],
         "rule_id": decision.rule_id,
         "incidents": [r.incident_id for r in decision.incidents if r.status == "open"],
+        "held": [
+            {"kind": s.kind, "incident_id": s.incident_id, "reason": s.reason}
+            for s in decision.suppressed
+            if s.reason.startswith("held:")
+        ],
         "why": explain_mod.explain(decision),
         "model_version": evaluation.window.model_version,
         "labelled_window": evaluation.labelled,

@@ -28,6 +28,8 @@ class DetectorFamily(enum.StrEnum):
     PERFORMANCE = "performance"
     LATENCY = "latency"
     ERRORS = "errors"
+    # A broken pipeline, not drift (detectors.quality): pages the data owner, never remediates.
+    QUALITY = "quality"
 
 
 @dataclasses.dataclass(frozen=True)

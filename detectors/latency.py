@@ -17,9 +17,9 @@ from typing import ClassVar, Literal
 import numpy as np
 import numpy.typing as npt
 import pydantic
-from scipy import special, stats
+from scipy import stats
 
-from detectors import base
+from detectors import base, pvalues
 from detectors import window as window_mod
 
 FloatArray = npt.NDArray[np.float64]
@@ -328,7 +328,7 @@ class ErrorRateDetector(base.Detector[ErrorRateConfig], base.NeedsReference):
         if self._reference is not None:
             reference_rate = float(np.mean(self._reference > 0))
             increase = rate - reference_rate
-            p_value = _two_proportion_greater(rate, len(values), reference_rate, len(self._reference))
+            p_value = pvalues.two_proportion_greater(rate, len(values), reference_rate, len(self._reference))
             drifted = p_value < self.config.alpha and increase >= self.config.min_increase
             bounds.append(reference_rate + self.config.min_increase)
             extras["reference_error_rate"] = reference_rate
@@ -365,12 +365,3 @@ class ErrorRateDetector(base.Detector[ErrorRateConfig], base.NeedsReference):
 
 def _error_window(rng: np.random.Generator, size: int, rate: float) -> window_mod.Window:
     return window_mod.Window(features={}, errors=(rng.random(size) < rate).astype(np.float64))
-
-
-def _two_proportion_greater(rate: float, size: int, reference_rate: float, reference_size: int) -> float:
-    """One-sided pooled z-test p-value that ``rate`` exceeds ``reference_rate``."""
-    pooled = (rate * size + reference_rate * reference_size) / (size + reference_size)
-    spread = math.sqrt(pooled * (1.0 - pooled) * (1.0 / size + 1.0 / reference_size))
-    if spread == 0.0:
-        return 0.0 if rate > reference_rate else 1.0
-    return float(special.ndtr(-(rate - reference_rate) / spread))

@@ -1,5 +1,7 @@
 """p-values of the numeric two-sample tests, exactly as scipy and Evidently compute them.
 
+Also the one-sided tests of a rate against a reference rate (error share, data-quality shares).
+
 ``ks_p_value``: ``scipy.stats.ks_2samp(method="auto")``'s p-value from a statistic already
 computed on the merged sort (exact path up to ``KS_EXACT_MAX_N`` rows, vectorised for equal
 sizes); ``mmd_p_value``: Evidently's permutation test with an RBF kernel. ``detectors.stattests``
@@ -13,7 +15,7 @@ import warnings
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
+from scipy import special, stats
 from scipy.stats import _stats_py
 
 FloatArray = npt.NDArray[np.float64]
@@ -121,3 +123,22 @@ def subsample(values: FloatArray, limit: int, rng: np.random.Generator) -> Float
 
 
 # ----- entry points -------------------------------------------------------------------------
+
+
+# ----- rates ------------------------------------------------------------------------------------
+
+
+def two_proportion_greater(rate: float, size: int, reference_rate: float, reference_size: int) -> float:
+    """One-sided pooled z-test p-value that ``rate`` exceeds ``reference_rate``."""
+    pooled = (rate * size + reference_rate * reference_size) / (size + reference_size)
+    spread = math.sqrt(pooled * (1.0 - pooled) * (1.0 / size + 1.0 / reference_size))
+    if spread == 0.0:
+        return 0.0 if rate > reference_rate else 1.0
+    return float(special.ndtr(-(rate - reference_rate) / spread))
+
+
+def binomial_greater(count: int, size: int, expected: float) -> float:
+    """Exact one-sided p-value of ``count`` or more hits in ``size`` draws at rate ``expected``."""
+    if count <= 0:
+        return 1.0
+    return float(stats.binom.sf(count - 1, size, min(max(expected, 0.0), 1.0)))

@@ -107,7 +107,7 @@ def default_registry() -> Registry:
         data_drift.PredictionDriftDetector,
     ]
     # --- Detectors of the second detectors engineer: one import above + entries here. ---
-    from detectors import cbpe, concept, concept_streams, latency, multivariate  # noqa: PLC0415
+    from detectors import cbpe, concept, concept_streams, latency, multivariate, quality  # noqa: PLC0415
 
     classes += [
         multivariate.MMDDetector,
@@ -119,6 +119,7 @@ def default_registry() -> Registry:
         cbpe.CBPEDetector,
         latency.LatencyDetector,
         latency.ErrorRateDetector,
+        *quality.CHECKS,
     ]
     # --- end ---
     return Registry(classes)

@@ -18,7 +18,8 @@ from detectors import window as window_mod
 def _default_detectors() -> dict[str, dict[str, Any]]:
     # What a production sidecar wants on day one; the rest (mmd, domain_classifier, cbpe, ddm,
     # page_hinkley) are opt-in by name. ADWIN watches the error stream record by record; it only
-    # runs where labels flow (kafka.labels_topic).
+    # runs where labels flow (kafka.labels_topic). The data-quality checks tell a broken pipeline
+    # from drift.
     return {
         "data_drift": {},
         "prediction_drift": {},
@@ -26,7 +27,21 @@ def _default_detectors() -> dict[str, dict[str, Any]]:
         "error_rate": {},
         "performance": {},
         "adwin": {},
+        **{name: {} for name in QUALITY_CHECKS},
     }
+
+
+# detectors.quality.NAMES, spelled out so that importing the suite stays cheap (a test keeps them
+# in step).
+QUALITY_CHECKS = (
+    "missing_values",
+    "schema",
+    "type_mismatch",
+    "out_of_range",
+    "unseen_categories",
+    "frozen_features",
+    "duplicate_ids",
+)
 
 
 class SuiteConfig(pydantic.BaseModel):

@@ -20,6 +20,23 @@ Column = FloatArray | ObjectArray
 
 
 @dataclasses.dataclass(frozen=True)
+class FieldCounts:
+    """How the records' feature fields came, before they became columns.
+
+    A column alone cannot tell a null from a field the record lacked, or from a value of the wrong
+    type (all three become NaN or None); the data-quality checks need to. Names absent from a
+    mapping count zero.
+    """
+
+    # Schema feature -> records that lacked the field altogether.
+    absent: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    # Numeric schema feature -> values that were not numbers (e.g. a string), read as NaN.
+    mistyped: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    # Field name the schema does not know -> records that carried it (left out of the columns).
+    unknown: Mapping[str, int] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
 class Window:
     """One window of records, column by column. Every array has length ``size``.
 
@@ -38,6 +55,10 @@ class Window:
     errors: FloatArray | None = None
     # Event time (epoch seconds) of each record.
     timestamps: FloatArray | None = None
+    # The records' request ids (str), for the duplicate check; None where not known.
+    request_ids: ObjectArray | None = None
+    # How the feature fields came (absent, mistyped, unknown); None where not counted.
+    fields: FieldCounts | None = None
     model_version: str | None = None
     segment: Mapping[str, str] | None = None
     # Index (in arrival order, 0-based) of the last record of the window; replay reports it.

@@ -190,7 +190,8 @@ def _default_sinks() -> list[SinkConfig]:
 
 
 class AlertingConfig(_Model):
-    """Alert sinks and routing. ALERT goes to ``alert_sinks``, PAGE to ``page_sinks``, RESOLVE to both."""
+    """Alert sinks and routing. ALERT goes to ``alert_sinks``, PAGE to ``page_sinks``, RESOLVE to both;
+    data-quality notifications to ``data_owner_sinks`` when set."""
 
     sinks: list[SinkConfig] = pydantic.Field(
         default_factory=_default_sinks,
@@ -202,6 +203,12 @@ class AlertingConfig(_Model):
     page_sinks: list[str] = pydantic.Field(
         default_factory=lambda: ["log"],
         description="Sink names that receive PAGE notifications (high urgency, e.g. pagerduty).",
+    )
+    data_owner_sinks: list[str] | None = pydantic.Field(
+        None,
+        description="Sink names that receive data-quality alerts, pages and resolves (the data owner's "
+        "channel: a broken pipeline is theirs to fix); null = alert_sinks and page_sinks. A policy "
+        "rule's sinks route single features elsewhere.",
     )
     dashboard_url_template: str | None = pydantic.Field(
         None,
@@ -219,8 +226,8 @@ class AlertingConfig(_Model):
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"sinks: names must be unique, repeated: {duplicates}")
-        for route in ("alert_sinks", "page_sinks"):
-            unknown = [name for name in getattr(self, route) if name not in names]
+        for route in ("alert_sinks", "page_sinks", "data_owner_sinks"):
+            unknown = [name for name in getattr(self, route) or () if name not in names]
             if unknown:
                 raise ValueError(f"{route}: unknown sink names {unknown}; configured sinks are {names}")
         return self

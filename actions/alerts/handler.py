@@ -24,6 +24,9 @@ from actions.alerts import sink_factory as sink_registry
 
 LOG = logging.getLogger("actions.alerts")
 HANDLED_KINDS = (actions_base.ActionKind.ALERT, actions_base.ActionKind.PAGE, actions_base.ActionKind.RESOLVE)
+# params["family"] of data-quality incidents (detectors' DetectorFamily.QUALITY; actions import
+# nothing of the detectors, the request carries the name).
+DATA_QUALITY_FAMILY = "quality"
 _REMEMBERED_KEYS = 4096  # idempotency keys whose delivered sinks are kept in memory
 
 
@@ -39,7 +42,8 @@ class AlertHandler(actions_base.ActionHandler):
         if kind not in HANDLED_KINDS:
             valid = ", ".join(k.value for k in HANDLED_KINDS)
             raise ValueError(f"AlertHandler handles {valid}, not {kind.value!r}")
-        missing = [name for name in (*alerting.alert_sinks, *alerting.page_sinks) if name not in sinks]
+        routes = (*alerting.alert_sinks, *alerting.page_sinks, *(alerting.data_owner_sinks or ()))
+        missing = [name for name in routes if name not in sinks]
         if missing:
             raise ValueError(f"routes name sinks that were not built: {missing}; built: {sorted(sinks)}")
         self.kind = kind
@@ -49,7 +53,8 @@ class AlertHandler(actions_base.ActionHandler):
         self._lock = threading.Lock()
 
     def routed(self, request: actions_base.ActionRequest) -> list[str]:
-        """Sink names for this request: ``params["sinks"]`` if given, else the route for the kind."""
+        """Sink names for this request: ``params["sinks"]`` if given, the data owner's for data
+        quality (``data_owner_sinks``), else the route for the kind."""
         explicit = request.params.get("sinks")
         if explicit is not None:
             if isinstance(explicit, str) or not isinstance(explicit, Sequence):
@@ -60,6 +65,9 @@ class AlertHandler(actions_base.ActionHandler):
                     f"params.sinks: unknown sink names {unknown}; configured sinks are {sorted(self._sinks)}"
                 )
             return list(dict.fromkeys(str(name) for name in explicit))
+        owners = self._alerting.data_owner_sinks
+        if owners is not None and request.params.get("family") == DATA_QUALITY_FAMILY:
+            return list(owners)
         if self.kind is actions_base.ActionKind.ALERT:
             return list(self._alerting.alert_sinks)
         if self.kind is actions_base.ActionKind.PAGE:

@@ -109,9 +109,14 @@ def _describe(entry: Mapping[str, Any]) -> str:
             for i in entry.get("incidents", [])
             if isinstance(i, Mapping)
         )
+        held = "; ".join(
+            f"{s.get('kind')} of {s.get('incident_id')} {s.get('reason')}"
+            for s in entry.get("suppressed", [])
+            if isinstance(s, Mapping) and str(s.get("reason", "")).startswith("held: ")
+        )
         return (
             f"severity={entry.get('severity')} rule={entry.get('rule_id')} "
-            f"actions=[{actions}] incidents=[{incidents}]"
+            f"actions=[{actions}] incidents=[{incidents}]" + (f" {held}" if held else "")
         )
     if kind in (audit.ACTION, audit.ACTION_DROPPED):
         request = entry.get("request") or {}

@@ -1,5 +1,7 @@
 """Detector results as Prometheus gauges: drift score per feature, dataset drift share,
-performance, latency quantiles. One place maps a DetectorResult to series.
+performance, latency quantiles. One place maps a DetectorResult to series. A data-quality check
+is a detector like the others: ``drift_score{detector="missing_values", feature="amount"}`` is
+the share of nulls, ``drift_detected`` whether the check failed.
 
 The latest results of each (model version, segment) are kept and turned into samples at scrape
 time; at most ``max_windows`` keys are kept (least recently updated dropped first), so series of
@@ -67,7 +69,8 @@ class DetectorMetrics(registry.Collector):
             for result in results:
                 for one in (result, *result.details):
                     self._add(families, (version, segment, one.detector, one.feature or ""), one)
-                if result.details:
+                # A quality check's parent counts failed checks, not a share of drifted features.
+                if result.details and result.family is not base.DetectorFamily.QUALITY:
                     families["dataset_drift_share"].add_metric(
                         [version, segment, result.detector], result.score
                     )

@@ -11,11 +11,15 @@ reference data and for live windows alike, so both are built by the same rules:
 - categorical feature -> object array of ``str``, ``None`` where missing; numbers and bools in a
   categorical column are turned into their JSON text (``3``, ``0.5``, ``true``).
 - features that the schema does not know are counted in ``ColumnStats.unknown_features`` and
-  ignored (never fatal).
+  left out of the columns (never fatal).
+- what the columns cannot show is counted per feature in ``Window.fields``: records lacking a
+  schema feature, values of the wrong type, fields the schema does not know (the data-quality
+  checks read it); ``Window.request_ids`` keeps the records' ids.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import itertools
 import json
@@ -26,6 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from agent.ingest import records as records_mod
 from detectors import window as window_mod
@@ -121,7 +126,7 @@ def to_window(
     """
     stats = stats if stats is not None else ColumnStats()
     size = len(records)
-    ordered = _feature_columns([record.features for record in records], schema, stats)
+    ordered, fields = _feature_columns([record.features for record in records], schema, stats)
 
     # One C-level attrgetter call per record and one conversion for the four float fields,
     # instead of a Python pass per field. A float field the parser let through as None is NaN.
@@ -142,6 +147,8 @@ def to_window(
         gpu_latency_ms=_unless_all_nan(gpu_latency),
         errors=errors,
         timestamps=timestamps,
+        request_ids=np.fromiter((record.request_id for record in records), dtype=object, count=size),
+        fields=fields,
         model_version=model_version,
         segment=segment,
         last_record_index=last_record_index,
@@ -150,15 +157,19 @@ def to_window(
 
 def _feature_columns(
     feature_maps: list[Mapping[str, records_mod.FeatureValue]], schema: FeatureSchema, stats: ColumnStats
-) -> dict[str, window_mod.Column]:
+) -> tuple[dict[str, window_mod.Column], window_mod.FieldCounts]:
     columns: dict[str, window_mod.Column] = {}
     complete = True
+    mistyped: dict[str, int] = {}
     numeric = schema.numeric_names
     if numeric:
         rows, has_all = _rows(feature_maps, numeric)
         complete = complete and has_all
-        matrix = _numeric_matrix(rows, len(numeric), stats)
+        matrix, wrong = _numeric_matrix_counted(rows, len(numeric))
         columns.update(zip(numeric, matrix, strict=True))
+        if wrong is not None:
+            mistyped = {name: int(n) for name, n in zip(numeric, wrong, strict=True) if n}
+            stats.type_mismatches += sum(mistyped.values())
     categorical = schema.categorical_names
     if categorical:
         rows, has_all = _rows(feature_maps, categorical)
@@ -168,12 +179,27 @@ def _feature_columns(
             (name, _categorical_column(values)) for name, values in zip(categorical, by_feature, strict=True)
         )
     names = schema.names
+    absent: dict[str, int] = {}
     if complete:
         known = len(names) * len(feature_maps)
     else:
-        known = sum(1 for features in feature_maps for name in names if name in features)
-    stats.unknown_features += sum(map(len, feature_maps)) - known
-    return {name: columns[name] for name in names}
+        present = collections.Counter(name for features in feature_maps for name in features)
+        known = sum(present[name] for name in names)
+        absent = {
+            name: len(feature_maps) - present[name] for name in names if present[name] < len(feature_maps)
+        }
+    unknown_values = sum(map(len, feature_maps)) - known
+    stats.unknown_features += unknown_values
+    unknown: dict[str, int] = {}
+    if unknown_values:
+        schema_names = frozenset(names)
+        unknown = dict(
+            collections.Counter(
+                name for features in feature_maps for name in features if name not in schema_names
+            )
+        )
+    ordered = {name: columns[name] for name in names}
+    return ordered, window_mod.FieldCounts(absent=absent, mistyped=mistyped, unknown=unknown)
 
 
 def _rows(
@@ -197,7 +223,18 @@ def _rows(
 
 def _numeric_matrix(rows: list[tuple[Any, ...]], width: int, stats: ColumnStats) -> window_mod.FloatArray:
     """A (feature, record) float64 block: row ``j`` is feature ``j``'s column, contiguous."""
+    matrix, wrong = _numeric_matrix_counted(rows, width)
+    if wrong is not None:
+        stats.type_mismatches += int(wrong.sum())
+    return matrix
+
+
+def _numeric_matrix_counted(
+    rows: list[tuple[Any, ...]], width: int
+) -> tuple[window_mod.FloatArray, npt.NDArray[np.int64] | None]:
+    """``_numeric_matrix`` and, when some value was not a number, the count per column (else None)."""
     size = len(rows)
+    wrong = None
     try:
         # Fastest when every value is a number or bool (no None, no string).
         flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.float64, count=size * width)
@@ -207,22 +244,23 @@ def _numeric_matrix(rows: list[tuple[Any, ...]], width: int, stats: ColumnStats)
             # None -> NaN comes with numpy's array conversion (so does "1.5" -> 1.5).
             matrix = np.array(rows, dtype=np.float64).reshape(size, width)
         except (ValueError, TypeError, OverflowError):
-            matrix = _numeric_matrix_slow(rows, width, stats)
-    return np.ascontiguousarray(matrix.T)
+            matrix, wrong = _numeric_matrix_slow(rows, width)
+    return np.ascontiguousarray(matrix.T), wrong
 
 
 def _numeric_matrix_slow(
-    rows: list[tuple[Any, ...]], width: int, stats: ColumnStats
-) -> window_mod.FloatArray:
+    rows: list[tuple[Any, ...]], width: int
+) -> tuple[window_mod.FloatArray, npt.NDArray[np.int64]]:
     matrix = np.full((len(rows), width), np.nan, dtype=np.float64)
+    wrong = np.zeros(width, dtype=np.int64)
     for row_index, row in enumerate(rows):
         for column, value in enumerate(row):
             number = _as_number(value)
             if number is not None:
                 matrix[row_index, column] = number
             elif value is not None:
-                stats.type_mismatches += 1
-    return matrix
+                wrong[column] += 1
+    return matrix, wrong
 
 
 def _as_number(value: object) -> float | None:

@@ -31,9 +31,20 @@ class WindowData(msgspec.Struct, array_like=True, gc=False):
     model_version: str | None
     segment: dict[str, str] | None
     last_record_index: int
+    # Window.fields as (absent, mistyped, unknown); absent in state written before it existed.
+    fields: tuple[dict[str, int], dict[str, int], dict[str, int]] | None = None
 
 
-_OPTIONAL = ("predictions", "confidences", "labels", "latency_ms", "gpu_latency_ms", "errors", "timestamps")
+_OPTIONAL = (
+    "predictions",
+    "confidences",
+    "labels",
+    "latency_ms",
+    "gpu_latency_ms",
+    "errors",
+    "timestamps",
+    "request_ids",
+)
 
 
 def _column(values: window_mod.Column) -> Column:
@@ -64,6 +75,11 @@ def encode(window: window_mod.Window) -> WindowData:
         model_version=window.model_version,
         segment=dict(window.segment) if window.segment is not None else None,
         last_record_index=window.last_record_index,
+        fields=(
+            (dict(fields.absent), dict(fields.mistyped), dict(fields.unknown))
+            if (fields := window.fields) is not None
+            else None
+        ),
     )
 
 
@@ -74,5 +90,6 @@ def decode(data: WindowData) -> window_mod.Window:
         model_version=data.model_version,
         segment=data.segment,
         last_record_index=data.last_record_index,
+        fields=window_mod.FieldCounts(*data.fields) if data.fields is not None else None,
         **optional,
     )

@@ -64,5 +64,10 @@ def explain(decision: Decision) -> list[str]:
     ]
     if any(report.acknowledged for report in decision.incidents):
         lines.append("acknowledged incidents notify nobody except on escalation to critical")
-    lines.extend(f"{s.kind} for {s.incident_id} held back: {s.reason}" for s in decision.suppressed)
+    lines.extend(
+        f"{s.kind} for {s.incident_id} {s.reason}"
+        if s.reason.startswith("held: ")
+        else f"{s.kind} for {s.incident_id} held back: {s.reason}"
+        for s in decision.suppressed
+    )
     return lines

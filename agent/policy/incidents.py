@@ -69,6 +69,9 @@ class IncidentState:
     # Action kinds issued in the current epoch: one remediation of a kind per epoch, and a
     # RESOLVE only where someone was notified.
     actions_taken: list[str] = dataclasses.field(default_factory=list)
+    # Remediation kinds planned in this epoch but held back while a data-quality incident explains
+    # the drift; issued once it no longer does and the drift goes on.
+    held: list[str] = dataclasses.field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -83,6 +86,7 @@ class IncidentState:
         fields["notified_severity"] = Severity(fields.get("notified_severity", "none"))
         fields["open_history"] = [float(t) for t in fields.get("open_history", [])]
         fields["actions_taken"] = [str(k) for k in fields.get("actions_taken", [])]
+        fields["held"] = [str(k) for k in fields.get("held", [])]
         return cls(**fields)
 
 
@@ -177,6 +181,7 @@ def _open(incident: IncidentState, severity: Severity, hysteresis: Hysteresis, n
     incident.severity = severity
     incident.notified_severity = severity
     incident.actions_taken = []
+    incident.held = []
     incident.open_history = [t for t in incident.open_history if t > now - hysteresis.flapping_window_s]
     incident.open_history.append(now)
     if len(incident.open_history) > hysteresis.max_opens and not incident.flapping:
@@ -202,6 +207,7 @@ def _clean_window(incident: IncidentState, hysteresis: Hysteresis, now: float) -
         return Transition("held")
     incident.status = "closed"
     incident.flapping = False
+    incident.held = []
     _reset_episode(incident)
     return Transition("resolved")
 

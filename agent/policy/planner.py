@@ -12,6 +12,13 @@
   (rollback); otherwise -> ``on_gradual`` (retrain).
 * Remediation of a kind runs at most once per incident epoch and once per ``cooldown_s`` per
   model; operator-forced actions (overrides) bypass both.
+* Data quality: a ``quality`` incident only notifies (remediation steps in its plan are
+  suppressed). Drift it explains - a drifted feature with a quality incident open or failing in
+  this window (same model and segment), or the predictions, performance or concept of a model
+  with one - has its rollback and retrain held (``held: data quality incident ...`` in the
+  decision and the alert), and issued later only if the drift goes on once nothing explains it.
+  A drift incident with a drifted feature that no quality incident explains is remediated as
+  usual. Forced actions (overrides) are never held.
 * Idempotency keys are built from the incident, its epoch, the action kind and the severity or
   version acted on (``force/<id>`` for a forced action), never from a clock, so a replay from a
   checkpoint asks for the same actions under the same keys.
@@ -31,18 +38,41 @@ from agent.policy.judge import _grade, _Group, _Judged
 from agent.policy.schema import PolicyConfig, RemediationKind, Rule
 from agent.policy.state import MAX_FORCED_IDS_KEPT, IncidentReport, PolicyState, Suppressed
 from agent.policy.units import Unit
+from detectors import base as detectors_base
+
+QUALITY = detectors_base.DetectorFamily.QUALITY.value
+# Drift whose features a quality incident names is explained by it; so is drift of what the model
+# makes of its inputs (predictions, performance, concept) while any of its inputs is broken.
+_EXPLAINED_PER_FEATURE = frozenset({detectors_base.DetectorFamily.DATA_DRIFT.value})
+_EXPLAINED_PER_MODEL = frozenset(
+    {
+        detectors_base.DetectorFamily.PREDICTION_DRIFT.value,
+        detectors_base.DetectorFamily.PERFORMANCE.value,
+        detectors_base.DetectorFamily.CONCEPT_DRIFT.value,
+    }
+)
+_REMEDIATIONS = frozenset({"rollback", "retrain"})
 
 
 class _Planner:
     """Turns incident transitions into action requests (one instance per ``decide`` call)."""
 
     def __init__(
-        self, state: PolicyState, policy: PolicyConfig, overrides_state: overrides.OverrideState, now: float
+        self,
+        state: PolicyState,
+        policy: PolicyConfig,
+        overrides_state: overrides.OverrideState,
+        now: float,
+        *,
+        quality_evidence: frozenset[str] = frozenset(),
     ) -> None:
         self.state = state
         self.policy = policy
         self.overrides = overrides_state
         self.now = now
+        # Quality incidents with a failed check in this window (they explain drift even before
+        # they open).
+        self.quality_evidence = quality_evidence
         self.actions: list[actions_base.ActionRequest] = []
         self.suppressed: list[Suppressed] = []
 
@@ -88,7 +118,9 @@ class _Planner:
             if transition.notify is not vocabulary.Severity.NONE:
                 self._plan(incident, rule, transition, drifted_units, acknowledged)
             elif event == "resolved":
-                self._resolve(incident, closing_epoch_actions)
+                self._resolve(incident, rule, closing_epoch_actions)
+            elif incident.held and drifted_units:
+                self._release_held(incident, rule, drifted_units)
         return IncidentReport(
             incident_id=key,
             rule_id=rule.id,
@@ -108,6 +140,7 @@ class _Planner:
             acknowledged=acknowledged,
             streak=incident.drift_streak,
             needed=needed,
+            family=group.family,
         )
 
     def _plan(
@@ -123,6 +156,22 @@ class _Planner:
         steps = plans.for_severity(severity)
         kinds = [self._remediation_kind(incident) if step == "remediate" else step for step in steps]
         planned = [k for k in kinds if k != "none"]
+        held = ""
+        remediations = [k for k in planned if k in _REMEDIATIONS]
+        if remediations and incident.family == QUALITY:
+            for kind in remediations:
+                self.suppressed.append(
+                    Suppressed(kind, incident.incident_id, "data quality incidents alert or page only")
+                )
+        elif remediations and (explaining := self._explaining(incident.family, drifted)):
+            held = f"held: data quality incident {', '.join(explaining)} open"
+            for kind in remediations:
+                self.suppressed.append(Suppressed(kind, incident.incident_id, held))
+                if kind not in incident.held:
+                    incident.held.append(kind)
+        else:
+            remediations = []
+        planned = [k for k in planned if k not in remediations]
         notice = _Notice(
             incident=incident,
             severity=severity,
@@ -131,12 +180,61 @@ class _Planner:
             drifted=drifted,
             planned=planned,
             rule=rule,
+            held=f"{held}: {', '.join(remediations)} held back until it resolves" if held else "",
         )
         for kind in planned:
             if kind in ("alert", "page", "log"):
                 self._notify(notice, actions_base.ActionKind(kind), acknowledged)
             else:
                 self._remediate(notice, actions_base.ActionKind(kind))
+
+    def _explaining(self, family: str, drifted: Sequence[_Judged]) -> list[str]:
+        """The quality incidents that explain this drift (rules in the module docstring); [] if none."""
+        model = self.policy.model_name
+        if family in _EXPLAINED_PER_FEATURE:
+            found = set()
+            for judged in drifted:
+                feature = judged.unit.result.feature
+                key = incidents.incident_id(model, QUALITY, feature, judged.unit.segment) if feature else None
+                if key is None or not self._quality_active(key):
+                    return []  # a drifted feature no quality incident explains: genuine drift
+                found.add(key)
+            return sorted(found)
+        if family in _EXPLAINED_PER_MODEL:
+            segments = {tuple(sorted((j.unit.segment or {}).items())) for j in drifted}
+            return sorted(
+                key
+                for key, incident in self.state.incidents.items()
+                if incident.family == QUALITY
+                and self._quality_active(key)
+                and any(
+                    key == incidents.incident_id(model, QUALITY, incident.group, dict(s)) for s in segments
+                )
+            )
+        return []
+
+    def _quality_active(self, key: str) -> bool:
+        incident = self.state.incidents.get(key)
+        return key in self.quality_evidence or (incident is not None and incident.status == "open")
+
+    def _release_held(
+        self, incident: incidents.IncidentState, rule: Rule, drifted: Sequence[_Judged]
+    ) -> None:
+        """Issue the remediation held back for a quality incident once none explains the drift."""
+        if incident.status != "open" or self._explaining(incident.family, drifted):
+            return
+        held, incident.held = list(incident.held), []
+        notice = _Notice(
+            incident=incident,
+            severity=incident.severity,
+            event="update",
+            flapping=incident.flapping,
+            drifted=drifted,
+            planned=held,
+            rule=rule,
+        )
+        for kind in held:
+            self._remediate(notice, actions_base.ActionKind(kind))
 
     def _remediation_kind(self, incident: incidents.IncidentState) -> RemediationKind:
         config = self.policy.remediation
@@ -197,7 +295,7 @@ class _Planner:
             self.state.last_remediation[cooldown_key] = self.now
         self._emit(request)
 
-    def _resolve(self, incident: incidents.IncidentState, epoch_actions: Sequence[str]) -> None:
+    def _resolve(self, incident: incidents.IncidentState, rule: Rule, epoch_actions: Sequence[str]) -> None:
         notified = {"alert", "page"} & set(epoch_actions)
         kind = actions_base.ActionKind.RESOLVE if notified else actions_base.ActionKind.LOG
         request = actions_base.ActionRequest(
@@ -215,6 +313,7 @@ class _Planner:
                 "since": incident.opened_at,
                 "family": incident.family,
                 "labels": {"family": incident.family, "group": incident.group},
+                **({"sinks": list(rule.sinks)} if rule.sinks is not None else {}),
             },
         )
         self.actions.append(request)
@@ -271,6 +370,8 @@ class _Notice:
     drifted: Sequence[_Judged]
     planned: Sequence[str]
     rule: Rule
+    # Why remediation was held back (a data-quality incident explains the drift); "" when not.
+    held: str = ""
 
     def request(
         self, kind: actions_base.ActionKind, key: str, policy: PolicyConfig
@@ -289,6 +390,7 @@ class _Notice:
                 f"{vocabulary.counted(len(results), 'signal')} drifted for "
                 f"{vocabulary.counted(incident.drift_streak, 'window')} in a row; "
                 f"rule {self.rule.id}; planned: {', '.join(self.planned) or 'nothing'}."
+                + (f" {self.held[0].upper()}{self.held[1:]}." if self.held else "")
             ),
             "drifted": [r.to_json() for r in results],
             "since": incident.opened_at,
@@ -304,6 +406,10 @@ class _Notice:
             "flapping": self.flapping,
             "epoch": incident.epoch,
         }
+        if self.held:
+            params["held"] = self.held
+        if self.rule.sinks is not None:
+            params["sinks"] = list(self.rule.sinks)
         if kind is actions_base.ActionKind.ROLLBACK:
             params["from_version"] = incident.model_version
         return actions_base.ActionRequest(

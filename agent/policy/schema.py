@@ -29,6 +29,8 @@ LOG = logging.getLogger(__name__)
 DEFAULT_POLICY_PATH = settings_groups.DEFAULT_POLICY_PATH
 PlanStep = Literal["log", "alert", "page", "rollback", "retrain", "remediate"]
 RemediationKind = Literal["rollback", "retrain", "none"]
+# Plan steps that change the served model; data-quality incidents never take them.
+REMEDIATION_STEPS: tuple[PlanStep, ...] = ("rollback", "retrain", "remediate")
 
 
 class _Model(pydantic.BaseModel):
@@ -188,6 +190,25 @@ class Rule(_Model):
     plans: ActionPlans | None = pydantic.Field(
         None, description="Plans for this rule; null = the policy's plans."
     )
+    sinks: tuple[str, ...] | None = pydantic.Field(
+        None,
+        description="Alert sinks (alerting.sinks names) that get this rule's alerts, pages and resolves "
+        "instead of the routes, e.g. the data owner's channel for the quality checks of some features. "
+        "null = the routes (alerting.alert_sinks / page_sinks; data_owner_sinks for quality).",
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _quality_only_notifies(self) -> Rule:
+        if self.family != detectors_base.DetectorFamily.QUALITY.value or self.plans is None:
+            return self
+        for severity in ("minor", "moderate", "severe", "critical"):
+            remediating = set(getattr(self.plans, severity)) & set(REMEDIATION_STEPS)
+            if remediating:
+                raise ValueError(
+                    f"plans.{severity}: {sorted(remediating)} in a quality rule; a broken pipeline is fixed "
+                    "upstream, not by rollback or retrain: use log, alert or page"
+                )
+        return self
 
     def matches(self, model: str, unit: Unit) -> bool:
         return (
@@ -201,6 +222,18 @@ class Rule(_Model):
 def default_rules() -> tuple[Rule, ...]:
     """The built-in rules (identical to config/policy.yaml; a test keeps them in step)."""
     return (
+        # A broken pipeline is not drift: the data owner is alerted (paged when a fifth of the
+        # values or more are affected), nothing is rolled back or retrained.
+        Rule(
+            id="data-quality",
+            family="quality",
+            feature_group="records",
+            incident_per_feature=True,
+            raise_after=2,
+            drifted_share=Bands(),
+            effect_size=Bands(moderate=0.05, severe=0.2),
+            plans=ActionPlans(minor=("log",), moderate=("alert",), severe=("page",), critical=("page",)),
+        ),
         Rule(
             id="performance",
             family="performance",

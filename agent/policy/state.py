@@ -84,6 +84,7 @@ class IncidentReport:
     # Drifted windows in a row so far, and how many this window's evidence needs to open (0: n/a).
     streak: int = 0
     needed: int = 0
+    family: str = ""
 
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

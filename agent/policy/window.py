@@ -21,12 +21,12 @@ How one window is decided (config/policy.yaml documents every knob; each module 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from actions import vocabulary
 from agent import overrides
-from agent.policy.judge import _group_units
-from agent.policy.planner import _Planner
+from agent.policy.judge import _Group, _group_units
+from agent.policy.planner import QUALITY, _Planner
 from agent.policy.schema import PolicyConfig
 from agent.policy.state import Decision, PolicyState
 from agent.policy.units import Unit, units_of
@@ -47,8 +47,10 @@ def decide(
     units = units_of(results)
     _note_versions(new_state, units, now)
     groups, unmatched = _group_units(units, policy, model, overrides_state, now)
-    planner = _Planner(new_state, policy, overrides_state, now)
-    reports = [planner.advance(incident_key, group) for incident_key, group in sorted(groups.items())]
+    planner = _Planner(new_state, policy, overrides_state, now, quality_evidence=_quality_evidence(groups))
+    # Quality incidents first: one opening in this window explains the drift judged after it.
+    ordered = sorted(groups.items(), key=lambda item: (item[1].family != QUALITY, item[0]))
+    reports = [planner.advance(incident_key, group) for incident_key, group in ordered]
     planner.add_forced_actions()
     raised = [r for r in reports if r.status == "open"]
     worst_report = max(raised, key=lambda r: r.severity.rank, default=None)
@@ -64,6 +66,15 @@ def decide(
         overrides_in_force=overrides_state.summary(now),
     )
     return new_state, decision
+
+
+def _quality_evidence(groups: Mapping[str, _Group]) -> frozenset[str]:
+    """Quality incidents with a failed check in this window (opened or not yet)."""
+    return frozenset(
+        key
+        for key, group in groups.items()
+        if group.family == QUALITY and any(j.drifted for j in group.judged)
+    )
 
 
 def _note_versions(state: PolicyState, units: Sequence[Unit], now: float) -> None:

@@ -85,6 +85,7 @@ def build(
             "sinks": sinks,
             "alert_sinks": routes.get("alert_sinks", names),
             "page_sinks": routes.get("page_sinks", names),
+            "data_owner_sinks": routes.get("data_owner_sinks"),
         }
     )
     return alerting, sink_factory.build_sinks(alerting, registry=metrics_registry, runtime=runtime)

@@ -21,7 +21,7 @@ def _window(
 DRIFT_ONLY = suite.SuiteConfig(detectors={"data_drift": {}, "prediction_drift": {}})
 
 
-def test_defaults_cover_drift_latency_errors_and_performance() -> None:
+def test_defaults_cover_drift_latency_errors_performance_and_quality() -> None:
     assert list(suite.SuiteConfig().detectors) == [
         "data_drift",
         "prediction_drift",
@@ -29,6 +29,7 @@ def test_defaults_cover_drift_latency_errors_and_performance() -> None:
         "error_rate",
         "performance",
         "adwin",
+        *suite.QUALITY_CHECKS,
     ]
 
 

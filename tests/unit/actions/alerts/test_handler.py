@@ -18,6 +18,7 @@ def _handlers(
     runtime: base.Runtime,
     env: dict[str, str],
     registry: prometheus_client.CollectorRegistry,
+    data_owner_sinks: list[str] | None = None,
 ) -> dict[actions_base.ActionKind, handler.AlertHandler]:
     env.update({"SLACK_URL": receiver.url + "/slack", "PD_KEY": "pd-key", "HOOK_SECRET": "hook-secret"})
     alerting, _ = samples.build(
@@ -30,6 +31,7 @@ def _handlers(
         prometheus_client.CollectorRegistry(),
         alert_sinks=["slack", "hook"],
         page_sinks=["pd", "slack"],
+        data_owner_sinks=data_owner_sinks,
     )
     return handler.build_handlers(alerting, registry=registry, runtime=runtime)
 
@@ -139,3 +141,26 @@ def test_a_sink_that_is_down_fails_alone(
     results = {s["sink"]: s["status"] for s in outcome.details["sinks"]}
     assert results == {"pd": "sent", "slack": "failed"}
     assert _paths(receiver) == ["/v2/enqueue"]
+
+
+def test_data_quality_goes_to_the_data_owner_and_other_incidents_keep_their_routes(
+    receiver: receiver_mod.Receiver,
+    runtime: base.Runtime,
+    env: dict[str, str],
+    registry: prometheus_client.CollectorRegistry,
+) -> None:
+    handlers = _handlers(receiver, runtime, env, registry, data_owner_sinks=["hook"])
+    quality = {"family": "quality", "incident_id": "fraud-model/quality/amount"}
+    for kind in (Kind.ALERT, Kind.PAGE, Kind.RESOLVE):
+        request = samples.action_request(kind, key=f"q-{kind.value}", **quality)
+        assert handlers[kind].routed(request) == ["hook"]
+    drift = samples.action_request(Kind.PAGE, key="d-page", family="data_drift")
+    assert handlers[Kind.PAGE].routed(drift) == ["pd", "slack"]
+    # A policy rule's own sinks come first.
+    routed = samples.action_request(Kind.PAGE, key="r-page", family="quality", sinks=["pd"])
+    assert handlers[Kind.PAGE].routed(routed) == ["pd"]
+    outcome = handlers[Kind.PAGE].handle(
+        samples.action_request(Kind.PAGE, key="q-sent", **quality), dry_run=False
+    )
+    assert outcome.status is Status.SUCCEEDED
+    assert [r.path for r in receiver.requests] == ["/hook"]

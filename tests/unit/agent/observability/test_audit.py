@@ -200,3 +200,27 @@ def test_the_cli_hides_quiet_decisions_and_ends_quietly_on_a_closed_pipe(tmp_pat
     assert reader.wait(timeout=60) == 0
     errors = reader.stderr.read()
     assert "Traceback" not in errors and "BrokenPipe" not in errors
+
+
+def test_a_decision_says_which_quality_incident_held_which_action() -> None:
+    entry = {
+        "time": T0,
+        "kind": "decision",
+        "severity": "severe",
+        "rule_id": "data-drift",
+        "actions": [{"kind": "alert"}],
+        "incidents": [{"incident_id": "m/data_drift/all", "event": "opened"}],
+        "suppressed": [
+            {
+                "kind": "retrain",
+                "incident_id": "m/data_drift/all",
+                "reason": "held: data quality incident m/quality/age open",
+            },
+            {"kind": "alert", "incident_id": "m/latency/all", "reason": "acknowledged"},
+        ],
+    }
+    text = audit_view.format_entries([json.dumps(entry)])
+    assert text.rstrip().endswith(
+        "actions=[alert] incidents=[m/data_drift/all:opened] "
+        "retrain of m/data_drift/all held: data quality incident m/quality/age open"
+    )

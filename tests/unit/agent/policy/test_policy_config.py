@@ -68,9 +68,13 @@ def test_action_kinds_lists_every_kind_the_plans_can_ask_for() -> None:
     expected = {"log", "alert", "page", "resolve", "rollback", "retrain"}
     assert {k.value for k in kinds} == expected
     quiet = policy.PolicyConfig(
-        plans=policy.ActionPlans(moderate=("log",), severe=("log",), critical=("log",))
+        rules=(policy.Rule(id="all"),),
+        plans=policy.ActionPlans(moderate=("log",), severe=("log",), critical=("log",)),
     )
     assert policy.action_kinds(quiet) == {actions_base.ActionKind.LOG}
+    # A rule's own plans count too (the data-quality rule pages).
+    quality = policy.PolicyConfig(rules=policy.default_rules()[:1], plans=quiet.plans)
+    assert {k.value for k in policy.action_kinds(quality)} == {"log", "alert", "page", "resolve"}
 
 
 def test_bands_grade_each_level_and_ignore_missing_values() -> None:
