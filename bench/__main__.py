@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("ingest", "detectors", "logger", "detection")
+BENCHMARKS = ("ingest", "detectors", "logger", "detection", "quality")
 
 
 def main(argv: list[str]) -> int:

@@ -85,7 +85,9 @@ class Outcome:
 # -- streams -------------------------------------------------------------------------------------
 
 
-def _record(index: int, features: dict[str, Any], prediction: float, **extra: Any) -> dict[str, Any]:
+def prediction_record(
+    index: int, features: dict[str, Any], prediction: float, **extra: Any
+) -> dict[str, Any]:
     return {
         "request_id": f"r{index}",
         "timestamp": 1_700_000_000 + index * 0.01,
@@ -111,7 +113,7 @@ def gaussian(size: Size, seed: int, *, features: int, shifted: int, categorical:
         if categorical:
             shares = (0.3, 0.3, 0.4) if after else (0.5, 0.3, 0.2)
             row["colour"] = str(rng.choice(["red", "green", "blue"], p=shares))
-        return _record(index, row, float(x[-1] > 0))
+        return prediction_record(index, row, float(x[-1] > 0))
 
     reference = [draw(-1 - i, False) for i in range(size.reference)]
     records = [draw(i, change is not None and i >= change) for i in range(size.stream)]
@@ -125,7 +127,9 @@ def latency(size: Size, seed: int) -> Stream:
     def draw(index: int, factor: float) -> dict[str, Any]:
         x = rng.normal(size=5)
         gpu = float(rng.lognormal(math.log(5.0), 0.25)) * factor
-        return _record(index, {f"f{j}": float(x[j]) for j in range(5)}, float(x[0] > 0), gpu_latency_ms=gpu)
+        return prediction_record(
+            index, {f"f{j}": float(x[j]) for j in range(5)}, float(x[0] > 0), gpu_latency_ms=gpu
+        )
 
     reference = [draw(-1 - i, 1.0) for i in range(size.reference)]
     records = [draw(i, 1.3 if i >= size.change else 1.0) for i in range(size.stream)]
@@ -186,7 +190,7 @@ def concept_change(size: Size, seed: int, *, generator: str, width: int | None) 
     predictions = served.predict(matrix[training:]).tolist()
     truth = truth[training:]
     records = [
-        _record(index - size.reference, row, float(prediction))
+        prediction_record(index - size.reference, row, float(prediction))
         for index, (row, prediction) in enumerate(zip(features[training:], predictions, strict=True))
     ]
     labels = [
@@ -239,7 +243,7 @@ def shuttle(size: Size, seed: int, *, shift: bool) -> Stream:
     every = reference_rows + stream_rows
     predictions = served.predict([[x[c] for c in columns] for x, _ in every]).tolist()
     records = [
-        _record(index - len(reference_rows), x, float(prediction))
+        prediction_record(index - len(reference_rows), x, float(prediction))
         for index, ((x, _), prediction) in enumerate(zip(every, predictions, strict=True))
     ]
     truth = [y for _, y in every]

@@ -14,6 +14,10 @@ from typing import Any
 Printer = Callable[[str], None]
 
 
+# Where the data owner's Slack webhook posts (the data-quality route).
+DATA_OWNER_PATH = "/data-owner/"
+
+
 @dataclasses.dataclass(frozen=True)
 class Received:
     at: float
@@ -22,7 +26,9 @@ class Received:
 
     @property
     def service(self) -> str:
-        return "pagerduty" if self.path.startswith("/v2/") else "slack"
+        if self.path.startswith("/v2/"):
+            return "pagerduty"
+        return "data-owner" if self.path.startswith(DATA_OWNER_PATH) else "slack"
 
     def headline(self) -> str:
         if self.service == "pagerduty":
@@ -34,7 +40,8 @@ class Received:
         text = str(self.body.get("text", ""))
         for code, emoji in _EMOJI.items():
             text = text.replace(code, emoji)
-        return f"Slack: {text}"
+        channel = "Slack #data-owners" if self.service == "data-owner" else "Slack"
+        return f"{channel}: {text}"
 
 
 # Slack's shortcodes the agent uses, as the terminal shows them (Slack itself renders the codes).

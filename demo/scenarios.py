@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-SCENARIOS = ("data_drift", "bad_release", "concept_drift", "canary_latency", "override")
+SCENARIOS = ("data_drift", "bad_release", "concept_drift", "canary_latency", "override", "pipeline_break")

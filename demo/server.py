@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import math
 import pathlib
 import threading
 import time
@@ -214,7 +215,9 @@ class SimulatedServer:
             predictor = self._predictor(version, uri)
             answers = None
             if predictor is not None:
-                answers = predictor(numeric[rows], [regions[i] for i in rows], [devices[i] for i in rows])
+                # A null input is imputed with the training mean (0), as serving code does.
+                inputs = np.nan_to_num(numeric[rows], nan=0.0)
+                answers = predictor(inputs, [regions[i] for i in rows], [devices[i] for i in rows])
             network_ms = self.base_latency_ms * np.exp(0.1 * self.rng.standard_normal(len(rows)))
             latency_ms = network_ms + self.extra_latency_ms.get(version, 0.0)
             for offset, row in enumerate(rows):
@@ -247,8 +250,9 @@ class SimulatedServer:
         now: float,
     ) -> None:
         request_id = uuid.UUID(int=int(self.rng.integers(0, 2**63)) << 64 | self.stats.served).hex
-        features: dict[str, float | str] = {
-            name: round(float(v), 5) for name, v in zip(workload.NUMERIC, numeric, strict=True)
+        features: dict[str, float | str | None] = {
+            name: None if math.isnan(v) else round(float(v), 5)
+            for name, v in zip(workload.NUMERIC, numeric, strict=True)
         }
         features["region"] = region
         features["device"] = device

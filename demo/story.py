@@ -13,6 +13,9 @@ injects one change, waits for the agent to act, and records the timeline:
 - canary_latency: a rebuild with slower serving goes out as a canary -> its latency check fails
   twice -> rolled back, aliases as before.
 - override: on-call mutes and freezes the model -> drift is detected, nothing is sent or done.
+- pipeline_break: an upstream job starts sending nulls for two inputs -> data-quality page to the
+  data owner's channel; accuracy falls, but its retrain is held (a broken pipeline is fixed
+  upstream) -> resolved when the job is fixed, nothing rolled back or retrained.
 """
 
 from __future__ import annotations
@@ -49,7 +52,11 @@ from demo.timeline import WAIT_S, Event, Observer, StoryResult
 MODEL = "fraud-scorer"
 SEED = 7
 TOPICS = world.Topics("predictions", "labels", "predictions.dlq")
-SINKS = world.ReceiverSinks("DRIFT_DEMO_SLACK_WEBHOOK_URL", "DRIFT_DEMO_PAGERDUTY_ROUTING_KEY")
+SINKS = world.ReceiverSinks(
+    "DRIFT_DEMO_SLACK_WEBHOOK_URL", "DRIFT_DEMO_PAGERDUTY_ROUTING_KEY", "DRIFT_DEMO_DATA_OWNER_WEBHOOK_URL"
+)
+# The inputs an upstream job breaks in pipeline_break: the two the model leans on most.
+BROKEN_INPUTS = ("x0", "x4")
 SCENARIOS = scenarios_mod.SCENARIOS
 # Retraining, gating, logging the pyfunc and registering it take ~10 s; a busy machine, more.
 RETRAIN_WAIT_S = 120.0
@@ -237,12 +244,10 @@ class Story:
         self.say(f"[{event.name}] inputs back to normal; waiting for the incident to resolve")
         self._recovered(event, event.injected_at)
         # LOG is "minor: log and monitor" (a stray feature), not something that fired.
-        unexpected = self._unexpected(
-            event.injected_at,
+        unexpected = self._note_unexpected(
+            event,
             {actions_base.ActionKind.ALERT, actions_base.ActionKind.RESOLVE, actions_base.ActionKind.LOG},
         )
-        if unexpected:
-            event.notes.append(f"unexpected actions: {unexpected}")
         event.passed = bool(event.detected_at and event.acted_at and event.recovered_at and not unexpected)
         return event
 
@@ -320,8 +325,8 @@ class Story:
             if resolved
             else f"{' or '.join(families)} incident still open 20 s after the promotion"
         )
-        unexpected = self._unexpected(
-            event.injected_at,
+        unexpected = self._note_unexpected(
+            event,
             {
                 actions_base.ActionKind.ALERT,
                 actions_base.ActionKind.RESOLVE,
@@ -330,8 +335,6 @@ class Story:
                 actions_base.ActionKind.CANARY,
             },
         )
-        if unexpected:
-            event.notes.append(f"unexpected actions: {unexpected}")
         retrains = self._succeeded(actions_base.ActionKind.RETRAIN, event.injected_at)
         if retrains != 1:
             event.notes.append(f"{retrains} successful retrains, expected exactly 1")
@@ -422,8 +425,8 @@ class Story:
         )
         # An incident alerted during the scenario (alerts are allowed: ADWIN watches every labelled
         # record) may also resolve within it.
-        unexpected = self._unexpected(
-            event.injected_at,
+        unexpected = self._note_unexpected(
+            event,
             {
                 actions_base.ActionKind.CANARY,
                 actions_base.ActionKind.LOG,
@@ -431,8 +434,6 @@ class Story:
                 actions_base.ActionKind.RESOLVE,
             },
         )
-        if unexpected:
-            event.notes.append(f"unexpected actions: {unexpected}")
         event.passed = bool(
             event.detected_at and event.acted_at and restored and latency_failed and not unexpected
         )
@@ -466,6 +467,13 @@ class Story:
         with self.server.lock:
             splits = list(self.server.stats.splits)
         return [percent for _, canary, percent in splits if canary == candidate]
+
+    def _note_unexpected(self, event: Event, allowed: set[actions_base.ActionKind]) -> list[str]:
+        """``_unexpected`` since the event's injection, noted on the event."""
+        unexpected = self._unexpected(event.injected_at, allowed)
+        if unexpected:
+            event.notes.append(f"unexpected actions: {unexpected}")
+        return unexpected
 
     def _unexpected(self, after: float, allowed: set[actions_base.ActionKind]) -> list[str]:
         """Actions of kinds the scenario does not expect, each with the incident it was for."""
@@ -577,6 +585,71 @@ class Story:
         self._end_shift()
         (self.state / "overrides.yaml").unlink()
         return event
+
+    def pipeline_break(self) -> Event:
+        event = Event(
+            "pipeline_break",
+            f"an upstream job sends null for {' and '.join(BROKEN_INPUTS)} in 40% of requests",
+            "page the data owner, no retrain",
+        )
+        breaking = workload.NullBreak(0, BROKEN_INPUTS, 0.4)
+        self._inject(
+            event, lambda s, i: dataclasses.replace(s, null_breaks=(dataclasses.replace(breaking, start=i),))
+        )
+        self._detected(event, "quality")
+        self._acted(
+            event,
+            actions_base.ActionKind.PAGE,
+            actions_base.OutcomeStatus.SUCCEEDED,
+            lambda page: f"page to the data owner ({page.request.incident_id})",
+        )
+        owner_paged = any(
+            r.service == "data-owner" and r.at >= event.injected_at for r in self.alerts.snapshot()
+        )
+        self.server.inject(lambda s, i: dataclasses.replace(s, null_breaks=()))
+        self.say(f"[{event.name}] the upstream job is fixed; waiting for the quality incidents to resolve")
+        resolved = self.observer.wait_for(
+            lambda: next(
+                (
+                    (at, done)
+                    for at, done in self.observer.actions
+                    if at >= event.injected_at
+                    and done.request.kind is actions_base.ActionKind.RESOLVE
+                    and "/quality/" in done.request.incident_id
+                ),
+                None,
+            )
+        )
+        if isinstance(resolved, tuple):
+            event.recovered_at = resolved[0]
+        unexpected = self._note_unexpected(
+            event,
+            {
+                actions_base.ActionKind.PAGE,
+                actions_base.ActionKind.ALERT,
+                actions_base.ActionKind.RESOLVE,
+                actions_base.ActionKind.LOG,
+            },
+        )
+        if not owner_paged:
+            event.notes.append("no page reached the data owner's channel")
+        held = self._held_since(event.injected_at)
+        if held:
+            event.notes.append(f"held back: {held[0]}")
+        event.passed = bool(
+            event.detected_at and event.acted_at and event.recovered_at and owner_paged and not unexpected
+        )
+        return event
+
+    def _held_since(self, after: float) -> list[str]:
+        """What the policy held back for a data-quality incident since ``after``."""
+        return [
+            f"{s.kind} of {s.incident_id} ({s.reason})"
+            for at, evaluation in list(self.observer.evaluations)
+            if at >= after and isinstance(evaluation.decision, policy.Decision)
+            for s in evaluation.decision.suppressed
+            if s.reason.startswith("held: ")
+        ]
 
 
 def _aliases_text(aliases: dict[str, str]) -> str:

@@ -47,9 +47,20 @@ class ConceptDrift:
 
 
 @dataclasses.dataclass(frozen=True)
+class NullBreak:
+    """From record ``start`` on, an upstream job sends null for the named features in ``share`` of
+    the requests (a broken pipeline: the truth behind them is unchanged)."""
+
+    start: int
+    features: tuple[str, ...]
+    share: float
+
+
+@dataclasses.dataclass(frozen=True)
 class Schedule:
     data_shifts: tuple[DataShift, ...] = ()
     concept: ConceptDrift | None = None
+    null_breaks: tuple[NullBreak, ...] = ()
 
 
 class TabularMLP(torch.nn.Module):
@@ -91,7 +102,9 @@ def true_weights(schedule: Schedule, indices: np.ndarray) -> np.ndarray:
 def sample(
     rng: np.random.Generator, schedule: Schedule, start: int, count: int
 ) -> tuple[np.ndarray, list[str], list[str], np.ndarray]:
-    """``count`` rows of traffic beginning at record ``start``: features and true labels."""
+    """``count`` rows of traffic beginning at record ``start``: features and true labels.
+
+    A feature an upstream break nulled is NaN (the server imputes it and logs null)."""
     numeric = rng.normal(size=(count, len(NUMERIC)))
     indices = np.arange(start, start + count)
     for shift in schedule.data_shifts:
@@ -102,6 +115,10 @@ def sample(
     devices = [DEVICES[i] for i in rng.choice(len(DEVICES), size=count, p=[0.6, 0.4])]
     logits = np.einsum("ij,ij->i", numeric, true_weights(schedule, indices))
     labels = (rng.random(count) < 1 / (1 + np.exp(-2.5 * logits))).astype(np.int64)
+    for broken in schedule.null_breaks:  # after the labels: the world did not change, the feed did
+        nulled = (indices >= broken.start) & (rng.random(count) < broken.share)
+        for name in broken.features:
+            numeric[nulled, NUMERIC.index(name)] = np.nan
     return numeric, regions, devices, labels
 
 

@@ -22,6 +22,7 @@ import prometheus_client
 
 from agent import settings as settings_mod
 from demo import processes
+from demo import receiver as receiver_mod
 
 # Type names only: agent.app imports torch and mlflow takes seconds, and the registry tests that
 # register versions through this module need neither.
@@ -71,26 +72,33 @@ class ReceiverSinks:
 
     slack_env: str
     pagerduty_env: str
+    # The data owner's Slack channel, for data-quality notifications; None = the routes above.
+    data_owner_env: str | None = None
 
     def alerting(self, receiver_url: str) -> dict[str, Any]:
-        """The ``alerting`` settings: alerts to Slack; pages to PagerDuty and Slack."""
-        return {
-            "sinks": [
-                {"name": "slack", "type": "slack", "webhook_url_env": self.slack_env},
-                {
-                    "name": "pagerduty",
-                    "type": "pagerduty",
-                    "routing_key_env": self.pagerduty_env,
-                    "base_url": receiver_url,
-                },
-            ],
-            "alert_sinks": ["slack"],
-            "page_sinks": ["pagerduty", "slack"],
-        }
+        """The ``alerting`` settings: alerts to Slack; pages to PagerDuty and Slack; data quality
+        to the data owner's channel when there is one."""
+        sinks: list[dict[str, Any]] = [
+            {"name": "slack", "type": "slack", "webhook_url_env": self.slack_env},
+            {
+                "name": "pagerduty",
+                "type": "pagerduty",
+                "routing_key_env": self.pagerduty_env,
+                "base_url": receiver_url,
+            },
+        ]
+        routes: dict[str, Any] = {"alert_sinks": ["slack"], "page_sinks": ["pagerduty", "slack"]}
+        if self.data_owner_env is not None:
+            sinks.append({"name": "data-owner", "type": "slack", "webhook_url_env": self.data_owner_env})
+            routes["data_owner_sinks"] = ["data-owner"]
+        return {"sinks": sinks, **routes}
 
     def environ(self, receiver_url: str, routing_key: str) -> dict[str, str]:
         """The environment those sinks read their secrets from."""
-        return {self.slack_env: receiver_url + "/slack/webhook", self.pagerduty_env: routing_key}
+        env = {self.slack_env: receiver_url + "/slack/webhook", self.pagerduty_env: routing_key}
+        if self.data_owner_env is not None:
+            env[self.data_owner_env] = receiver_url + receiver_mod.DATA_OWNER_PATH + "webhook"
+        return env
 
 
 @dataclasses.dataclass(frozen=True)

@@ -164,9 +164,8 @@ def render(n: notification.Notification) -> dict[str, Any]:
             note = f"…and {more} not shown {TRUNCATION_MARKER}; see the dashboard."
             middle.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
     # A summary that only repeats the title (canary verdicts) is not said twice.
-    text = (
-        f"{emoji} {heading}" if not n.summary or n.summary == n.title else f"{emoji} {heading} — {n.summary}"
-    )
+    repeats = not n.summary or n.title.endswith(n.summary)
+    text = f"{emoji} {heading}" if repeats else f"{emoji} {heading} — {n.summary}"
     return {"text": clip(text, TEXT_CHARS), "blocks": head + middle + tail}
 
 

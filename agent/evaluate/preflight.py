@@ -15,6 +15,7 @@ import pydantic
 from agent import overrides, policy
 from agent import settings as settings_mod
 from agent.pipeline import reference_files
+from detectors import base as detectors_base
 from detectors import registry as registry_mod
 
 
@@ -58,12 +59,17 @@ def _reference(settings: settings_mod.AgentSettings) -> list[str]:
 
 
 def _policy(settings: settings_mod.AgentSettings) -> list[str]:
+    where = f"policy.path ({settings.policy.path})"
     try:
-        policy.load_policy(settings.policy.path)
+        loaded = policy.load_policy(settings.policy.path)
     except policy.PolicyError as exc:
-        where = f"policy.path ({settings.policy.path})"
         return [f"{where}: {line.strip()}" for line in str(exc).splitlines() if _is_problem(line)]
-    return []
+    configured = [sink.name for sink in settings.alerting.sinks]
+    return [
+        f"{where}: rules.{index}.sinks: {unknown} not in alerting.sinks; configured sinks are {configured}"
+        for index, rule in enumerate(loaded.rules)
+        if (unknown := [name for name in rule.sinks or () if name not in configured])
+    ]
 
 
 def _overrides(settings: settings_mod.AgentSettings) -> list[str]:
@@ -124,5 +130,14 @@ def summary(settings: settings_mod.AgentSettings) -> list[str]:
     else:
         lines.append(
             f"alerts to {', '.join(alerts) or 'the log only'}; pages to {', '.join(pages) or 'the log only'}"
+        )
+    owners = settings.alerting.data_owner_sinks
+    quality = [
+        n for n in names if n in registry and registry.get(n).family is detectors_base.DetectorFamily.QUALITY
+    ]
+    if quality:
+        route = f"to {', '.join(owners)}" if owners else "by the routes above (set alerting.data_owner_sinks)"
+        lines.append(
+            f"data-quality checks ({len(quality)}): on, notified {route}; they never retrain or roll back"
         )
     return lines

@@ -13,12 +13,12 @@
 * Remediation of a kind runs at most once per incident epoch and once per ``cooldown_s`` per
   model; operator-forced actions (overrides) bypass both.
 * Data quality: a ``quality`` incident only notifies (remediation steps in its plan are
-  suppressed). Drift it explains - a drifted feature with a quality incident open or failing in
-  this window (same model and segment), or the predictions, performance or concept of a model
-  with one - has its rollback and retrain held (``held: data quality incident ...`` in the
-  decision and the alert), and issued later only if the drift goes on once nothing explains it.
-  A drift incident with a drifted feature that no quality incident explains is remediated as
-  usual. Forced actions (overrides) are never held.
+  suppressed). Drift it explains has its rollback and retrain held (``held: data quality
+  incident ...`` in the decision and the alert), and issued later only if the drift goes on once
+  nothing explains it. Explained: data drift whose window, graded as if the features with a
+  quality incident open or failing in this window (same model and segment) were clean, would not
+  call for the remediation (genuine drift on clean features still does); the predictions,
+  performance or concept of a model with one. Forced actions (overrides) are never held.
 * Idempotency keys are built from the incident, its epoch, the action kind and the severity or
   version acted on (``force/<id>`` for a forced action), never from a clock, so a replay from a
   checkpoint asks for the same actions under the same keys.
@@ -35,7 +35,7 @@ from actions import vocabulary
 from agent import overrides
 from agent.policy import incidents
 from agent.policy.judge import _grade, _Group, _Judged
-from agent.policy.schema import PolicyConfig, RemediationKind, Rule
+from agent.policy.schema import REMEDIATION_STEPS, PolicyConfig, RemediationKind, Rule
 from agent.policy.state import MAX_FORCED_IDS_KEPT, IncidentReport, PolicyState, Suppressed
 from agent.policy.units import Unit
 from detectors import base as detectors_base
@@ -116,11 +116,11 @@ class _Planner:
             )
             event, needed = transition.event, transition.needed
             if transition.notify is not vocabulary.Severity.NONE:
-                self._plan(incident, rule, transition, drifted_units, acknowledged)
+                self._plan(incident, rule, transition, counted, acknowledged)
             elif event == "resolved":
                 self._resolve(incident, rule, closing_epoch_actions)
             elif incident.held and drifted_units:
-                self._release_held(incident, rule, drifted_units)
+                self._release_held(incident, rule, counted)
         return IncidentReport(
             incident_id=key,
             rule_id=rule.id,
@@ -148,27 +148,30 @@ class _Planner:
         incident: incidents.IncidentState,
         rule: Rule,
         transition: incidents.Transition,
-        drifted: Sequence[_Judged],
+        counted: Sequence[_Judged],
         acknowledged: bool,
     ) -> None:
+        drifted = [j for j in counted if j.drifted]
         severity = transition.notify
         plans = rule.plans or self.policy.plans
         steps = plans.for_severity(severity)
         kinds = [self._remediation_kind(incident) if step == "remediate" else step for step in steps]
         planned = [k for k in kinds if k != "none"]
-        held = ""
+        held_note = ""
         remediations = [k for k in planned if k in _REMEDIATIONS]
         if remediations and incident.family == QUALITY:
             for kind in remediations:
                 self.suppressed.append(
                     Suppressed(kind, incident.incident_id, "data quality incidents alert or page only")
                 )
-        elif remediations and (explaining := self._explaining(incident.family, drifted)):
-            held = f"held: data quality incident {', '.join(explaining)} open"
+        elif remediations and (explaining := self._explaining(incident.family, counted, rule)):
+            held = _held_reason(explaining)
             for kind in remediations:
                 self.suppressed.append(Suppressed(kind, incident.incident_id, held))
                 if kind not in incident.held:
                     incident.held.append(kind)
+            until = "it resolves" if len(explaining) == 1 else "they resolve"
+            held_note = f"{held}: {', '.join(remediations)} held back until {until}"
         else:
             remediations = []
         planned = [k for k in planned if k not in remediations]
@@ -180,7 +183,7 @@ class _Planner:
             drifted=drifted,
             planned=planned,
             rule=rule,
-            held=f"{held}: {', '.join(remediations)} held back until it resolves" if held else "",
+            held=held_note,
         )
         for kind in planned:
             if kind in ("alert", "page", "log"):
@@ -188,18 +191,30 @@ class _Planner:
             else:
                 self._remediate(notice, actions_base.ActionKind(kind))
 
-    def _explaining(self, family: str, drifted: Sequence[_Judged]) -> list[str]:
-        """The quality incidents that explain this drift (rules in the module docstring); [] if none."""
+    def _explaining(self, family: str, counted: Sequence[_Judged], rule: Rule) -> list[str]:
+        """The quality incidents that explain this window's drift, so that its remediation is held
+        (rules in the module docstring); [] when nothing explains it or the rest calls for it too."""
         model = self.policy.model_name
+        drifted = [j for j in counted if j.drifted]
         if family in _EXPLAINED_PER_FEATURE:
-            found = set()
-            for judged in drifted:
+            explained: dict[int, str] = {}
+            for position, judged in enumerate(counted):
                 feature = judged.unit.result.feature
-                key = incidents.incident_id(model, QUALITY, feature, judged.unit.segment) if feature else None
-                if key is None or not self._quality_active(key):
-                    return []  # a drifted feature no quality incident explains: genuine drift
-                found.add(key)
-            return sorted(found)
+                if judged.drifted and feature is not None:
+                    key = incidents.incident_id(model, QUALITY, feature, judged.unit.segment)
+                    if self._quality_active(key):
+                        explained[position] = key
+            if not explained:
+                return []
+            # Graded as if the explained features were clean: genuine drift on the others may
+            # call for the remediation by itself.
+            rest = [
+                dataclasses.replace(j, drifted=False) if i in explained else j for i, j in enumerate(counted)
+            ]
+            plans = rule.plans or self.policy.plans
+            if set(plans.for_severity(_grade(rest, rule).severity)) & set(REMEDIATION_STEPS):
+                return []
+            return sorted(set(explained.values()))
         if family in _EXPLAINED_PER_MODEL:
             segments = {tuple(sorted((j.unit.segment or {}).items())) for j in drifted}
             return sorted(
@@ -218,11 +233,12 @@ class _Planner:
         return key in self.quality_evidence or (incident is not None and incident.status == "open")
 
     def _release_held(
-        self, incident: incidents.IncidentState, rule: Rule, drifted: Sequence[_Judged]
+        self, incident: incidents.IncidentState, rule: Rule, counted: Sequence[_Judged]
     ) -> None:
         """Issue the remediation held back for a quality incident once none explains the drift."""
-        if incident.status != "open" or self._explaining(incident.family, drifted):
+        if incident.status != "open" or self._explaining(incident.family, counted, rule):
             return
+        drifted = [j for j in counted if j.drifted]
         held, incident.held = list(incident.held), []
         notice = _Notice(
             incident=incident,
@@ -352,6 +368,12 @@ class _Planner:
         del self.state.forced_done[:-MAX_FORCED_IDS_KEPT]
 
 
+def _held_reason(explaining: Sequence[str]) -> str:
+    """``held: data quality incident <id> open`` (``incidents <id>, <id>`` for several)."""
+    noun = "incident" if len(explaining) == 1 else "incidents"
+    return f"held: data quality {noun} {', '.join(explaining)} open"
+
+
 def _latest_version(state: PolicyState, units: Sequence[Unit]) -> str | None:
     versions = {u.model_version for u in units if u.model_version is not None}
     if not versions:
@@ -381,14 +403,20 @@ class _Notice:
         detectors = sorted({r.detector for r in results})
         features = sorted({r.feature for r in results if r.feature is not None})
         what = ", ".join(features[:5]) + (f" and {len(features) - 5} more" if len(features) > 5 else "")
-        reason = f"{incident.family} on {incident.group}" + (f" ({what})" if what else "")
+        family = "data quality" if incident.family == QUALITY else incident.family
+        # A per-feature incident is named after its feature: no need to say it twice.
+        reason = f"{family} on {incident.group}" + (f" ({what})" if what and what != incident.group else "")
+        signals = (
+            f"{vocabulary.counted(len(results), 'check')} failed"
+            if incident.family == QUALITY
+            else f"{vocabulary.counted(len(results), 'signal')} drifted"
+        )
         flapping_note = " (flapping: opened repeatedly; held open until it settles)" if self.flapping else ""
         params: dict[str, Any] = {
             "event": self.event,
             "title": f"[{self.severity.value}] {incident.model}: {reason}{flapping_note}",
             "summary": (
-                f"{vocabulary.counted(len(results), 'signal')} drifted for "
-                f"{vocabulary.counted(incident.drift_streak, 'window')} in a row; "
+                f"{signals} for {vocabulary.counted(incident.drift_streak, 'window')} in a row; "
                 f"rule {self.rule.id}; planned: {', '.join(self.planned) or 'nothing'}."
                 + (f" {self.held[0].upper()}{self.held[1:]}." if self.held else "")
             ),

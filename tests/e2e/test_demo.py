@@ -57,7 +57,7 @@ def test_every_scenario_ran_and_passed(result: story.StoryResult) -> None:
     assert failed == {}, "\n".join(f"{name}: {note}" for name, notes in failed.items() for note in notes)
 
 
-def test_timeline_table_shows_all_five_scenarios(result: story.StoryResult) -> None:
+def test_timeline_table_shows_every_scenario(result: story.StoryResult) -> None:
     with ui.console.capture() as captured:
         ui.print_timeline(result, elapsed_s=1.0)
     text = captured.get()
@@ -136,16 +136,15 @@ def test_override_mutes_alerts_and_freezes_actions(result: story.StoryResult) ->
     assert override.action_detail.startswith("alert skipped")
     acted = [
         done.request.kind.value
-        for at, done in result.actions
-        if at >= override.injected_at
-        and done.outcome.status == actions_base.OutcomeStatus.SUCCEEDED
+        for done in during(result, "override")
+        if done.outcome.status == actions_base.OutcomeStatus.SUCCEEDED
         and done.request.kind != actions_base.ActionKind.LOG
     ]
     assert acted == []
     skipped = [
         done.outcome.details.get("reason")
-        for at, done in result.actions
-        if at >= override.injected_at and done.outcome.status == actions_base.OutcomeStatus.SKIPPED
+        for done in during(result, "override")
+        if done.outcome.status == actions_base.OutcomeStatus.SKIPPED
     ]
     assert skipped, "nothing was skipped: the override was not applied"
 
@@ -154,3 +153,17 @@ def test_drift_report_written(result: story.StoryResult) -> None:
     assert result.report_path is not None
     html = pathlib.Path(result.report_path).read_text(encoding="utf-8")
     assert "x3" in html and "x5" in html
+
+
+def test_a_broken_pipeline_pages_the_data_owner_and_nothing_is_remediated(result: story.StoryResult) -> None:
+    broken = event(result, "pipeline_break")
+    assert broken.detected_at is not None and broken.acted_at is not None
+    assert broken.action_detail.startswith("page to the data owner (fraud-scorer/quality/x")
+    acted = during(result, "pipeline_break")
+    pages = distinct(acted, Kind.PAGE, Status.SUCCEEDED)
+    assert {p.request.incident_id for p in pages} <= {
+        f"fraud-scorer/quality/{x}" for x in story.BROKEN_INPUTS
+    }
+    owner = [n for n in result.notifications if n.service == "data-owner" and n.at >= broken.injected_at]
+    assert owner, "the data owner's channel received nothing"
+    assert not {done.request.kind for done in acted} & {Kind.ROLLBACK, Kind.RETRAIN, Kind.CANARY}

@@ -143,6 +143,23 @@ def test_text_is_set_for_every_event_and_escapes_markup() -> None:
     assert resolved["blocks"][0]["text"]["text"].startswith("Resolved: ")
 
 
+def test_a_summary_the_title_already_says_is_not_said_twice() -> None:
+    # A canary verdict: no title given, so the title is "[severity] model: reason" and the summary the reason.
+    verdict = "canary 5 (stable 3) promoted: all 3 steps passed"
+    request = actions_base.ActionRequest(
+        kind=actions_base.ActionKind.ALERT,
+        model_name="fraud",
+        idempotency_key="k",
+        incident_id="fraud/canary/5",
+        severity="minor",
+        reason=verdict,
+        params={"event": "change", "summary": verdict},
+    )
+    text = slack.render(notification.from_request(request))["text"]
+    assert text.count(verdict) == 1
+    assert text.endswith(f"[minor] fraud: {verdict}")
+
+
 def _assert_within_limits(body: dict[str, Any]) -> None:
     assert body["text"] and len(body["text"]) <= slack.TEXT_CHARS
     blocks = body["blocks"]

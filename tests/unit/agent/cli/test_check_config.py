@@ -79,6 +79,23 @@ def test_a_bad_override_file_is_named_with_its_field(tmp_path: pathlib.Path) -> 
     assert f"overrides.path ({overrides}): untill: Extra inputs are not permitted" in done.stderr
 
 
+def test_a_policy_rule_routing_to_a_sink_that_does_not_exist_is_refused(tmp_path: pathlib.Path) -> None:
+    rules = [{"id": "payments", "family": "quality", "feature": "amount*", "sinks": ["payments-data"]}]
+    policy_file = _write(tmp_path, "policy.yaml", {"rules": rules})
+    config = _write(tmp_path, "agent.yaml", {"policy": {"path": str(policy_file)}})
+    done = _drift_agent("check-config", str(config), cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert (
+        f"policy.path ({policy_file}): rules.0.sinks: ['payments-data'] not in alerting.sinks; "
+        "configured sinks are ['log']"
+    ) in done.stderr
+    sinks = {"sinks": [{"name": "log", "type": "null"}, {"name": "payments-data", "type": "null"}]}
+    config = _write(tmp_path, "agent.yaml", {"policy": {"path": str(policy_file)}, "alerting": sinks})
+    done = _drift_agent("check-config", str(config), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "data-quality checks (7): on, notified by the routes above" in done.stderr
+
+
 def test_a_valid_file_ends_with_a_verdict(tmp_path: pathlib.Path) -> None:
     reference = tmp_path / "reference.jsonl"
     reference.write_text("{}\n")

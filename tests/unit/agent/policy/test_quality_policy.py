@@ -84,12 +84,12 @@ def test_a_broken_pipeline_pages_the_data_owner_and_holds_the_retrain() -> None:
     explaining = ", ".join(f"model/quality/f{i}" for i in range(6))
     assert (
         alert.params["held"]
-        == f"held: data quality incident {explaining} open: retrain held back until it resolves"
+        == f"held: data quality incidents {explaining} open: retrain held back until they resolve"
     )
     assert "Held: data quality incident" in alert.params["summary"]
     held = [s for s in suppressed(run) if s.incident_id == "model/data_drift/all"]
     assert [(s.kind, s.reason) for s in held] == [
-        ("retrain", f"held: data quality incident {explaining} open")
+        ("retrain", f"held: data quality incidents {explaining} open")
     ]
     assert run.state.incidents["model/data_drift/all"].held == ["retrain"]
 
@@ -170,3 +170,14 @@ def test_a_rule_routes_its_features_to_their_owners_sinks() -> None:
         "model/quality/f0": ["payments-data"],
         "model/quality/f1": None,
     }
+
+
+def test_an_escalation_caused_by_broken_features_is_held_beside_a_clean_drifted_one() -> None:
+    run = f.Run()
+    # f0 drifts on its own (no quality problem); then f1..f5 break and drift with it: severe.
+    run.windows([quality_window({}) + f.data_window(1)] * 3, 0.0)
+    broken = dict.fromkeys(FEATURES[1:6], 0.3)
+    run.windows([quality_window(broken) + f.data_window(6)] * 2, 1000.0)
+    assert RETRAIN not in {a.kind for a in all_actions(run)}
+    held = [s for s in suppressed(run) if s.incident_id == "model/data_drift/all"]
+    assert held and held[0].reason.startswith("held: data quality incidents model/quality/f1,")
