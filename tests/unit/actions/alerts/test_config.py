@@ -18,7 +18,14 @@ EXAMPLE = pathlib.Path(__file__).resolve().parents[4] / "config" / "alerting.yam
 def test_the_example_file_loads_and_builds_every_sink() -> None:
     loaded = settings.load_settings(EXAMPLE)
     alerting = loaded.alerting
-    assert [s.type for s in alerting.sinks] == ["slack", "pagerduty", "alertmanager", "webhook", "slack", "null"]
+    assert [s.type for s in alerting.sinks] == [
+        "slack",
+        "pagerduty",
+        "alertmanager",
+        "webhook",
+        "slack",
+        "null",
+    ]
     assert alerting.data_owner_sinks == ["slack-data-owners", "log"]
     sinks = sink_factory.build_sinks(alerting, registry=prometheus_client.CollectorRegistry())
     assert set(sinks) == {s.name for s in alerting.sinks}
