@@ -72,6 +72,10 @@ class IncidentState:
     # Remediation kinds planned in this epoch but held back while a data-quality incident explains
     # the drift; issued once it no longer does and the drift goes on.
     held: list[str] = dataclasses.field(default_factory=list)
+    # Drifted windows in a row since nothing explains the drift any more: the held kinds go out
+    # when it reaches the rule's raise_after (the drift goes on by itself, not on broken data
+    # still in flight, e.g. label windows that lag the fix).
+    unexplained_streak: int = 0
 
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -182,6 +186,7 @@ def _open(incident: IncidentState, severity: Severity, hysteresis: Hysteresis, n
     incident.notified_severity = severity
     incident.actions_taken = []
     incident.held = []
+    incident.unexplained_streak = 0
     incident.open_history = [t for t in incident.open_history if t > now - hysteresis.flapping_window_s]
     incident.open_history.append(now)
     if len(incident.open_history) > hysteresis.max_opens and not incident.flapping:
@@ -208,6 +213,7 @@ def _clean_window(incident: IncidentState, hysteresis: Hysteresis, now: float) -
     incident.status = "closed"
     incident.flapping = False
     incident.held = []
+    incident.unexplained_streak = 0
     _reset_episode(incident)
     return Transition("resolved")
 

@@ -14,11 +14,12 @@
   model; operator-forced actions (overrides) bypass both.
 * Data quality: a ``quality`` incident only notifies (remediation steps in its plan are
   suppressed). Drift it explains has its rollback and retrain held (``held: data quality
-  incident ...`` in the decision and the alert), and issued later only if the drift goes on once
-  nothing explains it. Explained: data drift whose window, graded as if the features with a
-  quality incident open or failing in this window (same model and segment) were clean, would not
-  call for the remediation (genuine drift on clean features still does); the predictions,
-  performance or concept of a model with one. Forced actions (overrides) are never held.
+  incident ...`` in the decision and the alert), and issued later only if the drift goes on for
+  ``raise_after`` windows in a row once nothing explains it. Explained: data drift whose window,
+  graded as if the features with a quality incident open or failing in this window (same model
+  and segment) were clean, would not call for the remediation (genuine drift on clean features
+  still does); the predictions, performance or concept of a model with one. Forced actions
+  (overrides) are never held.
 * Idempotency keys are built from the incident, its epoch, the action kind and the severity or
   version acted on (``force/<id>`` for a forced action), never from a clock, so a replay from a
   checkpoint asks for the same actions under the same keys.
@@ -121,6 +122,8 @@ class _Planner:
                 self._resolve(incident, rule, closing_epoch_actions)
             elif incident.held and drifted_units:
                 self._release_held(incident, rule, counted)
+            elif incident.held:
+                incident.unexplained_streak = 0  # a clean window: the drift did not go on
         return IncidentReport(
             incident_id=key,
             rule_id=rule.id,
@@ -235,8 +238,15 @@ class _Planner:
     def _release_held(
         self, incident: incidents.IncidentState, rule: Rule, counted: Sequence[_Judged]
     ) -> None:
-        """Issue the remediation held back for a quality incident once none explains the drift."""
-        if incident.status != "open" or self._explaining(incident.family, counted, rule):
+        """Issue the remediation held back for a quality incident once nothing has explained the
+        drift for ``raise_after`` drifted windows in a row."""
+        if incident.status != "open":
+            return
+        if self._explaining(incident.family, counted, rule):
+            incident.unexplained_streak = 0
+            return
+        incident.unexplained_streak += 1
+        if incident.unexplained_streak < rule.raise_after:
             return
         drifted = [j for j in counted if j.drifted]
         held, incident.held = list(incident.held), []

@@ -107,8 +107,14 @@ def test_a_held_retrain_goes_out_once_the_pipeline_is_fixed_and_the_drift_stays(
     broken_amounts(run, 3, 0.0)
     fixed = quality_window({}) + f.data_window(6)
     run.windows([fixed] * 3, 1000.0)
+    # The quality incidents resolve on the third fixed window, the drift's first with nothing to
+    # explain it; it must go on for raise_after (3) windows in a row before the retrain goes out.
+    assert sorted(a.kind.value for a in run.decisions[-1].actions) == ["resolve"] * 6
+    run.window(fixed, 2000.0)
+    assert RETRAIN not in {a.kind for a in all_actions(run)}
+    run.window(fixed, 3000.0)
     last = run.decisions[-1]
-    assert sorted(a.kind.value for a in last.actions) == ["resolve"] * 6 + ["retrain"]
+    assert [a.kind for a in last.actions] == [RETRAIN]
     retrain = next(a for a in last.actions if a.kind is RETRAIN)
     assert retrain.incident_id == "model/data_drift/all"
     assert run.state.incidents["model/data_drift/all"].held == []
@@ -181,3 +187,14 @@ def test_an_escalation_caused_by_broken_features_is_held_beside_a_clean_drifted_
     assert RETRAIN not in {a.kind for a in all_actions(run)}
     held = [s for s in suppressed(run) if s.incident_id == "model/data_drift/all"]
     assert held and held[0].reason.startswith("held: data quality incidents model/quality/f1,")
+
+
+def test_a_clean_window_restarts_the_count_before_a_held_retrain_goes_out() -> None:
+    run = f.Run()
+    broken_amounts(run, 3, 0.0)
+    fixed = quality_window({}) + f.data_window(6)
+    run.windows([fixed] * 3, 1000.0)  # resolved: the drift's first window with nothing to explain it
+    run.windows([fixed, quality_window({}) + f.data_window(0), fixed, fixed], 2000.0)
+    assert RETRAIN not in {a.kind for a in all_actions(run)}
+    run.window(fixed, 3000.0)
+    assert [a.kind for a in run.decisions[-1].actions] == [RETRAIN]
