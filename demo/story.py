@@ -62,9 +62,12 @@ SCENARIOS = scenarios_mod.SCENARIOS
 RETRAIN_WAIT_S = 120.0
 RETRAIN_EXPERIMENT = "drift-agent-demo-retrain"
 CANARY_STEPS = world.CANARY_STEPS
-# The boundary turns 25 degrees over 8000 records (4 s): version 3's accuracy falls by about
-# 0.065 - severe (0.05) but far from critical (0.15), which would page and roll back instead.
-CONCEPT_DEGREES, CONCEPT_RAMP = 25.0, 8000
+# The boundary turns 25 degrees over 4000 records (2 s): version 3's accuracy falls by about
+# 0.065 - severe (0.05) but far from critical (0.15), which would page and roll back instead. The
+# label windows see the fall late (labels come 0.5 s after the prediction), so the ramp is over
+# by the time it is severe: a ramp twice as long left part of it in the retrain's newest rows, and
+# a candidate that learned the blend stayed measurably below the reference (incident open).
+CONCEPT_DEGREES, CONCEPT_RAMP = 25.0, 4000
 # The slower rebuild adds 3.5 ms to a p95 of about 23.6 ms (+15%, with about 1% of noise on a
 # window's p95): over the canary's 10% bound and under the latency rule's 20% floor, so the canary
 # catches what the incident rules would let pass.
