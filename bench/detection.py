@@ -99,9 +99,13 @@ def prediction_record(
     }
 
 
-def gaussian(size: Size, seed: int, *, features: int, shifted: int, categorical: bool = False) -> Stream:
+def gaussian(
+    size: Size, seed: int, *, features: int, shifted: int, categorical: bool = False, long_tail: bool = False
+) -> Stream:
     """``features`` N(0, 1) columns; from the change, the first ``shifted`` move by 0.5 sd.
-    ``categorical``: one more column whose shares move from (.5, .3, .2) to (.3, .3, .4)."""
+    ``categorical``: one more column whose shares move from (.5, .3, .2) to (.3, .3, .4).
+    ``long_tail``: one more, stationary column of 300 values with Zipf(1.3) shares (cities, product
+    ids)."""
     rng = np.random.default_rng(seed)
     change = size.change if shifted or categorical else None
 
@@ -113,6 +117,8 @@ def gaussian(size: Size, seed: int, *, features: int, shifted: int, categorical:
         if categorical:
             shares = (0.3, 0.3, 0.4) if after else (0.5, 0.3, 0.2)
             row["colour"] = str(rng.choice(["red", "green", "blue"], p=shares))
+        if long_tail:
+            row["city"] = f"c{min(int(rng.zipf(1.3)), 300)}"
         return prediction_record(index, row, float(x[-1] > 0))
 
     reference = [draw(-1 - i, False) for i in range(size.reference)]
@@ -265,6 +271,9 @@ def shuttle(size: Size, seed: int, *, shift: bool) -> Stream:
 SCENARIOS: dict[str, Callable[[Size, int], Stream]] = {
     "stationary, 20 features": lambda size, seed: gaussian(size, seed, features=20, shifted=0),
     "stationary, 100 features": lambda size, seed: gaussian(size, seed, features=100, shifted=0),
+    "stationary, long-tail categorical": lambda size, seed: gaussian(
+        size, seed, features=20, shifted=0, long_tail=True
+    ),
     "mean +0.5 sd in 1 of 20": lambda size, seed: gaussian(size, seed, features=20, shifted=1),
     "mean +0.5 sd in 3 of 20": lambda size, seed: gaussian(size, seed, features=20, shifted=3),
     "categorical shares shift": lambda size, seed: gaussian(

@@ -144,3 +144,35 @@ def test_wasserstein_by_quantile_pairing_matches_scipy(n_ref: int, n_cur: int) -
     cur = np.round(rng.standard_t(2.0, n_cur) + 0.3, 1)
     got = stattests.wasserstein(np.sort(ref), np.sort(cur))
     assert got == pytest.approx(stats.wasserstein_distance(ref, cur), rel=1e-12, abs=1e-15)
+
+
+def _cities(rng: np.random.Generator, n: int) -> list[str]:
+    return [f"c{v}" for v in np.minimum(rng.zipf(1.3, n), 300)]
+
+
+def test_a_long_tailed_categorical_is_not_judged_below_its_own_sampling_noise() -> None:
+    rng = np.random.default_rng(3)
+    reference = stattests.categorical_sample(_cities(rng, 10_000))
+    windows = [stattests.categorical_sample(_cities(rng, 1000)) for _ in range(30)]
+    default = [stattests.categorical(reference, w) for w in windows]
+    evidently = [stattests.categorical(reference, w, "jensenshannon", 0.1) for w in windows]
+    # Evidently's fixed 0.1 flags a stationary 300-value Zipf feature in most windows ...
+    assert sum(o.drifted for o in evidently) >= 25
+    # ... the default judges it above the distance such samples keep by chance (1 % of draws).
+    assert sum(o.drifted for o in default) <= 2
+    assert all(o.threshold == o.extras["noise_floor"] > 0.1 for o in default)
+    # A real change is still found: a third of the traffic from the second city (about 10 % before).
+    moved = _cities(rng, 1000)
+    moved[:300] = ["c2"] * 300
+    assert stattests.categorical(reference, stattests.categorical_sample(moved)).drifted
+
+
+def test_a_few_categories_keep_evidentlys_threshold() -> None:
+    rng = np.random.default_rng(4)
+    colours = np.array(["red", "green", "blue"], dtype=object)
+    reference = stattests.categorical_sample(colours[rng.integers(0, 3, 5000)])
+    outcome = stattests.categorical(
+        reference, stattests.categorical_sample(colours[rng.integers(0, 3, 1000)])
+    )
+    assert outcome.test.name == "jensenshannon"
+    assert outcome.threshold == 0.1 and outcome.extras["noise_floor"] < 0.1
