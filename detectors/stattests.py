@@ -422,6 +422,15 @@ def js_noise_floor(reference_counts: FloatArray, current_size: int) -> float:
     draws them with the Good-Turing share (the reference's values seen once), each counted
     where the reference has nothing.
     """
+    # The distance does not depend on the order of the values: every window of one reference and
+    # size shares the answer (a 300-value bootstrap takes about 20 ms).
+    present = tuple(sorted(float(c) for c in reference_counts if c > 0))
+    return _js_noise_floor(present, current_size)
+
+
+@functools.lru_cache(maxsize=1024)
+def _js_noise_floor(present: tuple[float, ...], current_size: int) -> float:
+    reference_counts = np.asarray(present, dtype=np.float64)
     reference_size = int(reference_counts.sum())
     shares = reference_counts / reference_size
     novelty = float(np.count_nonzero(reference_counts == 1)) / reference_size
