@@ -587,6 +587,9 @@ class Story:
             )
         self._end_shift()
         (self.state / "overrides.yaml").unlink()
+        # As after the edit: the watcher re-reads the file every second. The next scenario must
+        # not start while the mute is still in force.
+        time.sleep(2.5)
         return event
 
     def pipeline_break(self) -> Event:

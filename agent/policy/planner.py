@@ -334,7 +334,7 @@ class _Planner:
             model_version=incident.model_version,
             params={
                 "event": "resolve",
-                "title": f"[resolved] {incident.model}: {incident.family} on {incident.group}",
+                "title": f"[resolved] {incident.model}: {_family_words(incident.family)} on {incident.group}",
                 "summary": f"{incident.incident_id} has been clean for the configured number of windows.",
                 "since": incident.opened_at,
                 "family": incident.family,
@@ -378,6 +378,11 @@ class _Planner:
         del self.state.forced_done[:-MAX_FORCED_IDS_KEPT]
 
 
+def _family_words(family: str) -> str:
+    """How a notification names the family (the data-quality family as such)."""
+    return "data quality" if family == QUALITY else family
+
+
 def _held_reason(explaining: Sequence[str]) -> str:
     """``held: data quality incident <id> open`` (``incidents <id>, <id>`` for several)."""
     noun = "incident" if len(explaining) == 1 else "incidents"
@@ -413,7 +418,7 @@ class _Notice:
         detectors = sorted({r.detector for r in results})
         features = sorted({r.feature for r in results if r.feature is not None})
         what = ", ".join(features[:5]) + (f" and {len(features) - 5} more" if len(features) > 5 else "")
-        family = "data quality" if incident.family == QUALITY else incident.family
+        family = _family_words(incident.family)
         # A per-feature incident is named after its feature: no need to say it twice.
         reason = f"{family} on {incident.group}" + (f" ({what})" if what and what != incident.group else "")
         signals = (
