@@ -47,7 +47,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import special, stats
 
-from detectors import pvalues
+from detectors import noise_floor, pvalues
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -410,42 +410,6 @@ def _jensenshannon(ref_share: FloatArray, cur_share: FloatArray) -> float:
     return float(np.sqrt(js / 2.0))
 
 
-JS_NOISE_DRAWS = 400
-JS_NOISE_QUANTILE = 0.99
-
-
-def js_noise_floor(reference_counts: FloatArray, current_size: int) -> float:
-    """The Jensen-Shannon distance two samples of these sizes from the reference's own shares
-    exceed by chance in 1 % of draws (a seeded parametric bootstrap of the no-drift case).
-
-    Values the reference never had turn up in a long tail's samples too: the current sample
-    draws them with the Good-Turing share (the reference's values seen once), each counted
-    where the reference has nothing.
-    """
-    # The distance does not depend on the order of the values: every window of one reference and
-    # size shares the answer (a 300-value bootstrap takes about 20 ms).
-    present = tuple(sorted(float(c) for c in reference_counts if c > 0))
-    return _js_noise_floor(present, current_size)
-
-
-@functools.lru_cache(maxsize=1024)
-def _js_noise_floor(present: tuple[float, ...], current_size: int) -> float:
-    reference_counts = np.asarray(present, dtype=np.float64)
-    reference_size = int(reference_counts.sum())
-    shares = reference_counts / reference_size
-    novelty = float(np.count_nonzero(reference_counts == 1)) / reference_size
-    rng = np.random.default_rng(0)
-    ref = rng.multinomial(reference_size, shares, size=JS_NOISE_DRAWS).astype(np.float64)
-    cur = rng.multinomial(current_size, [*(shares * (1.0 - novelty)), novelty], size=JS_NOISE_DRAWS)
-    p = ref / reference_size
-    q = cur[:, :-1].astype(np.float64) / current_size
-    m = (p + q) / 2.0
-    js = np.sum(special.rel_entr(p, m), axis=1) + np.sum(special.rel_entr(q, m), axis=1)
-    # A value only the current sample has: q * ln(q / (q / 2)) = q ln 2, and nothing on p's side.
-    js += cur[:, -1] / current_size * math.log(2.0)
-    return float(np.quantile(np.sqrt(js / 2.0), JS_NOISE_QUANTILE))
-
-
 def _psi(ref_share: FloatArray, cur_share: FloatArray) -> float:
     ref, cur = _fill_zeroes(ref_share), _fill_zeroes(cur_share)
     return float(np.sum((ref - cur) * np.log(ref / cur)))
@@ -619,10 +583,8 @@ def categorical(
     limit = test.default_threshold if threshold is None else threshold
     extras: dict[str, float] = {"n_unique": float(len(counts.keys))}
     if test_name is None and threshold is None and test.name == "jensenshannon":
-        # Evidently's 0.1 sits below the distance two samples of a long-tailed categorical keep by
-        # chance (a 300-value Zipf feature: every stationary 1000-row window); the default test
-        # is never judged below that noise.
-        noise = js_noise_floor(counts.ref, counts.n_cur)
+        # Never below chance (detectors.noise_floor): 0.1 is, for long-tailed categoricals.
+        noise = noise_floor.jensenshannon(counts.ref, counts.n_cur)
         extras["noise_floor"] = noise
         limit = max(limit, noise)
     p_value: float | None = None
