@@ -32,6 +32,10 @@ class ActionRequest:
     params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
+# An IN_PROGRESS outcome's detail: the epoch time before which the executor need not ask again.
+RETRY_AT = "retry_at"
+
+
 @dataclasses.dataclass(frozen=True)
 class ActionOutcome:
     status: OutcomeStatus

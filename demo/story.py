@@ -60,14 +60,16 @@ BROKEN_INPUTS = ("x0", "x4")
 SCENARIOS = scenarios_mod.SCENARIOS
 # Retraining, gating, logging the pyfunc and registering it take ~10 s; a busy machine, more.
 RETRAIN_WAIT_S = 120.0
+# Clean labelled windows of the new version close the incident; labels lag the traffic, and a loaded
+# machine serves fewer of them per second (waiting ends as soon as it resolves).
+RESOLVE_AFTER_PROMOTION_S = 60.0
 RETRAIN_EXPERIMENT = "drift-agent-demo-retrain"
 CANARY_STEPS = world.CANARY_STEPS
-# The boundary turns 25 degrees over 4000 records (2 s): version 3's accuracy falls by about
-# 0.065 - severe (0.05) but far from critical (0.15), which would page and roll back instead. The
-# label windows see the fall late (labels come 0.5 s after the prediction), so the ramp is over
-# by the time it is severe: a ramp twice as long left part of it in the retrain's newest rows, and
-# a candidate that learned the blend stayed measurably below the reference (incident open).
-CONCEPT_DEGREES, CONCEPT_RAMP = 25.0, 4000
+# The boundary turns 25 degrees over 500 records (a quarter of a second): version 3's accuracy
+# falls by about 0.065 - severe (0.05) but far from critical (0.15), which would page and roll back
+# instead. The retrain learns from the rows after the point where version 3's errors rose, and waits
+# for retrain.strategy.min_rows_after_change of them: a model of the new boundary, not of a blend.
+CONCEPT_DEGREES, CONCEPT_RAMP = 25.0, 500
 # The slower rebuild adds 3.5 ms to a p95 of about 23.6 ms (+15%, with about 1% of noise on a
 # window's p95): over the canary's 10% bound and under the latency rule's 20% floor, so the canary
 # catches what the incident rules would let pass.
@@ -321,12 +323,14 @@ class Story:
         ]
         since = {"performance": event.acted_at or time.time(), "concept_drift": event.injected_at}
         resolved = self.observer.wait_for(
-            lambda: all(self._resolved(family, since[family]) for family in families), 20.0
+            lambda: all(self._resolved(family, since[family]) for family in families),
+            RESOLVE_AFTER_PROMOTION_S,
         )
         event.notes.append(
             f"{' and '.join(families)} incident(s) resolved once the new version served"
             if resolved
-            else f"{' or '.join(families)} incident still open 20 s after the promotion"
+            else f"{' or '.join(families)} incident still open "
+            f"{RESOLVE_AFTER_PROMOTION_S:.0f} s after the promotion"
         )
         unexpected = self._note_unexpected(
             event,

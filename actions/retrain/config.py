@@ -41,6 +41,24 @@ class StrategySettings(pydantic.BaseModel):
         gt=0,
         description="sliding/incremental: also drop rows older than this many seconds before the newest.",
     )
+    from_change: bool = pydantic.Field(
+        True,
+        description="sliding/incremental: when the serving model's errors on the recent rows rose at one "
+        "point (a split test, actions/retrain/change_point.py), train only on the rows after it (at least "
+        "min_train_rows); false trains on the whole window.",
+    )
+    min_rows_after_change: int = pydantic.Field(
+        1000,
+        ge=0,
+        description="from_change: fewer training rows after the change than this and the retrain waits "
+        "(in progress) for more labelled traffic, at most change_wait_s after the incident opened; 0 never "
+        "waits.",
+    )
+    change_wait_s: float = pydantic.Field(
+        1800.0,
+        ge=0,
+        description="from_change: longest wait for min_rows_after_change; then it trains on what there is.",
+    )
     min_train_rows: int = pydantic.Field(100, ge=2, description="Fewer training rows than this: no retrain.")
 
 

@@ -29,6 +29,7 @@ import math
 import pathlib
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -36,6 +37,9 @@ from actions import base
 from actions.retrain import config, dataset, gates, job, model, runners, strategies, tracking, trainer
 
 LOG = logging.getLogger(__name__)
+
+# How often a retrain waiting for labelled rows after the change looks again.
+WAIT_POLL_S = 5.0
 
 Provider = Callable[[], "Sequence[dataset.TrainingRow] | dataset.TrainingSet"]
 ServingModelLoader = Callable[[], "model.TabularModel | None"]
@@ -67,8 +71,10 @@ class RetrainHandler(base.ActionHandler):
         provider: Provider,
         reference: dataset.TrainingSet | None = None,
         serving_model: ServingModelLoader | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
+        self._clock = clock
         self._model_name = model_name
         self._tracker = tracker
         self._runner = runner
@@ -163,7 +169,9 @@ class RetrainHandler(base.ActionHandler):
         recent = self._collect()
         plan = strategies.plan(self._settings.strategy, recent, self._reference)
         summary = (
-            f"strategy {plan.strategy.value}: {plan.train.size} training rows, {plan.holdout.size} held out"
+            f"strategy {plan.strategy.value}: {plan.train.size} training rows"
+            f"{' (since the serving model errors rose)' if plan.changed_at is not None else ''}, "
+            f"{plan.holdout.size} held out"
         )
         if dry_run:
             return _outcome(
@@ -176,6 +184,30 @@ class RetrainHandler(base.ActionHandler):
                 holdout_rows=plan.holdout.size,
             )
         return self._start(request, parsed, plan)
+
+    def _waiting_for_rows_after_change(
+        self, plan: strategies.Plan, request: base.ActionRequest
+    ) -> base.ActionOutcome | None:
+        """IN_PROGRESS while too few labelled rows follow the change (a model of the new relationship
+        learnt from a few hundred rows loses to the one it replaces); None to train now."""
+        strategy = self._settings.strategy
+        if plan.changed_at is None or plan.train.size >= strategy.min_rows_after_change:
+            return None
+        since = request.params.get("since")
+        now = self._clock()
+        if not isinstance(since, int | float) or now - since >= strategy.change_wait_s:
+            return None
+        left = strategy.change_wait_s - (now - since)
+        return _outcome(
+            base.OutcomeStatus.IN_PROGRESS,
+            "waiting_for_data",
+            f"{plan.train.size} labelled rows since the serving model's errors rose, fewer than "
+            f"retrain.strategy.min_rows_after_change={strategy.min_rows_after_change}: waiting for more "
+            f"(at most {left:.0f} s, then it trains on what there is)",
+            train_rows=plan.train.size,
+            changed_at=plan.changed_at,
+            **{base.RETRY_AT: now + min(WAIT_POLL_S, left)},
+        )
 
     def _parse(self, request: base.ActionRequest) -> _Request:
         if request.kind is not base.ActionKind.RETRAIN:
@@ -203,6 +235,9 @@ class RetrainHandler(base.ActionHandler):
     def _start(
         self, request: base.ActionRequest, parsed: _Request, plan: strategies.Plan
     ) -> base.ActionOutcome:
+        waiting = self._waiting_for_rows_after_change(plan, request)
+        if waiting is not None:
+            return waiting
         warm_start = self._serving_model() if plan.warm_start else None
         if plan.warm_start and warm_start is None:
             raise trainer.TrainingError(
@@ -235,6 +270,8 @@ class RetrainHandler(base.ActionHandler):
             "holdout_rows": plan.holdout.size,
             "features": ",".join(plan.train.feature_names),
             "warm_start": plan.warm_start,
+            # Event time the training rows start at: where the serving model's errors rose.
+            **({"trained_since_change_at": plan.changed_at} if plan.changed_at is not None else {}),
             **{f"trainer.{name}": value for name, value in trainer_settings.model_dump(mode="json").items()},
         }
         run_id = self._tracker.start_run(parsed.key, tags, params)

@@ -7,7 +7,8 @@ candidate ever trains on it. The rest is chosen by the strategy:
 - ``full``: the reference training data (when given) plus every recent row, newest
   ``max_rows`` kept (the reference counts as the oldest).
 - ``sliding``: only recent rows, the newest ``window_records`` and, when ``window_s`` is set,
-  only those at most ``window_s`` seconds older than the newest row.
+  only those at most ``window_s`` seconds older than the newest row; with ``from_change``, only
+  those after the point where the serving model's errors rose (``change_point``), if they did.
 - ``incremental``: the sliding selection, trained from the serving model's weights for
   ``trainer.incremental_epochs`` (needs a serving model in the built-in format).
 """
@@ -18,7 +19,7 @@ import dataclasses
 
 import numpy as np
 
-from actions.retrain import config, dataset
+from actions.retrain import change_point, config, dataset
 
 
 class StrategyError(ValueError):
@@ -31,6 +32,9 @@ class Plan:
     train: dataset.TrainingSet
     holdout: dataset.TrainingSet
     warm_start: bool
+    # Event time of the first row after the change the serving model's errors show, when the
+    # training rows start there.
+    changed_at: float | None = None
 
 
 def split_holdout(
@@ -56,15 +60,23 @@ def plan(
         parts = [reference, older] if reference is not None and reference.size else [older]
         combined = dataset.concat(parts)
         train = combined.take(np.arange(max(0, combined.size - settings.max_rows), combined.size))
+        changed_at = None
     else:
         train = _recent_window(older, settings)
+        train, changed_at = _since_change(train, settings) if settings.from_change else (train, None)
     if train.size < settings.min_train_rows:
         raise StrategyError(
             f"strategy {settings.kind.value} selected {train.size} training rows, fewer than "
             f"retrain.strategy.min_train_rows={settings.min_train_rows}; wait for more labelled traffic, "
             "widen the window, or add reference data"
         )
-    return Plan(settings.kind, train, holdout, warm_start=settings.kind is config.StrategyKind.INCREMENTAL)
+    return Plan(
+        settings.kind,
+        train,
+        holdout,
+        warm_start=settings.kind is config.StrategyKind.INCREMENTAL,
+        changed_at=changed_at,
+    )
 
 
 def _recent_window(rows: dataset.TrainingSet, settings: config.StrategySettings) -> dataset.TrainingSet:
@@ -74,3 +86,18 @@ def _recent_window(rows: dataset.TrainingSet, settings: config.StrategySettings)
         newest = float(rows.timestamps.max())
         index = index[rows.timestamps[index] >= newest - settings.window_s]
     return rows.take(index)
+
+
+def _since_change(
+    rows: dataset.TrainingSet, settings: config.StrategySettings
+) -> tuple[dataset.TrainingSet, float | None]:
+    """The rows after the serving model's errors rose (at least ``min_train_rows``), or all of them."""
+    errors = change_point.served_errors(rows)
+    if errors is None:
+        return rows, None
+    start = change_point.change_start(errors, min_side=max(settings.min_train_rows // 2, 30))
+    if start is None:
+        return rows, None
+    start = max(0, min(start, rows.size - settings.min_train_rows))
+    kept = rows.take(np.arange(start, rows.size))
+    return kept, float(kept.timestamps.min())

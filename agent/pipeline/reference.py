@@ -245,6 +245,13 @@ def _numeric_matrix_counted(
             matrix = np.array(rows, dtype=np.float64).reshape(size, width)
         except (ValueError, TypeError, OverflowError):
             matrix, wrong = _numeric_matrix_slow(rows, width)
+    # The parser lets only finite numbers through, so an infinity here was a string ("inf",
+    # "1e999") that numpy converted: a value of the wrong type, like any other non-number.
+    infinite = np.isinf(matrix)
+    if infinite.any():
+        matrix[infinite] = np.nan
+        counted = infinite.sum(axis=0)
+        wrong = counted if wrong is None else wrong + counted
     return np.ascontiguousarray(matrix.T), wrong
 
 

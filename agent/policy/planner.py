@@ -346,7 +346,13 @@ class _Planner:
 
     def _emit(self, request: actions_base.ActionRequest) -> None:
         incident = self.state.incidents.get(request.incident_id)
-        if incident is not None and request.kind.value not in incident.actions_taken:
+        # A muted alert told no one: it must not make the incident's close send a RESOLVE for
+        # something its receivers never saw opened.
+        muted = (
+            request.kind in overrides.NOTIFICATION_KINDS
+            and self.overrides.skip_reason(request, self.now) is not None
+        )
+        if incident is not None and not muted and request.kind.value not in incident.actions_taken:
             incident.actions_taken.append(request.kind.value)
         self.actions.append(request)
 

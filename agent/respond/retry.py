@@ -18,7 +18,7 @@ from typing import Any
 
 from actions import base
 
-RETRY_AT = "retry_at"
+RETRY_AT = base.RETRY_AT
 PAGE = "page"
 
 

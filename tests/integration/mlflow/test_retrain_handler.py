@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pathlib
 import sys
+import time
 import uuid
 from collections.abc import Callable
 
@@ -72,6 +73,7 @@ def make_handler(
     model_name: str,
     retrain_settings: config.RetrainSettings,
     provider: Callable[[], dataset.TrainingSet],
+    clock: Callable[[], float] = time.time,
 ) -> handler.RetrainHandler:
     tracker = tracking.Tracker(server.tracking_uri, f"retrain-{model_name}", model_name)
     return handler.RetrainHandler(
@@ -80,6 +82,7 @@ def make_handler(
         tracker=tracker,
         runner=runners.build_runner(retrain_settings.runner),
         provider=provider,
+        clock=clock,
     )
 
 
@@ -330,3 +333,53 @@ def test_from_settings_uses_the_registry_server_and_the_reference_file(
         handler.RetrainHandler.from_settings(
             settings(tmp_path), model_name=name, provider=Traffic(samples.binary(10))
         )
+
+
+WAIT_FOR_300_ROWS_AFTER_THE_CHANGE = config.StrategySettings(
+    kind="sliding", min_train_rows=50, min_rows_after_change=300, change_wait_s=600
+)
+
+
+def test_a_retrain_soon_after_the_change_waits_for_rows_of_the_new_relationship(
+    mlflow_server: mlflow_infra.MlflowServer, tmp_path: pathlib.Path
+) -> None:
+    client = MlflowClient(mlflow_server.tracking_uri)
+    name = f"fraud-{uuid.uuid4().hex[:8]}"
+    existing_model_with_champion(client, name)
+    # The serving model's errors rose at row 1500: 100 of the 1600 training rows come after.
+    traffic = Traffic(samples.served_errors_rising_at(samples.binary(2000), 1500))
+    retrain = make_handler(
+        mlflow_server,
+        name,
+        settings(tmp_path, strategy=WAIT_FOR_300_ROWS_AFTER_THE_CHANGE),
+        traffic,
+        clock=lambda: 1_000.0,
+    )
+    opened = request("k-wait", name, params={"trigger": "performance", "since": 990.0})
+
+    waiting = retrain.handle(opened, dry_run=False)
+    assert waiting.status is base.OutcomeStatus.IN_PROGRESS, waiting.message
+    assert waiting.details["reason"] == "waiting_for_data"
+    assert waiting.details["train_rows"] < 300 and waiting.details[base.RETRY_AT] == 1_005.0
+    assert "min_rows_after_change=300" in waiting.message
+    assert len(client.search_model_versions(f"name='{name}'")) == 1  # nothing trained yet
+
+    # More labelled traffic after the change: now it trains, on the rows after the change only.
+    traffic.rows = samples.served_errors_rising_at(samples.binary(3000), 1500)
+    trained = retrain.handle(opened, dry_run=False)
+    assert trained.status is base.OutcomeStatus.SUCCEEDED, trained.message
+    run = client.get_run(trained.details["run_id"])
+    started = float(run.data.params["trained_since_change_at"])
+    assert abs(started - traffic.rows.timestamps[1500]) <= 100
+    assert int(run.data.params["train_rows"]) < 2400 - 1300
+
+    # Opened beyond change_wait_s ago: no wait, it trains on what there is.
+    late = make_handler(
+        mlflow_server,
+        name,
+        settings(tmp_path, strategy=WAIT_FOR_300_ROWS_AFTER_THE_CHANGE),
+        Traffic(samples.served_errors_rising_at(samples.binary(2000), 1500)),
+        clock=lambda: 2_000.0,
+    )
+    outcome = late.handle(request("k-late", name, params={"since": 1_000.0}), dry_run=False)
+    assert outcome.status is base.OutcomeStatus.SUCCEEDED, outcome.message

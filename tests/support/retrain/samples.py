@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from actions.retrain import config, dataset
@@ -32,6 +34,14 @@ def binary(
         served_predictions=(served_scores > 0.5).astype(np.float64),
         served_scores=served_scores,
     )
+
+
+def served_errors_rising_at(data: dataset.TrainingSet, row: int, *, seed: int = 5) -> dataset.TrainingSet:
+    """``data`` with served answers wrong 5 % of the time before ``row`` and 40 % from there on."""
+    rng = np.random.default_rng(seed)
+    wrong = rng.random(data.size) < np.where(np.arange(data.size) < row, 0.05, 0.4)
+    served = np.where(wrong, 1.0 - data.labels, data.labels)
+    return dataclasses.replace(data, served_predictions=served)
 
 
 def regression(rows: int = 300, *, seed: int = 0) -> dataset.TrainingSet:

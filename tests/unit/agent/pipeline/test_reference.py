@@ -105,6 +105,21 @@ def test_to_window_string_in_numeric_column_is_nan_and_counted() -> None:
     assert stats.type_mismatches == 1
 
 
+def test_to_window_non_finite_numbers_spelled_as_strings_are_nan_and_counted() -> None:
+    schema = reference.FeatureSchema(("x", "y"), ("numeric", "numeric"))
+    stats = reference.ColumnStats()
+    items = [
+        rec(0, {"x": "inf", "y": 1.0}),
+        rec(1, {"x": "1e999", "y": "-Infinity"}),
+        rec(2, {"x": "2.5", "y": 2.0}),
+    ]
+    window = reference.to_window(items, schema, stats=stats)
+    assert np.isnan(window.features["x"][:2]).all() and window.features["x"][2] == 2.5
+    assert np.isnan(window.features["y"][1]) and list(window.features["y"][[0, 2]]) == [1.0, 2.0]
+    assert stats.type_mismatches == 3
+    assert window.fields is not None and window.fields.mistyped == {"x": 2, "y": 1}
+
+
 def test_to_window_string_predictions_and_labels() -> None:
     schema = reference.FeatureSchema(("x",), ("numeric",))
     items = [rec(0, {"x": 1.0}, prediction="cat"), rec(1, {"x": 2.0}, prediction="dog")]

@@ -63,6 +63,16 @@ def test_resolve_of_an_incident_nobody_was_told_about_is_only_logged() -> None:
     assert run.decisions[-1].actions[0].idempotency_key == f"{INCIDENT}#1/resolve"
 
 
+def test_an_incident_opened_while_muted_closes_without_a_resolve() -> None:
+    run = f.Run()
+    run.overrides = f.override_state("mute:\n  - {model: '*', until: '2030-01-01T00:00:00Z'}\n")
+    run.windows([f.data_window(3)] * 3, 0.0)
+    assert f.kinds(run.decisions[-1]) == [ALERT]  # planned; the executor skips it as muted
+    run.overrides = f.NO_OVERRIDES  # the mute ends while the incident is open
+    clean = [run.window(f.data_window(0), 1000.0 + i) for i in range(3)]
+    assert f.events(clean[-1]) == ["resolved"] and f.kinds(clean[-1]) == [LOG]
+
+
 def test_too_few_samples_count_neither_as_drift_nor_as_clean() -> None:
     run = f.Run()
     run.windows([f.data_window(3), f.data_window(3)], 0.0)
