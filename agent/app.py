@@ -25,7 +25,7 @@ from agent.evaluate import model as model_mod
 from agent.evaluate import preflight
 from agent.ingest import kserve, parsing, records, source, worker
 from agent.observability import audit as audit_mod
-from agent.observability import collectors, detector_results, gpu
+from agent.observability import collectors, detector_failures, detector_results, gpu
 from agent.observability import metrics as metrics_mod
 from agent.pipeline import engine as engine_mod
 from agent.pipeline import reference_files
@@ -197,6 +197,7 @@ class Agent:
         self.executor_metrics.watch_policy(lambda: {e.model: e.decider.state for e in self.evaluators()})
         self.executor: executor.Executor | None = None
         self.detector_metrics = detector_results.DetectorMetrics(metrics_registry)
+        self.detector_failures = detector_failures.FailureReporter(metrics_registry, self.audit)
         gpu.register(metrics_registry, settings.gpu)
         parser = parsing.RecordParser(settings.mapping, settings.kafka.max_message_bytes)
         reference = reference_files.load_reference(settings.reference, settings.registry.tracking_uri, parser)
@@ -356,6 +357,13 @@ class Agent:
 
     def on_evaluation(self, model: str, evaluation: engine_mod.Evaluation) -> None:
         self.detector_metrics.observe(evaluation.results)
+        if evaluation.failed:
+            self.detector_failures.report(
+                model,
+                evaluation.failed,
+                model_version=evaluation.window.model_version,
+                labelled=evaluation.labelled,
+            )
         stages = self.sidecar.stages
         if not evaluation.at_record:
             self.metrics.window_closed(evaluation.window.model_version or "")

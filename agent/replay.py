@@ -75,6 +75,16 @@ def evaluation_events(evaluation: engine_mod.Evaluation) -> Iterator[dict[str, A
         yield result_event(result, evaluation)
         for detail in result.details:
             yield result_event(detail, evaluation)
+    for failure in evaluation.failed:
+        yield {
+            "type": "detector_error",
+            "record_index": evaluation.window.last_record_index,
+            "detector": failure.detector,
+            "error": failure.error,
+            "model_version": evaluation.window.model_version,
+            "labelled_window": evaluation.labelled,
+            "at_record": evaluation.at_record,
+        }
     if evaluation.decision is not None:
         yield decision_event(evaluation)
 
@@ -125,12 +135,15 @@ class Summary:
         self.drifted: collections.Counter[str] = collections.Counter()  # detector[/feature]
         self.decisions: collections.Counter[str] = collections.Counter()  # by severity
         self.first_page: dict[str, Any] | None = None
+        self.detector_errors: collections.Counter[str] = collections.Counter()  # detector
 
     def add(self, event: Mapping[str, Any]) -> None:
         self.events += 1
         if event["type"] == "result" and event["drifted"]:
             feature = event.get("feature")
             self.drifted[f"{event['detector']}/{feature}" if feature else str(event["detector"])] += 1
+        if event["type"] == "detector_error":
+            self.detector_errors[str(event["detector"])] += 1
         if event["type"] == "decision":
             self.windows += 0 if event.get("at_record") else 1
             self.decisions[str(event["severity"])] += 1
@@ -144,6 +157,9 @@ class Summary:
         out = [f"replay: {self.windows} windows judged; decisions by severity: {severities or 'none'}"]
         top = ", ".join(f"{name} ({n})" for name, n in self.drifted.most_common(8))
         out.append(f"replay: drifted results (windows): {top or 'none'}")
+        if self.detector_errors:
+            failed = ", ".join(f"{name} ({n})" for name, n in self.detector_errors.most_common())
+            out.append(f"replay: detectors that raised (their results are missing; see the events): {failed}")
         page = self.first_page
         if page is None:
             out.append("replay: nothing paged (no decision of severity moderate or worse)")

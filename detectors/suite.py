@@ -78,8 +78,30 @@ class Skipped:
     reason: str
 
 
+@dataclasses.dataclass(frozen=True)
+class Failed:
+    """A detector that raised on a window or a record: its result is missing; the others ran."""
+
+    detector: str
+    error: str  # the exception's class and its message, cut short
+
+
+# How much of a detector's exception text a Failed keeps.
+ERROR_CHARS = 300
+
+
+def _failed(name: str, exc: Exception) -> Failed:
+    text = str(exc)
+    return Failed(name, (f"{type(exc).__name__}: {text}" if text else type(exc).__name__)[:ERROR_CHARS])
+
+
 class DetectorSuite:
-    """Builds every configured detector up front, so a bad name or config fails at start-up."""
+    """Builds every configured detector up front, so a bad name or config fails at start-up.
+
+    A detector that raises on a window (anything but ``CannotRun``) is isolated: the suite notes it
+    in ``failed`` and runs the others; one bad detector or one unforeseen window never stops
+    detection.
+    """
 
     def __init__(self, config: SuiteConfig, detectors: registry.Registry | None = None) -> None:
         self.config = config
@@ -91,6 +113,8 @@ class DetectorSuite:
         self.skipped: list[Skipped] = []
         # Detectors the reference did not fit (``ReferenceUnfitError``) -> why; skipped until one does.
         self.waiting: dict[str, str] = {}
+        # What raised in the last update(), summarise() or update_record() call.
+        self.failed: list[Failed] = []
 
     def set_reference(self, reference: window_mod.Window) -> None:
         for name, detector in self.detectors.items():
@@ -124,6 +148,7 @@ class DetectorSuite:
     def update(self, window: window_mod.Window) -> list[base.DetectorResult]:
         results: list[base.DetectorResult] = []
         self.skipped = []
+        self.failed = []
         for name, detector in self.detectors.items():
             if name in self.waiting:
                 self.skipped.append(Skipped(name, self.waiting[name]))
@@ -132,6 +157,8 @@ class DetectorSuite:
                 results.append(detector.update(window))
             except base.CannotRun as reason:
                 self.skipped.append(Skipped(name, str(reason)))
+            except Exception as exc:
+                self.failed.append(_failed(name, exc))
         return results
 
     def update_record(
@@ -145,19 +172,26 @@ class DetectorSuite:
     ) -> list[base.DetectorResult]:
         """Feed one label-joined record to the sequential tests; the alarms it raised."""
         alarms = []
-        for detector in self.detectors.values():
-            if isinstance(detector, base.FedByRecord):
+        self.failed = []
+        for name, detector in self.detectors.items():
+            if not isinstance(detector, base.FedByRecord):
+                continue
+            try:
                 found = detector.update_record(
                     prediction, label, index, model_version=model_version, segment=segment
                 )
-                if found is not None:
-                    alarms.append(found)
+            except Exception as exc:
+                self.failed.append(_failed(name, exc))
+                continue
+            if found is not None:
+                alarms.append(found)
         return alarms
 
     def summarise(self, window: window_mod.Window) -> list[base.DetectorResult]:
         """What the record-fed tests saw since their last summary (``window``: the one closing)."""
         results: list[base.DetectorResult] = []
         self.skipped = []
+        self.failed = []
         for name, detector in self.detectors.items():
             if not isinstance(detector, base.FedByRecord):
                 continue
@@ -165,6 +199,8 @@ class DetectorSuite:
                 results.append(detector.summarise(window))
             except base.CannotRun as reason:
                 self.skipped.append(Skipped(name, str(reason)))
+            except Exception as exc:
+                self.failed.append(_failed(name, exc))
         return results
 
     def reset(self) -> None:

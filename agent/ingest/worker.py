@@ -13,6 +13,10 @@ import dataclasses
 from collections.abc import Callable
 
 from agent.ingest import fragments, kserve, label_join, parsing, records, source
+from agent.observability import errors
+
+# How much of an exception's text a dead letter carries.
+DETAIL_CHARS = 300
 
 
 @dataclasses.dataclass
@@ -47,7 +51,19 @@ class IngestWorker:
         self.counts = IngestCounts()
 
     def add(self, message: source.RawMessage) -> list[records.Rejected]:
-        """Take one input message; what it brought that is invalid comes back for dead-lettering."""
+        """Take one input message; what it brought that is invalid comes back for dead-lettering.
+
+        Never raises: a message that makes any step raise comes back rejected as
+        ``processing_error`` with the exception (what it added before raising stays added).
+        """
+        try:
+            return self._add(message)
+        except Exception as exc:
+            return self._rejected(
+                records.Rejected(records.PROCESSING_ERROR, errors.describe(exc)[:DETAIL_CHARS], message.value)
+            )
+
+    def _add(self, message: source.RawMessage) -> list[records.Rejected]:
         if self._labels_topic is not None and message.topic == self._labels_topic:
             label = self._parser.parse_label(message.value)
             if isinstance(label, records.Rejected):

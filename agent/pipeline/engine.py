@@ -54,6 +54,8 @@ class Evaluation:
     decision: Decision | None
     labelled: bool
     at_record: bool = False
+    # Detectors that raised on this window (their results are missing; the others ran).
+    failed: tuple[suite.Failed, ...] = ()
 
 
 def _present(evaluations: Iterable[Evaluation | None]) -> list[Evaluation]:
@@ -240,10 +242,12 @@ class Engine:
             return []
         assert self._label_windows is not None
         segment = self._label_windows.segment_of(record)
-        alarms = self._record_suite_for(_key_of(record.model_version, segment)).update_record(
+        record_suite = self._record_suite_for(_key_of(record.model_version, segment))
+        alarms = record_suite.update_record(
             record.prediction, label, index, model_version=record.model_version, segment=segment
         )
-        if not alarms:
+        failed = tuple(record_suite.failed)
+        if not alarms and not failed:
             return []
         at = window_mod.Window(
             features={},
@@ -252,9 +256,16 @@ class Engine:
             last_record_index=index,
             timestamps=np.asarray([record.timestamp]),
         )
-        decision = self._decide(alarms, self._clock()) if self._decide is not None else None
+        decision = self._decide(alarms, self._clock()) if self._decide is not None and alarms else None
         return [
-            Evaluation(window=at, results=tuple(alarms), decision=decision, labelled=True, at_record=True)
+            Evaluation(
+                window=at,
+                results=tuple(alarms),
+                decision=decision,
+                labelled=True,
+                at_record=True,
+                failed=failed,
+            )
         ]
 
     def advance(self, watermark: float) -> list[Evaluation]:
@@ -286,12 +297,15 @@ class Engine:
             self._labelled_reference = window
             self._offer_labelled_reference(window)
             return None
-        results = tuple(self._suite_for(_key(window), labelled=labelled).update(window))
+        window_suite = self._suite_for(_key(window), labelled=labelled)
+        results = tuple(window_suite.update(window))
+        failed = tuple(window_suite.failed)
         record_suite = self._record_suites.get(_key(window)) if labelled else None
         if record_suite is not None:
             results += tuple(record_suite.summarise(window))
+            failed += tuple(record_suite.failed)
         decision = self._decide(results, self._clock()) if self._decide is not None else None
-        return Evaluation(window=window, results=results, decision=decision, labelled=labelled)
+        return Evaluation(window=window, results=results, decision=decision, labelled=labelled, failed=failed)
 
     # -- state as data ------------------------------------------------------------------------------
 

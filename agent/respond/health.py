@@ -25,6 +25,9 @@ def vouches_for_version(
     # A sequential test's alarm at one record says nothing about a window's health.
     if evaluation.at_record:
         return None
+    # A detector that raised saw nothing: the window cannot vouch for what it would have judged.
+    if evaluation.failed:
+        return None
     if version is None or decision.severity != vocabulary.Severity.NONE:
         return None
     # A drifted window whose incident is still pending (below raise_after) is not a clean one.

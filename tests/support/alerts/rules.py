@@ -20,4 +20,5 @@ EXPECTED_ALERTS = {
     "DriftAgentDeadLettersLost",
     "DriftAgentNotificationsFailing",
     "DriftAgentNotificationsRateLimited",
+    "DriftAgentDetectorErrors",
 }

@@ -4,7 +4,7 @@ import numpy as np
 import pydantic
 import pytest
 
-from detectors import registry, suite
+from detectors import base, concept_streams, data_drift, registry, suite
 from detectors import window as window_mod
 
 
@@ -125,3 +125,36 @@ def test_reset_keeps_results_reproducible() -> None:
     before = [r.to_json() for r in runner.update(window)]
     runner.reset()
     assert [r.to_json() for r in runner.update(window)] == before
+
+
+class _Overflowing(data_drift.DataDriftDetector):
+    """A detector with a bug: it raises on every window."""
+
+    name = "overflowing"
+
+    def update(self, window: window_mod.Window) -> base.DetectorResult:
+        raise FloatingPointError("overflow in the statistic of feature x")
+
+
+class _FailingStream(concept_streams.PageHinkleyDetector):
+    """A sequential test with a bug: it raises on every record."""
+
+    name = "failing_stream"
+
+    def update_record(self, *args: object, **kwargs: object) -> base.DetectorResult | None:
+        raise IndexError("stream buffer")
+
+
+def test_a_detector_that_raises_is_noted_and_the_others_still_run() -> None:
+    with_broken = registry.Registry([*registry.default_registry().classes(), _Overflowing, _FailingStream])
+    config = suite.SuiteConfig(detectors={"overflowing": {}, "data_drift": {}, "failing_stream": {}})
+    runner = suite.DetectorSuite(config, with_broken)
+    rng = np.random.default_rng(1)
+    runner.set_reference(_window(rng, 500))
+    results = runner.update(_window(rng, 500, shift=1.0))
+    assert [r.detector for r in results] == ["data_drift"] and results[0].drifted
+    assert runner.failed == [
+        suite.Failed("overflowing", "FloatingPointError: overflow in the statistic of feature x")
+    ]
+    assert runner.update_record(1, 0, 7, model_version="v1", segment=None) == []
+    assert runner.failed == [suite.Failed("failing_stream", "IndexError: stream buffer")]

@@ -11,7 +11,7 @@ import prometheus_client
 import yaml
 
 from actions.alerts import metrics
-from agent.observability import collectors
+from agent.observability import collectors, detector_failures
 from agent.observability import metrics as agent_metrics
 from tests.support.alerts.rules import EXPECTED_ALERTS, RULES, RULES_TEST
 
@@ -46,6 +46,7 @@ def test_rules_name_only_metrics_the_agent_exports() -> None:
     registry = prometheus_client.CollectorRegistry()
     agent_metrics.AgentMetrics(registry)
     metrics.SinkMetrics(registry)
+    detector_failures.FailureReporter(registry, None)
     used = set(re.findall(r"\bdrift_agent_[a-z_]+", RULES.read_text()))
     expressions = " ".join(
         rule["expr"] for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]

@@ -69,3 +69,40 @@ def test_the_worker_joins_labels_rejects_bad_input_and_splits_fragments() -> Non
     ]
     assert taken[0].watermarks == {1: 3.0}
     assert ingest.take() == []
+
+
+class DeepParser(parsing.RecordParser):
+    """A parser with a bug no check foresaw: a record whose id starts with "deep" overflows the stack."""
+
+    def parse_prediction(self, raw: bytes) -> records.PredictionRecord | records.Rejected:
+        parsed = super().parse_prediction(raw)
+        if isinstance(parsed, records.PredictionRecord) and parsed.request_id.startswith("deep"):
+            raise RecursionError("maximum recursion depth exceeded while flattening")
+        return parsed
+
+
+def test_a_record_that_raises_anywhere_comes_back_rejected_and_the_rest_go_on() -> None:
+    ingest = worker.IngestWorker(
+        parser=DeepParser(), labels_topic=None, join=None, producer="agent-0", max_fragment_records=10
+    )
+    bodies = [
+        msgspec.json.encode(
+            {
+                "request_id": rid,
+                "timestamp": 1.0,
+                "model_name": "churn",
+                "model_version": "3",
+                "features": {"x": 1},
+                "prediction": 1.0,
+            }
+        )
+        for rid in ("a", "deep-1", "b")
+    ]
+    outcomes = [ingest.add(message("predictions", body, offset=i)) for i, body in enumerate(bodies)]
+    assert outcomes[0] == [] and outcomes[2] == []
+    (rejected,) = outcomes[1]
+    assert rejected.reason == records.PROCESSING_ERROR
+    assert rejected.detail == "RecursionError: maximum recursion depth exceeded while flattening"
+    assert rejected.raw == bodies[1]
+    assert ingest.counts.rejected == 1 and ingest.counts.predictions == 2
+    assert [e.record.request_id for f in ingest.take() for e in f.entries] == ["a", "b"]

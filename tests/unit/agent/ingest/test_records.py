@@ -274,7 +274,9 @@ def test_every_reason_is_declared(parser: parsing.RecordParser) -> None:
         rejected(parsing.RecordParser(max_bytes=1).parse_prediction(b"{}")).reason,
         rejected(parser.parse_prediction(encode(prediction(status="x")))).reason,
     }
-    assert seen == set(records.REJECT_REASONS)
+    # processing_error is the ingest worker's (a record that made the agent's code raise), never
+    # the parser's: tests/unit/agent/ingest/test_fragments.py shows it.
+    assert seen == set(records.REJECT_REASONS) - {records.PROCESSING_ERROR}
 
 
 def test_bad_data_never_raises(parser: parsing.RecordParser) -> None:
