@@ -153,7 +153,7 @@ class Agent:
         self.supervisor = supervisor.Supervisor()
         settings.runtime.state_dir.mkdir(parents=True, exist_ok=True)
         self.metrics = metrics_mod.AgentMetrics(metrics_registry)
-        self._audit_producer = audit_topic.audit_producer(settings.kafka, settings.audit)
+        self._audit_producer = audit_topic.audit_producer(settings.kafka, settings.audit, metrics_registry)
         self.audit = audit_mod.AuditLog(
             settings.audit.path,
             sink=self._audit_producer.send if self._audit_producer is not None else None,

@@ -215,6 +215,11 @@ class _Tensor:
             )
         flat = _flatten(spec.get("data"), where)
         width = shape[1] if len(shape) == 2 else 1
+        if width == 0 and shape[0]:
+            # No data would stand for any number of empty rows: memory without bound.
+            raise BadEventError(
+                records.INVALID_VALUE, f"{where}.shape {_show(shape)}: an instance needs at least one value"
+            )
         if len(flat) != shape[0] * width:
             raise BadEventError(
                 records.INVALID_VALUE,

@@ -3,7 +3,10 @@
 A rejected record counts as durable once the DLQ topic has it, so the pipeline calls
 ``flush`` before committing the batch's offsets. While the DLQ topic is unreachable, envelopes
 wait in a bounded in-memory buffer; when that overflows, the oldest are dropped, counted in
-``drift_agent_dlq_dropped_total`` and logged at ERROR.
+``drift_agent_dlq_dropped_total`` and logged at ERROR. The wait is bounded in time too: an
+envelope the topic has not taken after ``max_wait_s`` (a topic that is missing, or that the agent
+may not write) is dropped the same way, so the offsets can be committed and the agent goes on
+(the ``DriftAgentDeadLettersLost`` alert fires) instead of re-reading the same records forever.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ log = logging.getLogger(__name__)
 WallClock = Callable[[], float]
 REASON_HEADER = "drift-agent-reason"
 DEFAULT_MAX_PENDING = 10_000
+DEFAULT_MAX_WAIT_S = 300.0
 # Oversize records would make oversize envelopes: keep a prefix, enough to debug the producer.
 DEFAULT_MAX_ORIGINAL_BYTES = 64 * 1024
 # Errors about the envelope itself, not the broker's state.
@@ -50,6 +54,7 @@ class _Pending:
     reason: str
     payload: bytes
     key: bytes | None
+    queued_at: float  # monotonic seconds of the first send
 
 
 def envelope(
@@ -97,9 +102,12 @@ class DeadLetterQueue:
         max_original_bytes: int = DEFAULT_MAX_ORIGINAL_BYTES,
         delivery_timeout_s: float = 30.0,
         bootstrap_timeout_s: float = source.BOOTSTRAP_TIMEOUT_S,
+        max_wait_s: float = DEFAULT_MAX_WAIT_S,
     ) -> None:
         if max_pending < 1:
             raise ValueError(f"max_pending must be >= 1, got {max_pending}")
+        self.max_wait_s = max_wait_s
+        self._monotonic = monotonic
         self.topic = kafka_settings.dead_letter_topic
         self.metrics = metrics
         self.wall_clock = wall_clock
@@ -141,7 +149,10 @@ class DeadLetterQueue:
             rejected, origin, agent_time=self.wall_clock(), max_original_bytes=self.max_original_bytes
         )
         item = _Pending(
-            rejected.reason, json.dumps(body, separators=(",", ":")).encode("utf-8"), _key(origin)
+            rejected.reason,
+            json.dumps(body, separators=(",", ":")).encode("utf-8"),
+            _key(origin),
+            self._monotonic(),
         )
         if self.metrics is not None:
             self.metrics.dead_lettered(rejected.reason)
@@ -161,7 +172,11 @@ class DeadLetterQueue:
             self._produce(item)
 
     def flush(self, timeout_s: float) -> bool:
-        """Retry buffered envelopes and wait for acks; True when nothing is pending."""
+        """Retry buffered envelopes and wait for acks; True when nothing is pending.
+
+        Envelopes still buffered ``max_wait_s`` after their first send are dropped (counted): they
+        no longer hold back the commit.
+        """
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with self._lock:
@@ -176,7 +191,29 @@ class DeadLetterQueue:
                 producer.flush(timeout=max(0.0, deadline - time.monotonic()))
             except kafka_errors.KafkaError as exc:
                 log.warning("dead-letter flush incomplete: %s", errors.describe(exc))
+        self._give_up_on_stale()
         return self.pending == 0
+
+    def _give_up_on_stale(self) -> None:
+        cutoff = self._monotonic() - self.max_wait_s
+        with self._lock:
+            stale = [item for item in self._retry if item.queued_at <= cutoff]
+            if stale:
+                self._retry = collections.deque(item for item in self._retry if item.queued_at > cutoff)
+                self.dropped += len(stale)
+        if not stale:
+            return
+        for item in stale:
+            if self.metrics is not None:
+                self.metrics.dead_letter_dropped(item.reason)
+        log.error(
+            "%d dead-letter record(s) LOST: the dead-letter topic %r did not take them within %.0f s "
+            "(missing, not writable by the agent, or the broker is away); their offsets are committed "
+            "so the agent goes on. Create the topic or grant the agent Write on it",
+            len(stale),
+            self.topic,
+            self.max_wait_s,
+        )
 
     def close(self, timeout_s: float = 5.0) -> None:
         self.flush(timeout_s)
@@ -251,30 +288,20 @@ class DeadLetterQueue:
             stale.close(timeout=0)
         if self._producer is not None:
             return self._producer
-        if not self._backoff.ready():
-            return None
-        try:
-            self._producer = kafka.KafkaProducer(
-                **self._connection,
-                acks="all",
-                # No producer-id state to lose when a broker restarts; a duplicate dead letter
-                # is harmless (the DLQ is at-least-once like the rest of the agent).
-                enable_idempotence=False,
-                linger_ms=5,
-                max_block_ms=SEND_MAX_BLOCK_MS,
-                delivery_timeout_ms=self._delivery_timeout_ms,
-                request_timeout_ms=max(1000, min(self._delivery_timeout_ms // 2, 30_000)),
-                bootstrap_timeout_ms=self._bootstrap_timeout_ms,
-            )
-        except kafka_errors.KafkaError as exc:
-            delay = self._backoff.failed()
-            log.warning(
-                "cannot create the dead-letter producer (%s); buffering, next try in %.1fs",
-                errors.describe(exc),
-                delay,
-            )
-            return None
-        self._backoff.succeeded()
+        self._producer = source.producer_with_backoff(
+            self._connection,
+            self._backoff,
+            "dead-letter",
+            acks="all",
+            # No producer-id state to lose when a broker restarts; a duplicate dead letter is
+            # harmless (the DLQ is at-least-once like the rest of the agent).
+            enable_idempotence=False,
+            linger_ms=5,
+            max_block_ms=SEND_MAX_BLOCK_MS,
+            delivery_timeout_ms=self._delivery_timeout_ms,
+            request_timeout_ms=max(1000, min(self._delivery_timeout_ms // 2, 30_000)),
+            bootstrap_timeout_ms=self._bootstrap_timeout_ms,
+        )
         return self._producer
 
 

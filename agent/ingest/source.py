@@ -156,6 +156,24 @@ class Backoff:
         self.next_attempt_at = 0.0
 
 
+def producer_with_backoff(
+    connection: dict[str, Any], backoff: Backoff, what: str, **options: Any
+) -> kafka.KafkaProducer | None:
+    """A new producer; None while ``backoff`` says wait, or when no broker answers (logged, backed off)."""
+    if not backoff.ready():
+        return None
+    try:
+        producer = kafka.KafkaProducer(**connection, **options)
+    except kafka_errors.KafkaError as exc:
+        delay = backoff.failed()
+        log.warning(
+            "cannot create the %s producer (%s); next try in %.1fs", what, errors.describe(exc), delay
+        )
+        return None
+    backoff.succeeded()
+    return producer
+
+
 class _RebalanceListener(kafka.ConsumerRebalanceListener):  # type: ignore[misc]
     """Queues rebalance events for the pipeline's thread.
 
@@ -458,7 +476,10 @@ class KafkaSource:
             # The high watermark comes with every fetch response: no extra request. (Tansu's
             # ListOffsets answers wrong ends for multi-record batches; fetch responses are right.)
             highwater = consumer.highwater(tp)
-            position = self._next_offset.get(Partition(tp.topic, tp.partition))
+            # From the last commit, not the fetch position: records read but never committed (a
+            # stage that cannot make them durable) are still behind.
+            partition = Partition(tp.topic, tp.partition)
+            position = self._committed.get(partition, self._next_offset.get(partition))
             if highwater is None or position is None:
                 continue
             lag[Partition(tp.topic, tp.partition)] = max(0, highwater - position)

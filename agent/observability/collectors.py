@@ -35,7 +35,9 @@ class GaugeSpec:
 # Every state gauge the agent exports, in one list (dashboards and alert rules are checked against it).
 CONSUMER_LAG = GaugeSpec(
     "consumer_lag",
-    "Records behind the partition's high watermark, per assigned partition.",
+    "Records between the group's last committed offset (the fetch position before the first "
+    "commit) and the partition's high watermark, per assigned partition: it grows while records "
+    "are read but cannot be committed.",
     ("topic", "partition"),
 )
 KAFKA_CONNECTED = GaugeSpec("kafka_connected", "1 while the consumer holds at least one broker connection.")

@@ -47,7 +47,9 @@ class IngestStage:
         self._metrics = metrics
         self._clock = clock
         self._interval_s = streams.commit_interval_s
-        self.dlq = dead_letters.DeadLetterQueue(kafka_settings, metrics=metrics)
+        self.dlq = dead_letters.DeadLetterQueue(
+            kafka_settings, metrics=metrics, max_wait_s=kafka_settings.dead_letter_max_wait_s
+        )
         # The last message per partition since the last commit: all a commit needs.
         self._uncommitted: dict[tuple[str, int], source.RawMessage] = {}
         self._last_durable = clock()

@@ -35,6 +35,14 @@ class KafkaSettings(Group):
     dead_letter_topic: str = pydantic.Field(
         "predictions.dlq", description="Topic that receives records failing validation, with the reason."
     )
+    dead_letter_max_wait_s: float = pydantic.Field(
+        300.0,
+        gt=0,
+        description="Longest a rejected record waits for the dead-letter topic (missing, not writable, "
+        "broker away) while its offset stays uncommitted; then it is dropped and counted "
+        "(drift_agent_dlq_dropped_total, alert DriftAgentDeadLettersLost) and the agent commits and "
+        "goes on.",
+    )
     group_id: str = pydantic.Field(
         "drift-agent", description="Consumer group; sidecars sharing it split the partitions."
     )

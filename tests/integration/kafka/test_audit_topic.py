@@ -6,10 +6,13 @@ import json
 import pathlib
 
 import kafka
+import prometheus_client
 import pytest
 
 from agent.observability import audit
-from demo import broker
+from agent.runtime import audit_topic
+from demo import broker, processes
+from tests.support.kafka import helpers
 
 
 @pytest.mark.integration
@@ -17,16 +20,17 @@ def test_audit_lines_reach_a_real_kafka_topic(
     tmp_path: pathlib.Path, kafka_broker: broker.EmbeddedBroker, topic_name: str
 ) -> None:
     kafka_broker.create_topics([topic_name])
-    producer = kafka.KafkaProducer(bootstrap_servers=kafka_broker.bootstrap_servers, acks="all")
+    registry = prometheus_client.CollectorRegistry()
+    producer = audit_topic.AuditProducer(
+        helpers.kafka_settings(kafka_broker.bootstrap_servers, "predictions"), topic_name, registry=registry
+    )
     try:
-        with audit.AuditLog(
-            tmp_path / "audit.jsonl", sink=lambda line: producer.send(topic_name, line)
-        ) as log:
+        with audit.AuditLog(tmp_path / "audit.jsonl", sink=producer.send) as log:
             log.record("decision", severity="critical", token="hidden")
             log.record("action", idempotency_key="k1")
-        producer.flush(timeout=30)
     finally:
         producer.close()
+    assert registry.get_sample_value("drift_agent_audit_copies_lost_total") == 0
     consumer = kafka.KafkaConsumer(
         bootstrap_servers=kafka_broker.bootstrap_servers,
         auto_offset_reset="earliest",
@@ -47,3 +51,21 @@ def test_audit_lines_reach_a_real_kafka_topic(
     ]
     assert received[0]["token"] == audit.REDACTED
     assert received == list(audit.read_entries(tmp_path / "audit.jsonl"))
+
+
+@pytest.mark.integration
+def test_an_unreachable_audit_topic_loses_copies_counted_and_the_file_keeps_every_line(
+    tmp_path: pathlib.Path,
+) -> None:
+    registry = prometheus_client.CollectorRegistry()
+    nowhere = helpers.kafka_settings(f"127.0.0.1:{processes.free_port()}", "predictions")
+    producer = audit_topic.AuditProducer(nowhere, "audit", registry=registry)
+    try:
+        with audit.AuditLog(tmp_path / "audit.jsonl", sink=producer.send) as log:
+            for index in range(20):
+                log.record("decision", index=index)
+    finally:
+        producer.close()
+    assert [e["index"] for e in audit.read_entries(tmp_path / "audit.jsonl")] == list(range(20))
+    assert producer.lost == 20
+    assert registry.get_sample_value("drift_agent_audit_copies_lost_total") == 20

@@ -6,13 +6,16 @@ import base64
 import json
 import math
 
+import kafka
 import prometheus_client
 import pytest
 
+from agent import settings
 from agent.ingest import dead_letters as dlq
-from agent.ingest import parsing, records, source
+from agent.ingest import parsing, records, source, worker
 from agent.observability import metrics
-from demo import broker
+from agent.runtime import ingest_stage
+from demo import broker, processes
 from tests.infra import kafka as kafka_infra
 from tests.support.kafka import helpers
 
@@ -127,3 +130,60 @@ def test_outage_buffers_then_delivers_after_the_broker_returns(topic_name: str) 
             assert registry.get_sample_value("drift_agent_dlq_pending") == 0
         finally:
             dead_letters.close(timeout_s=2)
+
+
+def test_an_unwritable_dead_letter_topic_stops_holding_back_commits_after_max_wait(
+    kafka_broker: broker.EmbeddedBroker, topic_name: str
+) -> None:
+    bootstrap = kafka_broker.bootstrap_servers
+    kafka_infra.produce(
+        bootstrap, topic_name, [helpers.prediction_json(0), b"{bad", helpers.prediction_json(2)], partition=0
+    )
+    registry = prometheus_client.CollectorRegistry()
+    agent_metrics = metrics.AgentMetrics(registry)
+    # A group that tolerates the seconds each try to reach the dead-letter broker blocks the loop.
+    config = helpers.kafka_settings(
+        bootstrap,
+        topic_name,
+        dead_letter_max_wait_s=8.0,
+        max_poll_interval_ms=60_000,
+        session_timeout_ms=30_000,
+    )
+    # The dead-letter topic cannot be written (here: its broker never answers), so the one
+    # rejected record can never be made durable.
+    nowhere = config.model_copy(update={"bootstrap_servers": f"127.0.0.1:{processes.free_port()}"})
+    producer = kafka.KafkaProducer(bootstrap_servers=bootstrap)
+    stage = ingest_stage.IngestStage(
+        kafka_settings=nowhere,
+        streams=settings.StreamsSettings(),
+        fragments_topic=f"{topic_name}.fragments",
+        fragment_partitions=1,
+        ingest=worker.IngestWorker(
+            parser=parsing.RecordParser(),
+            labels_topic=None,
+            join=None,
+            producer="a",
+            max_fragment_records=100,
+        ),
+        producer=producer,
+        metrics=agent_metrics,
+    )
+    kafka_source = source.KafkaSource(config, metrics=agent_metrics)
+    try:
+        for message in helpers.poll_until(kafka_source, 3):
+            stage.handle(message)
+        assert not stage.make_durable(kafka_source)  # within max_wait_s: the commit waits for it
+        assert kafka_source.committed(source.Partition(topic_name, 0)) is None
+
+        def durable() -> bool:
+            kafka_source.poll_batch()  # as the agent's loop does: it stays in the group meanwhile
+            return stage.make_durable(kafka_source)
+
+        kafka_infra.wait_until(durable, timeout_s=60, what="the commit to go on without it")
+        assert kafka_source.committed(source.Partition(topic_name, 0)) == 3
+        assert registry.get_sample_value("drift_agent_dlq_dropped_total", {"reason": "malformed_json"}) == 1
+        assert registry.get_sample_value("drift_agent_dlq_pending") == 0
+    finally:
+        stage.dlq.close(timeout_s=1)
+        producer.close(timeout=2)
+        kafka_source.close()

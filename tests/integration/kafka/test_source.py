@@ -89,18 +89,26 @@ def test_labels_topic_is_consumed_beside_predictions(
         kafka_source.close()
 
 
-def test_lag_is_high_watermark_minus_delivered(kafka_broker: broker.EmbeddedBroker, topic_name: str) -> None:
+def test_lag_counts_from_the_last_commit_once_there_is_one(
+    kafka_broker: broker.EmbeddedBroker, topic_name: str
+) -> None:
     kafka_infra.produce(kafka_broker.bootstrap_servers, topic_name, [b"x"] * 50, partition=0)
     registry = prometheus_client.CollectorRegistry()
     config = helpers.kafka_settings(kafka_broker.bootstrap_servers, topic_name, max_poll_records=10)
     kafka_source = source.KafkaSource(config, metrics=metrics.AgentMetrics(registry), lag_refresh_s=0.0)
     labels = {"topic": topic_name, "partition": "0"}
     try:
-        delivered = len(helpers.poll_until(kafka_source, 10))
-        assert delivered == 10
+        first = helpers.poll_until(kafka_source, 10)
+        assert len(first) == 10
+        # Nothing committed yet: from the fetch position.
         assert registry.get_sample_value("drift_agent_consumer_lag", labels) == 40
-        delivered += len(helpers.poll_until(kafka_source, 40))
-        assert delivered == 50
+        assert kafka_source.commit(first)
+        rest = helpers.poll_until(kafka_source, 40)
+        assert len(rest) == 40
+        # All read, but only the first ten committed: records that cannot be made durable are lag.
+        assert registry.get_sample_value("drift_agent_consumer_lag", labels) == 40
+        assert kafka_source.commit(rest)
+        kafka_source.poll_batch()
         assert registry.get_sample_value("drift_agent_consumer_lag", labels) == 0
     finally:
         kafka_source.close()

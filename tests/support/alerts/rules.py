@@ -21,4 +21,5 @@ EXPECTED_ALERTS = {
     "DriftAgentNotificationsFailing",
     "DriftAgentNotificationsRateLimited",
     "DriftAgentDetectorErrors",
+    "DriftAgentAuditCopiesLost",
 }

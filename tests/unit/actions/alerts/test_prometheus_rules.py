@@ -11,8 +11,10 @@ import prometheus_client
 import yaml
 
 from actions.alerts import metrics
+from agent import settings
 from agent.observability import collectors, detector_failures
 from agent.observability import metrics as agent_metrics
+from agent.runtime import audit_topic
 from tests.support.alerts.rules import EXPECTED_ALERTS, RULES, RULES_TEST
 
 
@@ -47,6 +49,7 @@ def test_rules_name_only_metrics_the_agent_exports() -> None:
     agent_metrics.AgentMetrics(registry)
     metrics.SinkMetrics(registry)
     detector_failures.FailureReporter(registry, None)
+    audit_topic.AuditProducer(settings.KafkaSettings(), "audit", registry=registry)  # connects on first send
     used = set(re.findall(r"\bdrift_agent_[a-z_]+", RULES.read_text()))
     expressions = " ".join(
         rule["expr"] for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]
