@@ -24,14 +24,12 @@ and a detail naming the field; ``kserve.KServeAdapter`` turns it into ``records.
 from __future__ import annotations
 
 import base64
-import binascii
 import dataclasses
 import json
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from agent.ingest import records, source
+from agent.ingest import field_checks, records, source
 
 REQUEST_TYPE: Final = "org.kubeflow.serving.inference.request"
 RESPONSE_TYPE: Final = "org.kubeflow.serving.inference.response"
@@ -130,7 +128,7 @@ def _structured_data(envelope: Mapping[str, Any]) -> Any:
         encoded = envelope["data_base64"]
         try:
             decoded = base64.b64decode(encoded, validate=True) if isinstance(encoded, str) else None
-        except binascii.Error as exc:
+        except ValueError as exc:  # binascii.Error, or a string that is not ASCII
             raise BadEventError(records.MALFORMED_JSON, f"data_base64: not base64: {exc}") from exc
         if decoded is None:
             raise BadEventError(records.WRONG_TYPE, f"data_base64: expected a string, got {_show(encoded)}")
@@ -141,7 +139,13 @@ def _structured_data(envelope: Mapping[str, Any]) -> Any:
         )
     data = envelope["data"]
     # A body whose content type was not JSON travels as a string holding the JSON text.
-    return _json_body(data.encode("utf-8"), "data (a string)") if isinstance(data, str) else data
+    # "surrogatepass": a lone surrogate (a JSON string may escape one) becomes bytes that are not
+    # UTF-8, rejected as malformed JSON, instead of a UnicodeEncodeError here.
+    return (
+        _json_body(data.encode("utf-8", "surrogatepass"), "data (a string)")
+        if isinstance(data, str)
+        else data
+    )
 
 
 def _event(attributes: dict[str, str], data: Any) -> CloudEvent:
@@ -167,8 +171,9 @@ def _scalar(value: Any, where: str) -> records.FeatureValue:
     if value is None or isinstance(value, str | bool):
         return value
     if isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise BadEventError(records.NON_FINITE, f"{where}: {value!r} is not a finite number")
+        # Not math.isfinite: it raises OverflowError on an integer beyond float64 (JSON has them).
+        if not field_checks.is_finite(value):
+            raise BadEventError(records.NON_FINITE, f"{where}: {_show(value)} is not a finite number")
         return float(value)
     raise BadEventError(
         records.WRONG_TYPE, f"{where}: expected a number, string, bool or null, got {_show(value)}"

@@ -375,6 +375,13 @@ class KubeAPIServer:
         configuration.api_key_prefix = {"BearerToken": "Bearer"}
         return k8s_client.ApiClient(configuration)
 
+    def anonymous_client(self) -> k8s_client.ApiClient:
+        """No credentials at all: what a container without a mounted token can send."""
+        configuration = k8s_client.Configuration()
+        configuration.host = self.url
+        configuration.ssl_ca_cert = str(self.ca_path)
+        return k8s_client.ApiClient(configuration)
+
     def admin_client(self) -> k8s_client.ApiClient:
         return self.client_for_token(self.admin.token)
 

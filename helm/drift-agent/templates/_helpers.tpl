@@ -277,6 +277,11 @@ checksum/drift-agent-config: {{ printf "%s\n%s\n%s" (include "drift-agent.agentC
       mountPath: {{ include "drift-agent.stateDir" . }}
     - name: drift-agent-tmp
       mountPath: /tmp
+    # The API token, CA and namespace where in-cluster clients look for them; in this container
+    # only (the pod sets automountServiceAccountToken: false).
+    - name: drift-agent-api-token
+      mountPath: /var/run/secrets/kubernetes.io/serviceaccount
+      readOnly: true
     {{- if .Values.secrets.kafkaSasl.secretName }}
     - name: drift-agent-secret-kafka
       mountPath: {{ include "drift-agent.secretsDir" . }}/kafka
@@ -311,6 +316,24 @@ checksum/drift-agent-config: {{ printf "%s\n%s\n%s" (include "drift-agent.agentC
   emptyDir:
     medium: Memory
     sizeLimit: 64Mi
+{{- /* What automountServiceAccountToken would mount, for the agent container alone. */}}
+- name: drift-agent-api-token
+  projected:
+    defaultMode: 0444
+    sources:
+      - serviceAccountToken:
+          path: token
+          expirationSeconds: {{ .Values.serviceAccount.tokenExpirationSeconds }}
+      - configMap:
+          name: kube-root-ca.crt
+          items:
+            - key: ca.crt
+              path: ca.crt
+      - downwardAPI:
+          items:
+            - path: namespace
+              fieldRef:
+                fieldPath: metadata.namespace
 {{- /* 0444: the agent runs as a non-root user without an fsGroup (in sidecar mode the pod's
 securityContext belongs to the model server), so group-only modes would be unreadable. */}}
 {{- with .Values.secrets.kafkaSasl }}

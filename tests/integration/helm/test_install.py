@@ -173,6 +173,24 @@ def test_install_creates_every_object_and_the_chart_role_is_what_the_agent_runs_
     )
     assert_forbidden(agent_core.list_namespace)
 
+    # The model server's container has no API token (the pod mounts none; the agent container
+    # mounts its own projected one), so whatever it sends arrives as system:anonymous.
+    assert pod["automount_service_account_token"] is False
+    token_dir = "/var/run/secrets/kubernetes.io/serviceaccount"
+    assert token_dir in [m["mount_path"] for m in agent["volume_mounts"]]
+    assert not any(
+        m["mount_path"].startswith("/var/run/secrets") for m in pod["containers"][0]["volume_mounts"] or []
+    )
+    (token,) = [v for v in pod["volumes"] if v["name"] == "drift-agent-api-token"]
+    assert token["projected"]["sources"][0]["service_account_token"]["expiration_seconds"] == 3607
+    anonymous = kube_apiserver.anonymous_client()
+    serving_apps, serving_core = k8s_client.AppsV1Api(anonymous), k8s_client.CoreV1Api(anonymous)
+    patch = {"metadata": {"annotations": {"drift-agent.io/model-version": "666"}}}
+    assert_forbidden(lambda: serving_apps.patch_namespaced_deployment("churn-server", namespace, patch))
+    assert_forbidden(lambda: serving_apps.read_namespaced_deployment("churn-server", namespace))
+    assert_forbidden(lambda: serving_core.list_namespaced_pod(namespace))
+    assert_forbidden(lambda: serving_core.list_namespaced_secret(namespace))
+
 
 def test_upgrade_rewrites_the_config_and_rolls_pods_only_for_settings(
     admin_api: k8s_client.ApiClient, namespace: str, helm: helm_python.Config

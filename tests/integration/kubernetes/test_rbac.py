@@ -174,6 +174,9 @@ def test_retrain_jobs_are_granted_only_with_the_kubernetes_runner(
     ]
     assert batch.read_namespaced_job(name, namespace).to_dict()["metadata"]["name"] == name
     batch.delete_namespaced_job(name, namespace)
+    # What the runner never does is not granted: listing or watching Jobs, or touching their pods.
+    assert_forbidden(lambda: batch.list_namespaced_job(namespace))
+    assert_forbidden(lambda: k8s_client.CoreV1Api(agent_api).list_namespaced_pod(namespace))
     assert_forbidden(lambda: k8s_client.CoreV1Api(agent_api).list_namespaced_secret(namespace))
 
 

@@ -82,6 +82,25 @@ def test_minimal_values_render_the_standalone_agent_and_nothing_optional() -> No
     assert {doc["metadata"]["namespace"] for doc in docs} == {chart.NAMESPACE}
 
 
+TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def test_only_the_agent_container_gets_an_api_token() -> None:
+    for values, name in ((samples.SIDECAR, "churn-server"), (samples.MINIMAL, chart.FULLNAME)):
+        spec = pod_spec(chart.render(values), name)
+        assert spec["automountServiceAccountToken"] is False
+        for container in spec["containers"]:
+            mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
+            if container["name"] == "drift-agent":
+                assert mounts[TOKEN_DIR] == "drift-agent-api-token"
+            else:
+                assert not any(path.startswith("/var/run/secrets") for path in mounts), container["name"]
+        (token,) = [v for v in spec["volumes"] if v["name"] == "drift-agent-api-token"]
+        sources = token["projected"]["sources"]
+        assert sources[0]["serviceAccountToken"] == {"path": "token", "expirationSeconds": 3607}
+        assert {"configMap", "downwardAPI"} <= {key for source in sources[1:] for key in source}
+
+
 def test_sidecar_renders_the_serving_deployment_with_gpu_scheduling_and_the_agent_beside_it() -> None:
     docs = chart.render(samples.SIDECAR)
     deployment = chart.only(docs, "Deployment")
@@ -439,7 +458,8 @@ def test_kubernetes_retrain_runner_is_granted_jobs_and_configured_in_the_release
     runner = chart.agent_settings(docs)["retrain"]["runner"]
     assert runner == {"kind": "kubernetes", "kubernetes": {"namespace": chart.NAMESPACE}}
     rules = chart.only(docs, "Role")["rules"]
-    assert any(rule["resources"] == ["jobs"] for rule in rules)
+    (jobs,) = [rule for rule in rules if rule["resources"] == ["jobs"]]
+    assert jobs["verbs"] == ["create", "get", "delete"]  # what the runner calls, nothing more
     spec = pod_spec(docs, chart.FULLNAME)
     assert pvc_mount in chart.container(spec, "drift-agent")["volumeMounts"]
     assert {"name": "retrain-work", "persistentVolumeClaim": {"claimName": "retrain"}} in spec["volumes"]

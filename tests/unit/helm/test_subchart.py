@@ -48,6 +48,7 @@ spec:
         {{- include "drift-agent.configChecksum" $agent | nindent 8 }}
     spec:
       serviceAccountName: {{ include "drift-agent.serviceAccountName" $agent }}
+      automountServiceAccountToken: false  # the agent container mounts its own token
       terminationGracePeriodSeconds: {{ include "drift-agent.graceSeconds" $agent }}
       containers:
         - name: model
