@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from agent.overrides.schema import (
     Acknowledge,
+    BudgetReset,
     CanaryControl,
     DryRun,
     ForceAction,
@@ -24,6 +25,7 @@ __all__ = [
     "NOTIFICATION_KINDS",
     "VERSION_CHANGING_KINDS",
     "Acknowledge",
+    "BudgetReset",
     "CanaryControl",
     "DryRun",
     "ForceAction",

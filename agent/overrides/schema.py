@@ -84,6 +84,14 @@ class Acknowledge(_Entry):
     incident: str = pydantic.Field(min_length=1, description="Incident id, e.g. fraud/data_drift/all.")
 
 
+class BudgetReset(_Entry):
+    model: str = pydantic.Field("*", description="Model name glob.")
+    at: pydantic.AwareDatetime = pydantic.Field(
+        description="Automatic version changes before this time no longer count against the model's "
+        "remediation budget (policy remediation.budget): acting resumes."
+    )
+
+
 class CanaryControl(_Entry):
     model: str = pydantic.Field(description="Model name.")
     command: Literal["pause", "resume", "abort", "promote"] = pydantic.Field(
@@ -105,6 +113,9 @@ class OverrideFile(pydantic.BaseModel):
     force: tuple[ForceAction, ...] = pydantic.Field((), description="Operator-forced actions, once per id.")
     acknowledge: tuple[Acknowledge, ...] = pydantic.Field((), description="Acknowledged incidents.")
     canary: tuple[CanaryControl, ...] = pydantic.Field((), description="Canary commands per model.")
+    reset_budget: tuple[BudgetReset, ...] = pydantic.Field(
+        (), description="A human's reset of a model's exhausted remediation budget."
+    )
 
     @pydantic.field_validator("dry_run", mode="before")
     @classmethod
@@ -156,6 +167,7 @@ def _sections(file: OverrideFile) -> dict[str, tuple[_Entry, ...]]:
         "force": file.force,
         "acknowledge": file.acknowledge,
         "canary": file.canary,
+        "reset_budget": file.reset_budget,
     }
 
 

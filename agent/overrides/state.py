@@ -22,6 +22,8 @@ same action):
 8. **thresholds.** Replace a detector's threshold (per model/detector/feature) before the
    policy counts drifted windows; the detector's own verdict is recomputed from its score.
 9. **canary.** Commands (pause/resume/abort/promote) per model, read by the canary controller.
+10. **reset_budget.** A human resets a model's exhausted remediation budget: automatic version
+    changes before ``at`` stop counting, so the policy may act again.
 
 The executor asks ``skip_reason`` before each action (dry_run, pins, force, freeze, mute); the
 policy reads force, acknowledge and thresholds when it decides; the canary controller reads
@@ -119,6 +121,15 @@ class OverrideState:
 
     def acknowledged(self, incident_id: str, now: float) -> Acknowledge | None:
         return next((a for a in self.file.acknowledge if a.active(now) and a.incident == incident_id), None)
+
+    def budget_reset_at(self, model: str, now: float) -> float | None:
+        """The latest ``reset_budget`` time for ``model`` that has come (None: never reset)."""
+        times = [
+            entry.at.timestamp()
+            for entry in self.file.reset_budget
+            if entry.active(now) and glob_matches(entry.model, model) and entry.at.timestamp() <= now
+        ]
+        return max(times, default=None)
 
     def canary_command(self, model: str, now: float) -> CanaryControl | None:
         return next((c for c in self.file.canary if c.active(now) and glob_matches(c.model, model)), None)

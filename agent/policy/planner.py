@@ -310,16 +310,69 @@ class _Planner:
                 )
             )
             return
+        spent = self._budget_spent(incident.model)
+        budget = self.policy.remediation.budget
+        if len(spent) >= budget.max_changes:
+            self.suppressed.append(
+                Suppressed(
+                    kind.value,
+                    incident.incident_id,
+                    f"remediation budget exhausted ({len(spent)} automatic version changes in "
+                    f"{budget.window_s / 3600:g} h, at most {budget.max_changes})",
+                )
+            )
+            self._page_budget_exhausted(notice, spent)
+            return
         # The version it acts on is part of the key: a fresh agent (empty state, epoch 1 again)
         # must not mistake an old rollback of another version, recorded in the registry's
         # journal under the same incident key, for this one.
         version = f"v{incident.model_version}" if incident.model_version else None
         request = notice.request(kind, incidents.action_key(incident, kind.value, version), self.policy)
-        # A remediation an override will block does not start the cooldown: once the freeze ends
-        # the next incident may act at once.
+        # A remediation an override will block does not start the cooldown or spend the budget:
+        # once the freeze ends the next incident may act at once.
         if self.overrides.skip_reason(request, self.now) is None:
             self.state.last_remediation[cooldown_key] = self.now
+            self.state.remediations.setdefault(incident.model, []).append(self.now)
         self._emit(request)
+
+    def _budget_spent(self, model: str) -> list[float]:
+        """The automatic version changes that count against ``model``'s budget now (pruned)."""
+        since = self.now - self.policy.remediation.budget.window_s
+        reset = self.overrides.budget_reset_at(model, self.now)
+        if reset is not None:
+            since = max(since, reset)
+        kept = [t for t in self.state.remediations.get(model, []) if t > since]
+        self.state.remediations[model] = kept
+        return kept
+
+    def _page_budget_exhausted(self, notice: _Notice, spent: Sequence[float]) -> None:
+        """Page once per exhausted budget (identified by its first counted change)."""
+        model = notice.incident.model
+        if self.state.budget_paged.get(model) == spent[0]:
+            return
+        self.state.budget_paged[model] = spent[0]
+        budget = self.policy.remediation.budget
+        page = notice.request(
+            actions_base.ActionKind.PAGE, f"{model}/remediation-budget/{spent[0]:.3f}", self.policy
+        )
+        why = (
+            f"{len(spent)} automatic version changes in {budget.window_s / 3600:g} h (at most "
+            f"{budget.max_changes}): automatic remediation of {model} is stopped until a human adds "
+            f"reset_budget: [{{model: {model}, at: <RFC 3339 time>}}] to the override file"
+        )
+        self._emit(
+            dataclasses.replace(
+                page,
+                severity=vocabulary.Severity.CRITICAL.value,
+                reason=f"remediation budget of {model} exhausted",
+                params={
+                    **page.params,
+                    "title": f"[critical] {model}: automatic remediation stopped",
+                    "summary": why,
+                    "budget_exhausted": True,
+                },
+            )
+        )
 
     def _resolve(self, incident: incidents.IncidentState, rule: Rule, epoch_actions: Sequence[str]) -> None:
         notified = {"alert", "page"} & set(epoch_actions)

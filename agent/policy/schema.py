@@ -86,6 +86,19 @@ class ActionPlans(_Model):
         return plan
 
 
+class RemediationBudget(_Model):
+    """How many automatic version changes (rollbacks and retrains) a model may get in a window.
+
+    Past it, remediation stops and a human is paged once: a loop of rollback, retrain and canary
+    (a model that keeps failing whatever the agent does) ends instead of churning versions.
+    """
+
+    max_changes: int = pydantic.Field(
+        3, ge=0, description="Automatic rollbacks + retrains per model within window_s; 0 = never act."
+    )
+    window_s: float = pydantic.Field(86_400.0, gt=0, description="The look-back window of max_changes.")
+
+
 class RemediationConfig(_Model):
     """The explicit sudden-vs-gradual rule behind the ``remediate`` plan step."""
 
@@ -110,6 +123,11 @@ class RemediationConfig(_Model):
     )
     on_sudden: RemediationKind = pydantic.Field("rollback", description="Remediation of a sudden trigger.")
     on_gradual: RemediationKind = pydantic.Field("retrain", description="Remediation of a gradual trigger.")
+    budget: RemediationBudget = pydantic.Field(
+        default_factory=RemediationBudget,
+        description="At most max_changes automatic version changes per model in window_s; then it pages "
+        "once and stops acting until a human adds reset_budget to the override file.",
+    )
 
 
 class FlappingConfig(_Model):

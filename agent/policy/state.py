@@ -32,6 +32,10 @@ class PolicyState:
     last_remediation: dict[str, float] = dataclasses.field(default_factory=dict)
     forced_done: list[str] = dataclasses.field(default_factory=list)
     windows: int = 0
+    # Model -> times of the automatic rollbacks and retrains issued (the remediation budget).
+    remediations: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    # Model -> the first counted change of the exhausted budget a human was paged about (once).
+    budget_paged: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -40,6 +44,8 @@ class PolicyState:
             "last_remediation": dict(self.last_remediation),
             "forced_done": list(self.forced_done),
             "windows": self.windows,
+            "remediations": {model: list(times) for model, times in self.remediations.items()},
+            "budget_paged": dict(self.budget_paged),
         }
 
     @classmethod
@@ -55,6 +61,11 @@ class PolicyState:
             last_remediation={str(k): float(v) for k, v in dict(data.get("last_remediation", {})).items()},
             forced_done=[str(i) for i in data.get("forced_done", [])],
             windows=int(data.get("windows", 0)),
+            remediations={
+                str(model): [float(t) for t in times]
+                for model, times in dict(data.get("remediations", {})).items()
+            },
+            budget_paged={str(k): float(v) for k, v in dict(data.get("budget_paged", {})).items()},
         )
 
     def open_incidents(self) -> list[IncidentState]:

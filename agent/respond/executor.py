@@ -1,8 +1,9 @@
 """The action executor: runs the policy's requests off the detection path, exactly once each.
 
 ``submit`` never blocks: requests go to bounded queues served by worker threads, one lane for
-notifications (log/alert/page/resolve) and one for remediation (rollback/retrain/canary), so a
-slow Slack never delays a rollback and neither delays detection. A full queue drops the
+notifications (log/alert/page/resolve), one for rollbacks and one for retrains and canaries, so a
+slow Slack never delays a rollback, a two-hour retrain never delays one either, and none of them
+delays detection. A full queue drops the
 request, audited and counted, rather than stall the loop.
 
 For each request ``execute``:
@@ -46,13 +47,16 @@ from detectors import base as detectors_base
 LOG = logging.getLogger(__name__)
 
 NOTIFY_LANE = "notify"
+# A rollback restores a known-good version in seconds; it must never wait behind a retrain that
+# trains for minutes, or a canary step: it has a lane (and a worker) of its own.
+ROLLBACK_LANE = "rollback"
 REMEDIATE_LANE = "remediate"
 _LANE_OF = {
     base.ActionKind.LOG: NOTIFY_LANE,
     base.ActionKind.ALERT: NOTIFY_LANE,
     base.ActionKind.PAGE: NOTIFY_LANE,
     base.ActionKind.RESOLVE: NOTIFY_LANE,
-    base.ActionKind.ROLLBACK: REMEDIATE_LANE,
+    base.ActionKind.ROLLBACK: ROLLBACK_LANE,
     base.ActionKind.RETRAIN: REMEDIATE_LANE,
     base.ActionKind.CANARY: REMEDIATE_LANE,
 }
@@ -162,6 +166,7 @@ class Executor:
         self._retry = retry_policy if retry_policy is not None else retry.RetryPolicy()
         self._queues: dict[str, queue.Queue[base.ActionRequest | None]] = {
             NOTIFY_LANE: queue.Queue(maxsize=queue_size),
+            ROLLBACK_LANE: queue.Queue(maxsize=queue_size),
             REMEDIATE_LANE: queue.Queue(maxsize=queue_size),
         }
         self._threads: list[threading.Thread] = []

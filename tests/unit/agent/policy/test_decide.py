@@ -446,3 +446,39 @@ def test_one_feature_with_a_material_shift_alerts_on_its_own() -> None:
     slight = f.Run()
     slight.windows([f.data_window(1, n_features=20, effect=0.1)] * 3, 0.0)
     assert f.kinds(slight.decisions[-1]) == [LOG]  # one of 20 features, slightly: minor, logged
+
+
+def test_the_remediation_budget_stops_acting_pages_once_and_a_reset_resumes() -> None:
+    rule = policy.Rule(
+        id="w",
+        family="data_drift",
+        raise_after=1,
+        incident_per_feature=True,
+        cooldown_s=0,
+        score_ratio=policy.Bands(severe=4),
+    )
+    budget = policy.RemediationBudget(max_changes=2, window_s=3600)
+    run = f.Run(
+        config=policy.PolicyConfig(rules=(rule,), remediation=policy.RemediationConfig(budget=budget))
+    )
+    spent = [
+        run.window([f.score_result(feature, score=0.5)], at) for feature, at in (("a", 0.0), ("b", 10.0))
+    ]
+    assert [f.kinds(d) for d in spent] == [[ALERT, RETRAIN], [ALERT, RETRAIN]]
+
+    exhausted = run.window([f.score_result("c", score=0.5)], 20.0)
+    assert f.kinds(exhausted) == [ALERT, PAGE]
+    page = exhausted.actions[1]
+    assert page.params["budget_exhausted"] is True and page.severity == "critical"
+    assert "reset_budget" in page.params["summary"]
+    assert exhausted.suppressed[0].reason.startswith("remediation budget exhausted (2 automatic")
+    assert f.kinds(run.window([f.score_result("d", score=0.5)], 30.0)) == [ALERT]  # paged once
+
+    # A human resets the budget: the changes before `at` stop counting.
+    run.overrides = f.override_state("reset_budget:\n  - {model: '*', at: '1970-01-01T00:00:40Z'}\n")
+    assert f.kinds(run.window([f.score_result("e", score=0.5)], 50.0)) == [ALERT, RETRAIN]
+    # The budget is per window: an hour later the old changes no longer count either.
+    run.overrides = f.NO_OVERRIDES
+    assert f.kinds(run.window([f.score_result("g", score=0.5)], 3_700.0)) == [ALERT, RETRAIN]
+    # A restarted agent continues from the checkpoint, budget included.
+    assert policy.PolicyState.from_json(run.state.to_json()).remediations == run.state.remediations

@@ -48,11 +48,10 @@ class Exploding(base.ActionHandler):
 
 
 class Blocking(base.ActionHandler):
-    """Holds the notify lane until released, like a sink that hangs."""
+    """Holds its lane until released, like a sink that hangs or a retrain that trains for hours."""
 
-    kind = base.ActionKind.ALERT
-
-    def __init__(self) -> None:
+    def __init__(self, kind: base.ActionKind = base.ActionKind.ALERT) -> None:
+        self.kind = kind
         self.started = threading.Event()
         self.release = threading.Event()
         self.handled: list[str] = []
@@ -481,3 +480,19 @@ def test_end_to_end_decisions_through_the_executor_with_a_restart(tmp_path: path
     assert run_once(tmp_path) == ["ran", "ran"]
     assert run_once(tmp_path) == ["duplicate", "duplicate"]
     assert [len(h.calls) for h in handlers.values() if h.calls] == [1, 1]
+
+
+def test_a_rollback_never_waits_behind_a_long_retrain(tmp_path: pathlib.Path) -> None:
+    retrain = Blocking(base.ActionKind.RETRAIN)
+    rollback = Recording(base.ActionKind.ROLLBACK)
+    h = Harness(tmp_path, {base.ActionKind.RETRAIN: retrain, base.ActionKind.ROLLBACK: rollback})
+    h.executor.start()
+    try:
+        assert h.executor.submit([_request(base.ActionKind.RETRAIN, "t1")]) == 1
+        assert retrain.started.wait(WAIT_S)  # training, for as long as it takes
+        assert h.executor.submit([_request(base.ActionKind.ROLLBACK, "r1")]) == 1
+        assert rollback.done.wait(WAIT_S)  # went ahead while the retrain still runs
+        assert retrain.handled == []
+    finally:
+        retrain.release.set()
+        assert h.executor.stop(WAIT_S)
