@@ -37,6 +37,7 @@ from agent.runtime import (
     audit_topic,
     canary_sharing,
     evaluate_stage,
+    heartbeat,
     ingest_stage,
     leader,
     log_format,
@@ -170,7 +171,13 @@ class Agent:
         # Fails at start on a bad policy file; each model's copy is made by the factory.
         self.policy_config = policy.load_policy(settings.policy.path, model_name=settings.runtime.model_name)
         api_client = targets.api_client_from(settings.target) if settings.leader_election.enabled else None
-        self.elector = leader.build_elector(settings.leader_election, api_client)
+        self.heartbeats = heartbeat.Heartbeats()
+        self.elector = leader.build_elector(
+            settings.leader_election,
+            api_client,
+            heartbeats=self.heartbeats,
+            stall_after_s=settings.runtime.liveness_stall_s,
+        )
         self.identity = getattr(self.elector, "identity", None) or leader.default_identity()
         self._alert_handlers: dict[actions_base.ActionKind, actions_base.ActionHandler] = dict(
             alert_handler.build_handlers(settings.alerting, registry=metrics_registry)
@@ -250,6 +257,7 @@ class Agent:
             runtime=settings.runtime,
             metrics=self.metrics,
             build=lambda internal, counts: Stages(self, internal, counts),
+            heartbeats=self.heartbeats,
         )
         self._window_fill: tuple[collectors.Sample, ...] = ()
         collectors.register_gauge(metrics_registry, collectors.WINDOW_FILL, lambda: self._window_fill)
@@ -259,7 +267,8 @@ class Agent:
             settings.http.port,
             metrics_registry,
             readiness=self.sidecar.ready,
-            liveness=lambda: True,
+            liveness=self.heartbeats.alive,
+            liveness_reason=self.heartbeats.reason,
             readiness_reason=self.sidecar.readiness_reason,
             detail=tuple(preflight.summary(settings)),
         )

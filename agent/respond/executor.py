@@ -323,7 +323,20 @@ class Executor:
                 base.OutcomeStatus.FAILED, f"no handler for {request.kind.value!r}; registered: {valid}"
             )
             return self._finish_unrecorded(request, outcome, state)
-        return self._run_recorded(request, state, lambda r: handler.handle(r, dry_run=False))
+        return self._run_recorded(request, state, lambda r: self._handle_as_leader(r, handler))
+
+    def _handle_as_leader(
+        self, request: base.ActionRequest, handler: base.ActionHandler
+    ) -> base.ActionOutcome:
+        # The lease may have lapsed while the request waited in its lane or was journaled: asked
+        # again right before the side effect. Not final, so the key stays pending for the leader.
+        if not self._is_leader():
+            return base.ActionOutcome(
+                base.OutcomeStatus.IN_PROGRESS,
+                "lease lost right before acting; the leader resumes it",
+                {"reason": "not_leader"},
+            )
+        return handler.handle(request, dry_run=False)
 
     def _run_recorded(
         self,

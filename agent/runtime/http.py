@@ -32,6 +32,7 @@ class HealthServer:
         liveness: Probe,
         *,
         readiness_reason: Reason | None = None,
+        liveness_reason: Reason | None = None,
         detail: tuple[str, ...] = (),
     ) -> None:
         """``detail``: lines a ready answer adds after "ok" (what is on and off, and why)."""
@@ -41,6 +42,7 @@ class HealthServer:
         self.readiness = readiness
         self.liveness = liveness
         self.readiness_reason = readiness_reason
+        self.liveness_reason = liveness_reason
         self.detail = detail
         self._server: http.server.ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -99,11 +101,12 @@ class HealthServer:
             return False, f"{which} probe raised {type(exc).__name__}"
         if ok:
             return True, "\n".join(("ok", *self.detail)) if which == "ready" else "ok"
-        if which == "ready" and self.readiness_reason is not None:
+        reason = self.readiness_reason if which == "ready" else self.liveness_reason
+        if reason is not None:
             try:
-                return False, self.readiness_reason()
+                return False, reason()
             except Exception as exc:
-                return False, f"not ready (reason unavailable: {type(exc).__name__})"
+                return False, f"not {which} (reason unavailable: {type(exc).__name__})"
         return False, "not ready" if which == "ready" else "not alive"
 
 

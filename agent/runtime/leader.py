@@ -15,6 +15,11 @@ The algorithm is client-go's ``leaderelection``:
   ``renew_deadline_s`` passes without a successful renew, which is before any other candidate
   may take over (``renew_deadline_s < lease_duration_s``): the executor checks it right before
   acting, so an agent cut off from the API server stops acting before another one starts.
+- A renew counts from when its request *started*, not when the answer came: a successful
+  renew that took longer than the deadline (a slow API server) leaves this candidate already
+  lapsed, never leading past the moment another may take over.
+- Every API call carries a request timeout (half the renew deadline), and no lock is held
+  across one: ``is_leader()`` answers at once even while the API server hangs.
 
 ``try_acquire_or_renew`` is the pure step (tests call it with a fake clock); ``run``/``stop``
 drive it from a daemon thread.
@@ -33,6 +38,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from agent.observability import errors
+from agent.runtime import heartbeat
 from agent.settings import groups as settings_groups
 
 if TYPE_CHECKING:
@@ -41,6 +47,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+HEARTBEAT = "leader election"
 MERGE_PATCH = "application/merge-patch+json"
 
 
@@ -94,6 +101,8 @@ class LeaderElector:
         retry_period_s: float = 2.0,
         clock: Clock = time.monotonic,
         wall_clock: Clock = time.time,
+        heartbeats: heartbeat.Heartbeats | None = None,
+        stall_after_s: float = 180.0,
     ) -> None:
         settings_groups.check_lease_durations(lease_duration_s, renew_deadline_s, retry_period_s)
         if not identity:
@@ -120,34 +129,45 @@ class LeaderElector:
         # `clock` measures intervals (monotonic); `wall_clock` only stamps the Lease for humans.
         self._clock = clock
         self._wall_clock = wall_clock
+        # A request that has not answered within this is abandoned: a renew must land before the
+        # deadline to count at all.
+        self._request_timeout_s = renew_deadline_s / 2
+        # Read and written by the one thread that runs the attempts (the ticker, or a test).
         self._observed: LeaseRecord | None = None
         self._observed_at = 0.0
+        # Guarded by _lock, which is never held across a request.
         self._last_renew: float | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.on_change: Callable[[bool], None] | None = None
+        # The ticker beats once per attempt while it runs: a ticker stuck beyond
+        # ``stall_after_s`` fails the liveness probe.
+        self.heartbeats = heartbeats
+        self.stall_after_s = stall_after_s
 
     # -- the pure step --------------------------------------------------------------------
 
     def try_acquire_or_renew(self) -> bool:
         """One attempt to take or keep the Lease; True when this candidate holds it now."""
+        started = self._clock()
         with self._lock:
             was_leader = self._leading_now()
-            try:
-                held = self._attempt()
-            except self._transient as exc:
-                # An unreachable API server must not crash the agent: is_leader() lapses by itself.
-                logger.warning(
-                    "leader election: cannot reach lease %s/%s (%s); this agent does not lead until it "
-                    "can. Check the API server and the service account's lease permissions",
-                    self.namespace,
-                    self.name,
-                    _short(exc),
-                )
-                held = False
-            if held:
-                self._last_renew = self._clock()
+        try:
+            held = self._attempt(started)
+        except self._transient as exc:
+            # An unreachable API server must not crash the agent: is_leader() lapses by itself.
+            logger.warning(
+                "leader election: cannot reach lease %s/%s (%s); this agent does not lead until it "
+                "can. Check the API server and the service account's lease permissions",
+                self.namespace,
+                self.name,
+                _short(exc),
+            )
+            held = False
+        with self._lock:
+            if held and (self._last_renew is None or started > self._last_renew):
+                self._last_renew = started
             now_leader = self._leading_now()
         if was_leader != now_leader:
             logger.info(
@@ -168,29 +188,31 @@ class LeaderElector:
     def release(self) -> None:
         """Give the Lease up on shutdown so a successor need not wait out the lease duration."""
         with self._lock:
-            if self._last_renew is None:
+            held, self._last_renew = self._last_renew, None
+        if held is None:
+            return
+        try:
+            lease = self._api.read_namespaced_lease(
+                self.name, self.namespace, _request_timeout=self._request_timeout_s
+            )
+            record = _record_of(lease)
+            if record.holder != self.identity:
                 return
-            self._last_renew = None
-            try:
-                lease = self._api.read_namespaced_lease(self.name, self.namespace)
-                record = _record_of(lease)
-                if record.holder != self.identity:
-                    return
-                self._patch(
-                    record,
-                    {
-                        "holderIdentity": None,
-                        "leaseDurationSeconds": 1,
-                        "renewTime": micro_time(self._wall_clock()),
-                    },
-                )
-            except self._transient as exc:
-                logger.warning(
-                    "leader election: lease %s/%s not released (%s); another agent takes it when it expires",
-                    self.namespace,
-                    self.name,
-                    _short(exc),
-                )
+            self._patch(
+                record,
+                {
+                    "holderIdentity": None,
+                    "leaseDurationSeconds": 1,
+                    "renewTime": micro_time(self._wall_clock()),
+                },
+            )
+        except self._transient as exc:
+            logger.warning(
+                "leader election: lease %s/%s not released (%s); another agent takes it when it expires",
+                self.namespace,
+                self.name,
+                _short(exc),
+            )
 
     # -- the ticker -----------------------------------------------------------------------
 
@@ -207,11 +229,15 @@ class LeaderElector:
         if self._thread is not None:
             self._thread.join(timeout=self.retry_period_s + 5)
             self._thread = None
+        if self.heartbeats is not None:
+            self.heartbeats.stopped(HEARTBEAT)
         if release:
             self.release()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            if self.heartbeats is not None:
+                self.heartbeats.beat(HEARTBEAT, self.stall_after_s)
             self.try_acquire_or_renew()
             self._stop.wait(self.retry_period_s)
 
@@ -220,10 +246,11 @@ class LeaderElector:
     def _leading_now(self) -> bool:
         return self._last_renew is not None and self._clock() - self._last_renew < self.renew_deadline_s
 
-    def _attempt(self) -> bool:
-        now = self._clock()
+    def _attempt(self, now: float) -> bool:
         try:
-            lease = self._api.read_namespaced_lease(self.name, self.namespace)
+            lease = self._api.read_namespaced_lease(
+                self.name, self.namespace, _request_timeout=self._request_timeout_s
+            )
         except self._k8s.ApiException as exc:
             if exc.status != 404:
                 raise
@@ -260,7 +287,9 @@ class LeaderElector:
             ),
         )
         try:
-            created = self._api.create_namespaced_lease(self.namespace, body)
+            created = self._api.create_namespaced_lease(
+                self.namespace, body, _request_timeout=self._request_timeout_s
+            )
         except self._k8s.ApiException as exc:
             if exc.status == 409:
                 return False  # another candidate created it first
@@ -275,7 +304,13 @@ class LeaderElector:
         # The resourceVersion makes the write conditional: a concurrent writer gets 409.
         body = {"metadata": {"resourceVersion": record.resource_version}, "spec": changes}
         try:
-            self._api.patch_namespaced_lease(self.name, self.namespace, body, _content_type=MERGE_PATCH)
+            self._api.patch_namespaced_lease(
+                self.name,
+                self.namespace,
+                body,
+                _content_type=MERGE_PATCH,
+                _request_timeout=self._request_timeout_s,
+            )
         except self._k8s.ApiException as exc:
             if exc.status == 409:
                 return False
@@ -323,6 +358,8 @@ def build_elector(
     *,
     clock: Clock = time.monotonic,
     wall_clock: Clock = time.time,
+    heartbeats: heartbeat.Heartbeats | None = None,
+    stall_after_s: float = 180.0,
 ) -> Elector:
     """A LeaderElector when leader election is enabled, else AlwaysLeader."""
     if not config.enabled:
@@ -342,6 +379,8 @@ def build_elector(
         retry_period_s=config.retry_period_s,
         clock=clock,
         wall_clock=wall_clock,
+        heartbeats=heartbeats,
+        stall_after_s=stall_after_s,
     )
 
 

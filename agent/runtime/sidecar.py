@@ -31,9 +31,11 @@ from agent import settings as settings_mod
 from agent.ingest import source
 from agent.observability import errors
 from agent.observability import metrics as metrics_mod
-from agent.runtime import act_stage, evaluate_stage, ingest_stage, topics
+from agent.runtime import act_stage, evaluate_stage, heartbeat, ingest_stage, topics
 
 log = logging.getLogger(__name__)
+
+MAIN_LOOP = "main loop"
 
 
 class Stages(Protocol):
@@ -59,8 +61,11 @@ class Sidecar(Generic[StagesT]):
         metrics: metrics_mod.AgentMetrics,
         build: Callable[[topics.InternalTopics, dict[str, int]], StagesT],
         clock: Callable[[], float] = time.monotonic,
+        heartbeats: heartbeat.Heartbeats | None = None,
     ) -> None:
         self._kafka = kafka_settings
+        self._heartbeats = heartbeats
+        self._stall_after_s = runtime.liveness_stall_s
         self._streams = streams
         self._metrics = metrics
         self.drain_timeout_s = runtime.drain_timeout_s
@@ -117,6 +122,9 @@ class Sidecar(Generic[StagesT]):
         self.stages.act.revoked(partitions)
 
     def step(self) -> int:
+        if self._heartbeats is not None:
+            # One beat per turn of the loop: a turn stuck past runtime.liveness_stall_s fails /healthz.
+            self._heartbeats.beat(MAIN_LOOP, self._stall_after_s)
         ready = self._ensure_stages()
         if ready is None:
             self.stop_requested.wait(0.2)

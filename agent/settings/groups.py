@@ -282,6 +282,12 @@ class LoggingSettings(Group):
 
 
 class RuntimeSettings(Group):
+    liveness_stall_s: float = pydantic.Field(
+        180.0,
+        gt=0,
+        description="/healthz fails when the main loop or the leader-election ticker has not turned for this "
+        "long (stuck in a call that never returns): Kubernetes then restarts the container.",
+    )
     drain_timeout_s: float = pydantic.Field(
         25.0,
         gt=0,

@@ -496,3 +496,16 @@ def test_a_rollback_never_waits_behind_a_long_retrain(tmp_path: pathlib.Path) ->
     finally:
         retrain.release.set()
         assert h.executor.stop(WAIT_S)
+
+
+def test_the_lease_is_asked_again_right_before_the_side_effect(tmp_path: pathlib.Path) -> None:
+    rollback = Recording(base.ActionKind.ROLLBACK)
+    h = Harness(tmp_path, {base.ActionKind.ROLLBACK: rollback})
+    answers = iter([True, False])  # leader when the request is taken, lapsed when it would act
+    h.executor._is_leader = lambda: next(answers)
+    executed = h.executor.execute(_request(base.ActionKind.ROLLBACK, "r1"))
+    assert executed.outcome.status is base.OutcomeStatus.IN_PROGRESS
+    assert executed.outcome.details["reason"] == "not_leader"
+    assert rollback.calls == []  # nothing was done
+    # Not final: the key stays pending, so the next leader resumes it.
+    assert [record.key for record in h.store.pending()] == ["r1"]

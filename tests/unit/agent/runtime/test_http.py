@@ -10,7 +10,7 @@ import prometheus_client
 import pytest
 
 from agent.observability import collectors, metrics
-from agent.runtime import http
+from agent.runtime import heartbeat, http
 
 
 @pytest.fixture
@@ -142,3 +142,29 @@ def test_window_fill_is_clamped_and_forgotten(registry: prometheus_client.Collec
     assert registry.get_sample_value("drift_agent_window_fill", labels) == 1.0
     fill.clear()  # the window was evicted: its series goes with it, nothing to remove by hand
     assert registry.get_sample_value("drift_agent_window_fill", labels) is None
+
+
+def test_liveness_fails_with_the_stalled_loop_named_once_a_part_stops_beating(
+    registry: prometheus_client.CollectorRegistry,
+) -> None:
+    now = [0.0]
+    beats = heartbeat.Heartbeats(clock=lambda: now[0])
+    with http.HealthServer(
+        "127.0.0.1",
+        0,
+        registry,
+        readiness=lambda: True,
+        liveness=beats.alive,
+        liveness_reason=beats.reason,
+    ) as running:
+        assert get(running.url + "/healthz")[0] == 200  # nothing expected before its first beat
+        beats.beat("main loop", 180.0)
+        beats.beat("leader election", 180.0)
+        now[0] = 170.0
+        beats.beat("leader election", 180.0)
+        assert get(running.url + "/healthz")[0] == 200
+        now[0] = 181.0  # the main loop has not turned for 181 s
+        status, _, body = get(running.url + "/healthz")
+        assert (status, body.strip()) == (503, "stalled: main loop silent for 181 s")
+        beats.stopped("main loop")  # draining on purpose: not a stall
+        assert get(running.url + "/healthz")[0] == 200
