@@ -7,7 +7,7 @@ when a Kubernetes or KServe target is built, so local mode never pays for it.
 from __future__ import annotations
 
 import pathlib
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pydantic
 
@@ -105,24 +105,47 @@ class TargetSettings(_Config):
     )
 
 
+# Every Kubernetes call the agent makes gives up after this (connect, read) unless the caller
+# passes its own: an API server that holds a connection open must not hold a rollback, a canary
+# step or the main loop with it.
+DEFAULT_REQUEST_TIMEOUT_S = (5.0, 30.0)
+
+
 def api_client_from(settings: TargetSettings) -> k8s_client.ApiClient:
-    """An API client from the configured kubeconfig, or the pod's service account."""
+    """An API client from the configured kubeconfig, or the pod's service account.
+
+    Its calls carry ``DEFAULT_REQUEST_TIMEOUT_S`` unless they pass ``_request_timeout``.
+    """
     from kubernetes import client as k8s_client  # noqa: PLC0415  (heavy: only for cluster targets)
     from kubernetes import config as k8s_config  # noqa: PLC0415
 
+    configuration = k8s_client.Configuration()
     if settings.kubeconfig is not None:
-        api: k8s_client.ApiClient = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
-            config_file=str(settings.kubeconfig)
+        k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=str(settings.kubeconfig), client_configuration=configuration
         )
-        return api
-    try:
-        k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except k8s_config.ConfigException as exc:
-        raise base.TargetError(
-            f"target.kind={settings.kind} needs cluster credentials: not running in a pod ({exc}); "
-            "set target.kubeconfig to a kubeconfig file"
-        ) from exc
-    return k8s_client.ApiClient()
+    else:
+        try:
+            k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        except k8s_config.ConfigException as exc:
+            raise base.TargetError(
+                f"target.kind={settings.kind} needs cluster credentials: not running in a pod ({exc}); "
+                "set target.kubeconfig to a kubeconfig file"
+            ) from exc
+    return with_request_timeout(k8s_client.ApiClient(configuration), DEFAULT_REQUEST_TIMEOUT_S)
+
+
+def with_request_timeout(api: k8s_client.ApiClient, timeout_s: tuple[float, float]) -> k8s_client.ApiClient:
+    """``api``, whose calls without their own ``_request_timeout`` get ``timeout_s``."""
+    call_api = api.call_api
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("_request_timeout") is None and len(args) < 6:
+            kwargs["_request_timeout"] = timeout_s
+        return call_api(*args, **kwargs)
+
+    api.call_api = timed  # type: ignore[method-assign]
+    return api
 
 
 def build_target(

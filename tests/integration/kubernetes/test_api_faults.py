@@ -1,8 +1,9 @@
-"""Leader election against a real API server whose answers come late or never (a TCP proxy).
+"""The agent against a real API server whose answers come late or never (a TCP proxy).
 
-Two candidates with real clocks and ticker threads: one reaches the API server through the
-proxy, the other directly. A sampler asks both ``is_leader()`` every few milliseconds the whole
-time: never may both say yes.
+Every call gives up after its request timeout instead of hanging. Leader election: two
+candidates with real clocks and ticker threads, one reaching the API server through the proxy,
+the other directly; a sampler asks both ``is_leader()`` every few milliseconds the whole time,
+and never may both say yes.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ from collections.abc import Callable
 import pytest
 from kubernetes import client as k8s_client
 
+from actions import targets
+from actions.targets import base as target_base
+from actions.targets import kubernetes as k8s_target
 from agent.runtime import heartbeat, leader
 from tests.infra import kafka as waits
 from tests.infra import kube
-from tests.support.k8s import proxy
+from tests.support.k8s import helpers, proxy
 
 pytestmark = pytest.mark.e2e
 
@@ -44,10 +48,10 @@ def candidate(
     )
 
 
-def answer_of(question: Callable[[], bool]) -> bool:
+def answer_of(question: Callable[[], object]) -> object:
     """``question()``, asked from another thread: an elector holding its lock across a hung
     request would never answer, and the test must fail rather than hang with it."""
-    answers: list[bool] = []
+    answers: list[object] = []
     asker = threading.Thread(target=lambda: answers.append(question()), daemon=True)
     asker.start()
     asker.join(30)
@@ -113,3 +117,29 @@ def test_late_or_lost_answers_never_make_two_leaders_and_the_cut_off_one_keeps_t
         assert samples and not any(a and b for a, b in samples), "both candidates led at once"
         assert any(a for a, _ in samples) and any(b for _, b in samples)
         assert not behind_proxy.is_leader()
+
+
+def test_a_target_call_to_a_hung_api_server_fails_retriably_instead_of_hanging(
+    kube_apiserver: kube.KubeAPIServer, admin_api: k8s_client.ApiClient, namespace: str
+) -> None:
+    helpers.create_deployment(admin_api, namespace, "model-server", version="1", model_uri="s3://m/1")
+    with proxy.FlakyProxy("127.0.0.1", kube_apiserver.port) as flaky:
+        api = targets.with_request_timeout(client_via(kube_apiserver, flaky.url), (1.0, 1.0))
+        target = k8s_target.KubernetesDeploymentTarget(
+            api,
+            namespace=namespace,
+            deployment="model-server",
+            container="model",
+            clock=helpers.ManualClock(),
+        )
+        assert target.current_version() == "1"
+        flaky.mode = "hang"
+
+        def failure() -> object:
+            try:
+                return target.current_version()
+            except target_base.TargetError as exc:
+                return exc
+
+        failed = answer_of(failure)
+        assert isinstance(failed, target_base.TargetError) and failed.retriable, failed
