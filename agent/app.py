@@ -89,6 +89,8 @@ class Stages:
                 producer=agent.identity,
                 max_fragment_records=settings.streams.max_fragment_records,
                 kserve_adapter=_kserve_adapter(settings),
+                wall_clock=agent.clock,
+                max_future_skew_s=settings.kafka.max_future_skew_s,
             ),
             producer=self.producer,
             metrics=metrics,

@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 WallClock = Callable[[], float]
 REASON_HEADER = "drift-agent-reason"
 DEFAULT_MAX_PENDING = 10_000
+# The retry buffer's bound in bytes too: 10 000 oversize envelopes (64 KiB of original each)
+# would be 640 MiB.
+DEFAULT_MAX_PENDING_BYTES = 32 * 1024 * 1024
 DEFAULT_MAX_WAIT_S = 300.0
 # Oversize records would make oversize envelopes: keep a prefix, enough to debug the producer.
 DEFAULT_MAX_ORIGINAL_BYTES = 64 * 1024
@@ -103,10 +106,12 @@ class DeadLetterQueue:
         delivery_timeout_s: float = 30.0,
         bootstrap_timeout_s: float = source.BOOTSTRAP_TIMEOUT_S,
         max_wait_s: float = DEFAULT_MAX_WAIT_S,
+        max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
     ) -> None:
         if max_pending < 1:
             raise ValueError(f"max_pending must be >= 1, got {max_pending}")
         self.max_wait_s = max_wait_s
+        self.max_pending_bytes = max_pending_bytes
         self._monotonic = monotonic
         self.topic = kafka_settings.dead_letter_topic
         self.metrics = metrics
@@ -123,6 +128,7 @@ class DeadLetterQueue:
         # Touched by the producer's I/O thread (delivery callbacks) and the loop thread.
         self._lock = threading.Lock()
         self._retry: collections.deque[_Pending] = collections.deque()
+        self._retry_bytes = 0
         self._in_flight = 0
         self._reset_producer = False
         self.dropped = 0
@@ -183,6 +189,7 @@ class DeadLetterQueue:
                 if not self._retry:
                     break
                 item = self._retry.popleft()
+                self._retry_bytes -= len(item.payload)
             if not self._produce(item):
                 break  # still unreachable: the rest stays buffered for the next flush
         producer = self._producer
@@ -200,6 +207,7 @@ class DeadLetterQueue:
             stale = [item for item in self._retry if item.queued_at <= cutoff]
             if stale:
                 self._retry = collections.deque(item for item in self._retry if item.queued_at > cutoff)
+                self._retry_bytes = sum(len(item.payload) for item in self._retry)
                 self.dropped += len(stale)
         if not stale:
             return
@@ -262,16 +270,24 @@ class DeadLetterQueue:
         self._buffer(item)
 
     def _buffer(self, item: _Pending, *, front: bool = False) -> None:
-        evicted: _Pending | None = None
+        evicted: list[_Pending] = []
         with self._lock:
-            if len(self._retry) >= self.max_pending:
-                evicted = self._retry.popleft()
             if front:
                 self._retry.appendleft(item)
             else:
                 self._retry.append(item)
-        if evicted is not None:
-            self._drop(evicted, f"retry buffer full ({self.max_pending} records)")
+            self._retry_bytes += len(item.payload)
+            # The oldest go first; one envelope always stays, even alone over the byte bound.
+            while len(self._retry) > 1 and (
+                len(self._retry) > self.max_pending or self._retry_bytes > self.max_pending_bytes
+            ):
+                oldest = self._retry.popleft()
+                self._retry_bytes -= len(oldest.payload)
+                evicted.append(oldest)
+        for oldest in evicted:
+            self._drop(
+                oldest, f"retry buffer full ({self.max_pending} records or {self.max_pending_bytes} bytes)"
+            )
 
     def _drop(self, item: _Pending, why: str) -> None:
         with self._lock:

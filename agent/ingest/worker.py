@@ -37,7 +37,11 @@ class IngestWorker:
         producer: str,
         max_fragment_records: int,
         kserve_adapter: kserve.KServeAdapter | None = None,
+        wall_clock: Callable[[], float] | None = None,
+        max_future_skew_s: float | None = None,
     ) -> None:
+        """``wall_clock`` and ``max_future_skew_s``: records stamped further ahead are rejected
+        (None: no check, as in replay, where event time is the only clock)."""
         if max_fragment_records < 1:
             raise ValueError(f"max_fragment_records must be >= 1, got {max_fragment_records}")
         self._parser = parser
@@ -46,6 +50,8 @@ class IngestWorker:
         self._producer = producer
         self._max_records = max_fragment_records
         self._kserve = kserve_adapter
+        self._wall_clock = wall_clock
+        self._max_future_skew_s = max_future_skew_s
         self._pending: dict[str, list[fragments.Entry]] = {}
         self._watermarks: dict[int, float] = {}
         self.counts = IngestCounts()
@@ -65,23 +71,64 @@ class IngestWorker:
 
     def _add(self, message: source.RawMessage) -> list[records.Rejected]:
         if self._labels_topic is not None and message.topic == self._labels_topic:
-            label = self._parser.parse_label(message.value)
-            if isinstance(label, records.Rejected):
-                return self._rejected(label)
+            rejected = self._take_label(message)
+        elif self._kserve is not None:
+            rejected = self._take_kserve(message, self._kserve)
+        else:
+            rejected = self._take_prediction(message)
+        return [] if rejected is None else self._rejected(rejected)
+
+    def _take_label(self, message: source.RawMessage) -> records.Rejected | None:
+        label = self._parser.parse_label(message.value)
+        if isinstance(label, records.Rejected):
+            return label
+        ahead = self._too_far_ahead([label.timestamp], message.value)
+        if ahead is None:
             self.add_label(label, message.partition, message.offset)
-            return []
-        if self._kserve is not None:
-            joined = self._kserve.add(message)
-            if isinstance(joined, records.Rejected):
-                return self._rejected(joined)
+        return ahead
+
+    def _take_kserve(
+        self, message: source.RawMessage, adapter: kserve.KServeAdapter
+    ) -> records.Rejected | None:
+        if len(message.value) > self._parser.max_bytes:
+            return records.Rejected(
+                records.OVERSIZE,
+                f"KServe event of {len(message.value)} bytes, more than kafka.max_message_bytes="
+                f"{self._parser.max_bytes}",
+                message.value,
+            )
+        joined = adapter.add(message)
+        if isinstance(joined, records.Rejected):
+            return joined
+        ahead = self._too_far_ahead([record.timestamp for record in joined], message.value)
+        if ahead is None:
             for record in joined:
                 self.add_prediction(record, message.partition, message.offset)
-            return []
+        return ahead
+
+    def _take_prediction(self, message: source.RawMessage) -> records.Rejected | None:
         parsed = self._parser.parse_prediction(message.value)
         if isinstance(parsed, records.Rejected):
-            return self._rejected(parsed)
-        self.add_prediction(parsed, message.partition, message.offset)
-        return []
+            return parsed
+        ahead = self._too_far_ahead([parsed.timestamp], message.value)
+        if ahead is None:
+            self.add_prediction(parsed, message.partition, message.offset)
+        return ahead
+
+    def _too_far_ahead(self, timestamps: list[float], raw: bytes) -> records.Rejected | None:
+        if self._wall_clock is None or self._max_future_skew_s is None or not timestamps:
+            return None
+        now = self._wall_clock()
+        latest = max(timestamps)
+        if latest <= now + self._max_future_skew_s:
+            return None
+        return records.Rejected(
+            records.INVALID_VALUE,
+            f"field timestamp: {latest:.0f} is {latest - now:.0f} s ahead of the agent's clock, more than "
+            f"kafka.max_future_skew_s={self._max_future_skew_s:.0f} (a producer's clock or unit is wrong: "
+            "milliseconds?)",
+            raw,
+        )
 
     def _rejected(self, rejected: records.Rejected) -> list[records.Rejected]:
         self.counts.rejected += 1

@@ -67,7 +67,15 @@ class KafkaSettings(Group):
     max_message_bytes: int = pydantic.Field(
         1_048_576,
         ge=256,
-        description="Records larger than this go to the dead-letter topic as 'oversize'.",
+        description="Records larger than this (KServe events included) go to the dead-letter topic as "
+        "'oversize'.",
+    )
+    max_future_skew_s: float = pydantic.Field(
+        3600.0,
+        gt=0,
+        description="Records and labels stamped more than this ahead of the agent's clock go to the "
+        "dead-letter topic as 'invalid_value' (a timestamp years ahead would hold event-time windows "
+        "open); replay, which has no wall clock, does not check.",
     )
     reconnect_backoff_initial_s: float = pydantic.Field(
         0.5, gt=0, description="First wait before reconnecting to a broker that is down."

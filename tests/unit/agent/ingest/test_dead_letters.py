@@ -34,6 +34,23 @@ def test_full_retry_buffer_drops_loudly(topic_name: str, caplog: pytest.LogCaptu
     assert sum("LOST" in r.getMessage() for r in caplog.records) == 3
 
 
+def test_the_retry_buffer_is_bounded_in_bytes_as_well(topic_name: str) -> None:
+    registry = prometheus_client.CollectorRegistry()
+    config = helpers.kafka_settings(f"127.0.0.1:{broker.free_port()}", topic_name)
+    dead_letters = dlq.DeadLetterQueue(
+        config,
+        metrics=metrics.AgentMetrics(registry),
+        max_pending=1000,
+        max_pending_bytes=20_000,
+        bootstrap_timeout_s=0.2,
+    )
+    for index in range(10):  # envelopes of about 4.2 KB: the records bound would keep all ten
+        dead_letters.send(records.Rejected(records.OVERSIZE, "big", b"%d" % index + b"x" * 4000), None)
+    assert not dead_letters.flush(timeout_s=0.1)
+    assert dead_letters.pending == 4 and dead_letters.dropped == 6  # 4 x 4.2 KB fit in 20 KB
+    assert registry.get_sample_value("drift_agent_dlq_dropped_total", {"reason": records.OVERSIZE}) == 6
+
+
 def test_envelope_truncates_huge_originals_and_says_so() -> None:
     raw = b"y" * 100
     origin = source.RawMessage("p", 3, 42, raw, 1_700_000_000_000)

@@ -7,7 +7,8 @@ import zlib
 import msgspec
 import pytest
 
-from agent.ingest import fragments, label_join, parsing, records, source, worker
+from agent.ingest import fragments, kserve, label_join, parsing, records, source, worker
+from tests.support.kserve import payloads
 
 
 def record(index: int, model: str = "churn") -> records.PredictionRecord:
@@ -106,3 +107,52 @@ def test_a_record_that_raises_anywhere_comes_back_rejected_and_the_rest_go_on() 
     assert rejected.raw == bodies[1]
     assert ingest.counts.rejected == 1 and ingest.counts.predictions == 2
     assert [e.record.request_id for f in ingest.take() for e in f.entries] == ["a", "b"]
+
+
+def test_records_and_labels_stamped_far_ahead_of_the_agents_clock_are_rejected() -> None:
+    now = 1_767_225_600.0
+    ingest = worker.IngestWorker(
+        parser=parsing.RecordParser(),
+        labels_topic="labels",
+        join=None,
+        producer="a",
+        max_fragment_records=10,
+        wall_clock=lambda: now,
+        max_future_skew_s=3600.0,
+    )
+
+    def prediction(request_id: str, timestamp: float) -> bytes:
+        return msgspec.json.encode(
+            {"request_id": request_id, "timestamp": timestamp, "model_name": "churn", "model_version": "3",
+             "features": {"x": 1}, "prediction": 1.0}
+        )  # fmt: skip
+
+    assert ingest.add(message("predictions", prediction("soon", now + 3000))) == []
+    (year_5000,) = ingest.add(message("predictions", prediction("far", 95_617_584_000.0)))
+    assert year_5000.reason == records.INVALID_VALUE
+    assert (
+        "ahead of the agent's clock" in year_5000.detail
+        and "kafka.max_future_skew_s=3600" in year_5000.detail
+    )
+    label = msgspec.json.encode({"request_id": "soon", "timestamp": now + 7200, "label": 1})
+    (late_label,) = ingest.add(message("labels", label))
+    assert late_label.reason == records.INVALID_VALUE
+    assert [e.record.request_id for f in ingest.take() for e in f.entries] == ["soon"]
+
+
+def test_a_kserve_event_over_the_byte_limit_is_rejected_before_it_is_decoded() -> None:
+    ingest = worker.IngestWorker(
+        parser=parsing.RecordParser(max_bytes=100),
+        labels_topic=None,
+        join=None,
+        producer="a",
+        max_fragment_records=10,
+        kserve_adapter=kserve.KServeAdapter(["age", "country", "new_user"], "fraud"),
+    )
+    event = payloads.message("v2_binary_named_request")
+    assert len(event.value) > 100
+    (rejected,) = ingest.add(event)
+    assert rejected.reason == records.OVERSIZE
+    assert (
+        rejected.detail == f"KServe event of {len(event.value)} bytes, more than kafka.max_message_bytes=100"
+    )
