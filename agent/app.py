@@ -262,7 +262,9 @@ class Agent:
             heartbeats=self.heartbeats,
         )
         self._window_fill: tuple[collectors.Sample, ...] = ()
+        self._windows_evicted: tuple[collectors.Sample, ...] = ()
         collectors.register_gauge(metrics_registry, collectors.WINDOW_FILL, lambda: self._window_fill)
+        collectors.register_gauge(metrics_registry, collectors.WINDOWS_EVICTED, lambda: self._windows_evicted)
         collectors.register_gauge(metrics_registry, collectors.READY, collectors.flag(self.sidecar.ready))
         self.health = http_mod.HealthServer(
             settings.http.host,
@@ -412,6 +414,10 @@ class Agent:
             for sample in metrics_mod.window_fill_samples(
                 evaluator.engine.window_fill(), evaluator.engine.window_size
             )
+        )
+        self._windows_evicted = tuple(
+            ((model,), float(evaluator.engine.evicted_windows))
+            for model, evaluator in stages.evaluate.evaluators.items()
         )
 
     def start(self) -> None:

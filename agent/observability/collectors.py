@@ -58,6 +58,12 @@ SEVERITY = GaugeSpec(
 INCIDENTS_OPEN = GaugeSpec("incidents_open", "Open incidents per model.", ("model",))
 OVERRIDES_IN_FORCE = GaugeSpec("overrides_in_force", "Active override entries per kind.", ("kind",))
 ACTION_QUEUE_DEPTH = GaugeSpec("action_queue_depth", "Actions waiting per executor lane.", ("lane",))
+WINDOWS_EVICTED = GaugeSpec(
+    "windows_evicted",
+    "Windows dropped unevaluated because a model had more (model_version, segment) keys than "
+    "window.max_open_windows, per model, since its evaluator started on this agent (only grows).",
+    ("model",),
+)
 STATE_GAUGES = (
     CONSUMER_LAG,
     KAFKA_CONNECTED,
@@ -68,6 +74,7 @@ STATE_GAUGES = (
     INCIDENTS_OPEN,
     OVERRIDES_IN_FORCE,
     ACTION_QUEUE_DEPTH,
+    WINDOWS_EVICTED,
 )
 
 

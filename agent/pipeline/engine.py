@@ -151,6 +151,16 @@ class Engine:
     def reference_window(self) -> window_mod.Window | None:
         return self._reference_window
 
+    @property
+    def evicted_windows(self) -> int:
+        """Windows dropped unevaluated for a newer (version, segment) key, since this engine started."""
+        return sum(w.evicted_windows for w in (self._windows, self._label_windows) if w is not None)
+
+    @property
+    def suites(self) -> int:
+        """Detector suites held (one per window key and kind): bounded by the window keys."""
+        return len(self._drift_suites) + len(self._label_suites) + len(self._record_suites)
+
     def window_fill(self) -> Mapping[WindowKey, int]:
         return self._windows.fill() if self._windows is not None else {}
 
@@ -223,6 +233,10 @@ class Engine:
             return []
         assert self._windows is not None
         closed = self._windows.add(record, index)
+        for key in self._windows.take_evicted_keys():
+            # A key evicted for a newer one (max_open_windows) frees its detectors too: random
+            # versions or segments cannot grow the suites without bound.
+            self._drift_suites.pop(key, None)
         return _present(self._evaluate(window, labelled=False) for window in closed)
 
     def add_joined(self, record: records.PredictionRecord, label: Label, index: int) -> list[Evaluation]:
@@ -233,6 +247,9 @@ class Engine:
             return []
         evaluations = self._feed_record(record, label, index)
         closed = self._label_windows.add(record, index, label=label)
+        for key in self._label_windows.take_evicted_keys():
+            self._label_suites.pop(key, None)
+            self._record_suites.pop(key, None)
         evaluations.extend(_present(self._evaluate(window, labelled=True) for window in closed))
         return evaluations
 

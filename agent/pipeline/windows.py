@@ -49,6 +49,9 @@ Label = float | str | None
 MISSING_SEGMENT: Final = "(none)"
 DEFAULT_GRACE_S: Final = 30.0
 DEFAULT_MAX_TIME_WINDOW_RECORDS: Final = 100_000
+# Window ends are epoch seconds up to ``records.MAX_EPOCH_SECONDS`` (1e11), where a float step is
+# about 1.5e-5 s: a smaller slide vanishes in rounding (1e11 + 1e-6 == 1e11) and closing loops forever.
+MIN_SLIDE_S: Final = 0.001
 
 
 class _CountBuffer:
@@ -164,6 +167,7 @@ class WindowManager:
         self.late_records = 0
         self.evicted_windows = 0
         self.evicted_records = 0
+        self._evicted_keys: list[WindowKey] = []
         self.sampled_out = 0
         self.windows_closed = 0
 
@@ -180,6 +184,10 @@ class WindowManager:
 
     @staticmethod
     def _time_slide(settings: settings_mod.WindowSettings) -> float:
+        slide_s = settings.duration_s if settings.slide_s is None else settings.slide_s
+        if settings.kind == "time" and slide_s < MIN_SLIDE_S:
+            name = "window.duration_s" if settings.slide_s is None else "window.slide_s"
+            raise ValueError(f"{name} ({slide_s:g}) must be at least {MIN_SLIDE_S:g} s for a time window")
         if settings.slide_s is None:
             return settings.duration_s
         if settings.slide_s > settings.duration_s:
@@ -236,9 +244,15 @@ class WindowManager:
 
     def _make_room(self, buffers: collections.OrderedDict[WindowKey, Any]) -> None:
         if len(buffers) >= self._max_open:
-            _, evicted = buffers.popitem(last=False)
+            key, evicted = buffers.popitem(last=False)
             self.evicted_windows += 1
             self.evicted_records += len(evicted)
+            self._evicted_keys.append(key)
+
+    def take_evicted_keys(self) -> list[WindowKey]:
+        """The keys evicted since the last call: their detector state may go too."""
+        keys, self._evicted_keys = self._evicted_keys, []
+        return keys
 
     def _close_counted(self, key: WindowKey, buffer: _CountBuffer) -> window_mod.Window:
         buffer.fresh = 0

@@ -22,4 +22,5 @@ EXPECTED_ALERTS = {
     "DriftAgentNotificationsRateLimited",
     "DriftAgentDetectorErrors",
     "DriftAgentAuditCopiesLost",
+    "DriftAgentWindowKeysEvicted",
 }

@@ -188,3 +188,21 @@ def test_a_quiet_input_partition_stops_holding_time_windows_open() -> None:
     assert len(closed) >= 5
     ends = sorted(judged.evaluation.window.last_record_index for judged in closed)
     assert ends == sorted(set(ends))  # each window once
+
+
+def test_random_versions_evict_windows_and_free_their_detectors_within_the_cap() -> None:
+    lines = stream()[:1_000]  # the reference (first_n = 1000)
+    template = json.loads(stream()[0])
+    for version in range(40):  # then 40 versions never seen before, one 20-record window each
+        for i in range(20):
+            index = 1_000 + version * 20 + i
+            template.update(
+                request_id=f"x{index}", timestamp=1_700_010_000 + index, model_version=f"junk-{version}"
+            )
+            lines.append(json.dumps(template).encode())
+    clock = Clock()
+    evaluate = evaluator(settings(size=20, max_open_windows=4), clock)
+    judged = run(evaluate, fragment_batches(lines, 250), clock)
+    assert len(judged) >= 40  # each version's window was judged: each had its detectors
+    assert evaluate.engine.evicted_windows == 40 - 4
+    assert evaluate.engine.suites <= 4  # one per key still open, never one per version ever seen
