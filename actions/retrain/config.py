@@ -316,6 +316,12 @@ class RetrainSettings(pydantic.BaseModel):
     serving_alias: str = pydantic.Field(
         "champion", min_length=1, description="Registry alias of the serving model (warm start, baseline)."
     )
+    judge_timeout_s: float = pydantic.Field(
+        600.0,
+        gt=0,
+        description="The gates load and score the candidate in a child process (its code and memory stay "
+        "out of the agent); past this the candidate is rejected as unusable.",
+    )
     strategy: StrategySettings = pydantic.Field(
         default_factory=StrategySettings, description="Which rows to train on and hold out."
     )

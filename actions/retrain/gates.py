@@ -37,6 +37,17 @@ class GateResult:
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> GateResult:
+        measured, bound = data.get("measured"), data.get("bound")
+        return cls(
+            name=str(data["name"]),
+            passed=bool(data["passed"]),
+            measured=None if measured is None else float(measured),
+            bound=None if bound is None else float(bound),
+            detail=str(data.get("detail", "")),
+        )
+
     def reason(self) -> str:
         return f"{self.name}: {self.detail}"
 

@@ -35,6 +35,7 @@ from typing import Any
 
 from actions import base
 from actions.retrain import config, dataset, gates, job, model, runners, strategies, tracking, trainer
+from actions.retrain import judge as judge_mod
 
 LOG = logging.getLogger(__name__)
 
@@ -328,23 +329,12 @@ class RetrainHandler(base.ActionHandler):
             )
 
     def _judge(self, run_id: str, spec: job.JobSpec, tags: dict[str, str]) -> base.ActionOutcome:
-        device = trainer.resolve_device(self._settings.trainer.device)
-        candidate = model.load_predictor(spec.output_dir, device=device)
-        holdout = dataset.TrainingSet.from_parquet(spec.holdout_path)
-        train = dataset.TrainingSet.from_parquet(spec.train_path)
-        task, positive = self._task_of(candidate, train)
-        evaluation = gates.Evaluation(
-            candidate=candidate,
-            load_candidate=lambda: model.load_predictor(spec.output_dir, device=device),
-            train=train,
-            holdout=holdout,
-            task=task,
-            positive_class=positive,
-            baseline=self._serving_model() if self._settings.baseline == "serving_model" else None,
-            device=device,
+        # The candidate is loaded and scored in a child process (actions/retrain/judge.py): its
+        # code and its memory never enter the agent.
+        baseline = self._serving_model() if self._settings.baseline == "serving_model" else None
+        results = judge_mod.judge_out_of_process(
+            spec, self._settings, baseline, self._settings.judge_timeout_s
         )
-        with trainer.cpu_threads(self._settings.trainer.cpu_threads):
-            results = gates.evaluate(self._settings.gates, evaluation)
         self._tracker.log_metrics(
             run_id, {f"gate.{r.name}": r.measured for r in results if r.measured is not None}
         )
@@ -396,16 +386,6 @@ class RetrainHandler(base.ActionHandler):
                 **common,
             ),
         )
-
-    def _task_of(
-        self, candidate: model.Predictor, train: dataset.TrainingSet
-    ) -> tuple[model.Task, str | None]:
-        if isinstance(candidate, model.TabularModel):
-            return candidate.task, candidate.positive_class
-        task = trainer.infer_task(train.labels, self._settings.trainer.task)
-        classes = sorted({dataset.label_key(v) for v in train.labels})
-        positive = self._settings.trainer.positive_class or ("1" if "1" in classes else classes[-1])
-        return task, positive if task is model.Task.BINARY else None
 
     def _finish(self, run_id: str, outcome: base.ActionOutcome) -> base.ActionOutcome:
         recorded = _plain(

@@ -38,7 +38,7 @@ _PLAIN_FEATURE_TYPES: Final = frozenset({float, int, str, bool, type(None)})
 _PLAIN_PREDICTION_TYPES: Final = frozenset({float, int, str})
 _STRING_TYPE: Final = frozenset({str})
 
-_PREDICTION_FIELDS: Final = (
+PREDICTION_FIELDS: Final = (
     "request_id",
     "timestamp",
     "model_name",
@@ -52,7 +52,7 @@ _PREDICTION_FIELDS: Final = (
     "status",
     "segment",
 )
-_LABEL_FIELDS: Final = ("request_id", "timestamp", "label")
+LABEL_FIELDS: Final = ("request_id", "timestamp", "label")
 
 
 def _lookup(obj: Mapping[str, Any], parts: tuple[str, ...]) -> Any:
@@ -78,7 +78,7 @@ class RecordParser:
             raise ValueError(f"max_bytes must be >= 1, got {max_bytes}")
         self.mapping = mapping
         self.max_bytes = max_bytes
-        paths = {name: str(getattr(mapping, name)) for name in (*_PREDICTION_FIELDS, "label")}
+        paths = {name: str(getattr(mapping, name)) for name in (*PREDICTION_FIELDS, "label")}
         for name, path in paths.items():
             parts = tuple(path.split("."))
             if not path or any(not part for part in parts):
@@ -86,16 +86,16 @@ class RecordParser:
         self._paths = {name: tuple(path.split(".")) for name, path in paths.items()}
         # The common case (every field a top-level name) reads the decoded dict directly; dotted
         # paths are first gathered into a dict keyed by contract name, then read the same way.
-        self._flat_predictions = all(len(self._paths[name]) == 1 for name in _PREDICTION_FIELDS)
-        self._flat_labels = all(len(self._paths[name]) == 1 for name in _LABEL_FIELDS)
-        key = {name: (paths[name] if self._flat_predictions else name) for name in _PREDICTION_FIELDS}
+        self._flat_predictions = all(len(self._paths[name]) == 1 for name in PREDICTION_FIELDS)
+        self._flat_labels = all(len(self._paths[name]) == 1 for name in LABEL_FIELDS)
+        key = {name: (paths[name] if self._flat_predictions else name) for name in PREDICTION_FIELDS}
         # One tuple, unpacked once per record: cheaper than twelve attribute loads.
-        self._keys = tuple(key[name] for name in _PREDICTION_FIELDS)
-        label_key = {name: (paths[name] if self._flat_labels else name) for name in _LABEL_FIELDS}
+        self._keys = tuple(key[name] for name in PREDICTION_FIELDS)
+        label_key = {name: (paths[name] if self._flat_labels else name) for name in LABEL_FIELDS}
         self._kl_request_id = label_key["request_id"]
         self._kl_timestamp = label_key["timestamp"]
         self._kl_label = label_key["label"]
-        self._known_top = frozenset(self._paths[name][0] for name in _PREDICTION_FIELDS)
+        self._known_top = frozenset(self._paths[name][0] for name in PREDICTION_FIELDS)
         self._typed = typed_decode.prediction_decoder(paths) if self._flat_predictions else None
         shown = {name: f"'{path}'" if path == name else f"'{path}' ({name})" for name, path in paths.items()}
         self._check = field_checks.FieldChecks(shown, paths["features"])
@@ -174,7 +174,7 @@ class RecordParser:
                 raise field_checks.FieldError(
                     records.WRONG_TYPE, f"label record: expected an object, got {field_checks.type_name(obj)}"
                 )
-            src = obj if self._flat_labels else self._gather(obj, _LABEL_FIELDS)
+            src = obj if self._flat_labels else self._gather(obj, LABEL_FIELDS)
             request_id = self._check.non_empty_string("request_id", src.get(self._kl_request_id))
             timestamp = self._check.timestamp(src.get(self._kl_timestamp))
             label = self._check.label(src.get(self._kl_label))
@@ -304,7 +304,7 @@ class RecordParser:
     def _prediction(self, obj: Mapping[str, Any]) -> records.PredictionRecord:
         # The full checks: any decoded object, any mapping. Each field gets an inline check for
         # its usual type and falls back to a helper (which converts or raises) for anything else.
-        src = obj if self._flat_predictions else self._gather(obj, _PREDICTION_FIELDS)
+        src = obj if self._flat_predictions else self._gather(obj, PREDICTION_FIELDS)
         get: Callable[[str], Any] = src.get
         (
             k_request_id,

@@ -43,7 +43,9 @@ _FIELDS: tuple[tuple[str, Any, Any], ...] = (
     ("segment", dict[str, str] | None, None),
 )
 
-_FAILED = (msgspec.ValidationError, msgspec.DecodeError)
+# msgspec raises UnicodeDecodeError (not DecodeError) for an object key that is not UTF-8 (a raw
+# lone surrogate, b'{"\xed\xa0\x80": 1}'): the next tiers judge it, like any unusual record.
+_FAILED = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError)
 
 
 def prediction_decoder(keys: Mapping[str, str]) -> Callable[[bytes], records.PredictionRecord | None]:

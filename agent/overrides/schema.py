@@ -195,6 +195,11 @@ def parse(text: str, source: str) -> OverrideFile:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise OverrideError(f"override file {source} is not valid YAML: {exc}") from exc
+    except Exception as exc:
+        # PyYAML's constructors let out what the calls they make raise: "until: 2030-02-30" and
+        # an offset of +25:00 (ValueError from datetime), "!!int x" (ValueError), "!!bool x"
+        # (KeyError), "!!timestamp x" (AttributeError), deep nesting (RecursionError).
+        raise OverrideError(f"override file {source} is not valid YAML: {type(exc).__name__}: {exc}") from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):

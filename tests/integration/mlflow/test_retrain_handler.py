@@ -312,6 +312,34 @@ def test_a_candidate_that_cannot_be_loaded_is_rejected_not_crashed(
     assert client.search_model_versions(f"name='{name}'") == []
 
 
+KILLING_PYFUNC = """
+import pathlib, sys
+out = pathlib.Path(sys.argv[1])
+(out / "code").mkdir(parents=True)
+(out / "code" / "killer.py").write_text("import os\\nos._exit(7)\\n")
+(out / "MLmodel").write_text("flavors: {python_function: {loader_module: killer, code: code}}")
+"""
+
+
+def test_a_candidate_whose_code_kills_its_process_never_runs_inside_the_agent(
+    mlflow_server: mlflow_infra.MlflowServer, tmp_path: pathlib.Path
+) -> None:
+    name = f"fraud-{uuid.uuid4().hex[:8]}"
+    killing = config.RunnerSettings(
+        kind="subprocess",
+        work_dir=tmp_path / "work",
+        command=[sys.executable, "-c", KILLING_PYFUNC, "{output}"],
+    )
+    retrain = make_handler(
+        mlflow_server, name, settings(tmp_path, runner=killing), Traffic(samples.binary(300))
+    )
+    # Loaded in this process, the candidate would end it (and this test) with exit code 7.
+    outcome = retrain.handle(request("killing", name), dry_run=False)
+    assert outcome.status is base.OutcomeStatus.FAILED
+    assert outcome.details["reason"] == "candidate_unusable"
+    assert "the judging process exited with 7" in outcome.message
+
+
 def test_from_settings_uses_the_registry_server_and_the_reference_file(
     mlflow_server: mlflow_infra.MlflowServer, tmp_path: pathlib.Path
 ) -> None:

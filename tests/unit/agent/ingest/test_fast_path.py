@@ -157,7 +157,7 @@ def test_usual_record_takes_the_fast_path(parser: parsing.RecordParser) -> None:
 def test_usual_record_takes_the_typed_decode_and_an_unknown_field_leaves_it(
     parser: parsing.RecordParser,
 ) -> None:
-    typed = typed_decode.prediction_decoder({name: name for name in parsing._PREDICTION_FIELDS})
+    typed = typed_decode.prediction_decoder({name: name for name in parsing.PREDICTION_FIELDS})
     obj = usual_record()
     record = typed(json.dumps(obj).encode())
     assert record is not None
