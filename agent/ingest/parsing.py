@@ -409,8 +409,39 @@ class RecordParser:
 
 
 def _lenient_loads(raw: bytes) -> Any:
-    """The standard library's decoder, for what ``orjson`` refuses (NaN tokens, huge numbers)."""
-    return json.loads(raw)
+    """The standard library's decoder, for what ``orjson`` refuses (NaN tokens, huge numbers).
+
+    It also decodes an escaped lone UTF-16 surrogate (``"\\ud800"``), which is no Unicode text:
+    such a string would break every encoder downstream (alerts, /metrics, the audit log), so it
+    raises ``ValueError`` naming where it is.
+    """
+    obj = json.loads(raw)
+    where = _lone_surrogate_at(obj, "record")
+    if where is not None:
+        raise ValueError(f"{where} holds a lone UTF-16 surrogate escape (\\ud800-\\udfff): not valid Unicode")
+    return obj
+
+
+def _lone_surrogate_at(value: object, path: str) -> str | None:
+    """The path of the first string (or key) in ``value`` that UTF-8 cannot encode, if any."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _lone_surrogate_at(key, f"{path} key") or _lone_surrogate_at(item, f"{path}.{key}")
+            if found is not None:
+                return found.encode("utf-8", "backslashreplace").decode("utf-8")
+        return None
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _lone_surrogate_at(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
 
 
 def _dump(obj: object) -> bytes:

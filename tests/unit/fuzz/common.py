@@ -120,6 +120,15 @@ def check_rejected(result: records.Rejected, reasons: Collection[str] = records.
     assert isinstance(result.raw, bytes), result
 
 
+def is_unicode(text: str) -> bool:
+    """True when UTF-8 can encode ``text`` (no lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_prediction(result: object, reasons: Collection[str] = records.REJECT_REASONS) -> None:
     """A ``Rejected`` with a known reason, or a record that keeps the contract (``records``)."""
     if isinstance(result, records.Rejected):
@@ -132,6 +141,9 @@ def check_prediction(result: object, reasons: Collection[str] = records.REJECT_R
     for text in (result.request_id, result.model_name, result.model_version):
         assert isinstance(text, str), result
         assert text, result
+    # Every text of an accepted record encodes (alerts, /metrics and the audit log must encode it).
+    assert is_unicode(repr(result.features) + repr(result.segment) + str(result.prediction)), result
+    assert all(is_unicode(text) for text in (result.request_id, result.model_name, result.model_version))
     for name, value in result.features.items():
         assert isinstance(name, str), result
         if value is None or isinstance(value, str | bool):

@@ -31,6 +31,7 @@ from tests.unit.fuzz.common import (
     check_prediction,
     dumps,
     is_finite_number,
+    is_unicode,
     json_values,
     json_values_long,
     texts,
@@ -60,11 +61,13 @@ def check_all(raw: bytes) -> None:
 
 # -- valid records ------------------------------------------------------------------------------
 
-non_empty_texts: Final = st.text(min_size=1, max_size=12) | texts.filter(bool)
+# Text a valid record carries is Unicode: no lone surrogate (records holding one are rejected).
+unicode_texts: Final = texts.filter(is_unicode)
+non_empty_texts: Final = st.text(min_size=1, max_size=12) | unicode_texts.filter(bool)
 finite_floats: Final = st.floats(allow_nan=False, allow_infinity=False)
 int64s: Final = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 # Integers beyond 64 bits are left to the mutations: orjson reads them as floats (parsing.py).
-feature_values: Final = st.one_of(st.none(), st.booleans(), finite_floats, int64s, texts)
+feature_values: Final = st.one_of(st.none(), st.booleans(), finite_floats, int64s, unicode_texts)
 unit_floats: Final = st.floats(min_value=0.0, max_value=1.0)
 _OFFSETS: Final = st.timedeltas(
     min_value=-datetime.timedelta(hours=23, minutes=59), max_value=datetime.timedelta(hours=23, minutes=59)
@@ -93,17 +96,20 @@ def valid_predictions(draw: st.DrawFn) -> dict[str, Any]:
         "timestamp": draw(timestamps),
         "model_name": draw(non_empty_texts),
         "model_version": draw(non_empty_texts | int64s),
-        "features": draw(st.dictionaries(texts, feature_values, max_size=6)),
-        "prediction": draw(finite_floats | int64s | texts),
+        "features": draw(st.dictionaries(unicode_texts, feature_values, max_size=6)),
+        "prediction": draw(finite_floats | int64s | unicode_texts),
     }
     optional: dict[str, st.SearchStrategy[Any]] = {
-        "probabilities": st.dictionaries(texts, unit_floats, min_size=1, max_size=4),
+        "probabilities": st.dictionaries(unicode_texts, unit_floats, min_size=1, max_size=4),
         "confidence": unit_floats,
         "latency_ms": st.floats(min_value=0.0, max_value=1e9),
         "gpu_latency_ms": st.floats(min_value=0.0, max_value=1e9),
         "status": st.sampled_from(["ok", "error"]),
-        "segment": st.dictionaries(texts, texts, max_size=3),
-        "trace_id": json_values,  # an unknown top-level field goes to ``extra``
+        "segment": st.dictionaries(unicode_texts, unicode_texts, max_size=3),
+        # An unknown top-level field goes to ``extra``.
+        "trace_id": json_values.filter(
+            lambda v: is_unicode(json.dumps(v, ensure_ascii=False, allow_nan=True))
+        ),
     }
     for name, strategy in optional.items():
         if draw(st.booleans()):
@@ -116,7 +122,7 @@ def valid_labels(draw: st.DrawFn) -> dict[str, Any]:
     return {
         "request_id": draw(non_empty_texts),
         "timestamp": draw(timestamps),
-        "label": draw(finite_floats | int64s | texts | st.booleans()),
+        "label": draw(finite_floats | int64s | unicode_texts | st.booleans()),
     }
 
 
@@ -245,17 +251,19 @@ def test_valid_labels_are_accepted_as_written(record: dict[str, Any]) -> None:
         assert result.label == label
 
 
-def test_an_object_key_that_is_not_utf8_goes_to_the_full_checks() -> None:
+def test_an_object_key_that_is_not_utf8_is_rejected_as_invalid_unicode() -> None:
     # Found by the fuzz tests: msgspec (the typed tier) raised UnicodeDecodeError on such a key.
-    # The standard library reads it (a lone surrogate), so the full checks judge the record.
+    # The standard library reads it as a lone surrogate, which is no Unicode text: rejected, named.
     raw = (
         b'{"request_id": "r", "timestamp": 1, "model_name": "m", "model_version": "1", '
         b'"features": {}, "prediction": 1, "\xed\xa0\x80": null}'
     )
     result = FLAT.parse_prediction(raw)
-    assert isinstance(result, records.PredictionRecord), result
-    assert result.extra == {"\ud800": None}
-    assert result == FLAT.parse_prediction_obj(json.loads(raw))
+    assert isinstance(result, records.Rejected), result
+    assert (
+        result.reason == records.MALFORMED_JSON
+        and "record key holds a lone UTF-16 surrogate" in result.detail
+    )
 
 
 def test_the_finite_bound_is_float64s() -> None:

@@ -205,10 +205,16 @@ def test_unusual_fields_leave_the_fast_path(parser: parsing.RecordParser, field:
 
 def test_orjson_refusals_are_judged_by_the_standard_library(parser: parsing.RecordParser) -> None:
     base = '{"request_id": %s, "timestamp": 1.0, "model_name": "m", "model_version": "1", '
-    # A lone surrogate: orjson refuses it, the standard library (and so the contract) accepts it.
+    # A lone surrogate: orjson refuses it, the standard library decodes it, but it is no Unicode
+    # text (alerts, /metrics and the audit log could not encode it): rejected, naming the field.
     raw = (base % '"\\ud800"' + '"features": {"x": 1}, "prediction": 1}').encode()
-    record = parser.parse_prediction(raw)
-    assert isinstance(record, records.PredictionRecord) and record.request_id == "\ud800"
+    lone = parser.parse_prediction(raw)
+    assert isinstance(lone, records.Rejected) and lone.reason == records.MALFORMED_JSON
+    assert "record.request_id holds a lone UTF-16 surrogate" in lone.detail
+    # A surrogate pair is one character (an emoji): valid.
+    pair = (base % '"\\ud83d\\ude00"' + '"features": {"x": 1}, "prediction": 1}').encode()
+    record = parser.parse_prediction(pair)
+    assert isinstance(record, records.PredictionRecord) and record.request_id == "\U0001f600"
     # UTF-16 with a BOM: the standard library detects the encoding, as it always did.
     utf16 = (base % '"r"' + '"features": {"x": 1}, "prediction": 1}').encode("utf-16")
     assert isinstance(parser.parse_prediction(utf16), records.PredictionRecord)
