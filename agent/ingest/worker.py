@@ -82,7 +82,7 @@ class IngestWorker:
         label = self._parser.parse_label(message.value)
         if isinstance(label, records.Rejected):
             return label
-        ahead = self._too_far_ahead([label.timestamp], message.value)
+        ahead = self._too_far_ahead(label.timestamp, message.value)
         if ahead is None:
             self.add_label(label, message.partition, message.offset)
         return ahead
@@ -100,7 +100,7 @@ class IngestWorker:
         joined = adapter.add(message)
         if isinstance(joined, records.Rejected):
             return joined
-        ahead = self._too_far_ahead([record.timestamp for record in joined], message.value)
+        ahead = self._too_far_ahead(max((r.timestamp for r in joined), default=None), message.value)
         if ahead is None:
             for record in joined:
                 self.add_prediction(record, message.partition, message.offset)
@@ -110,16 +110,15 @@ class IngestWorker:
         parsed = self._parser.parse_prediction(message.value)
         if isinstance(parsed, records.Rejected):
             return parsed
-        ahead = self._too_far_ahead([parsed.timestamp], message.value)
+        ahead = self._too_far_ahead(parsed.timestamp, message.value)
         if ahead is None:
             self.add_prediction(parsed, message.partition, message.offset)
         return ahead
 
-    def _too_far_ahead(self, timestamps: list[float], raw: bytes) -> records.Rejected | None:
-        if self._wall_clock is None or self._max_future_skew_s is None or not timestamps:
+    def _too_far_ahead(self, latest: float | None, raw: bytes) -> records.Rejected | None:
+        if self._wall_clock is None or self._max_future_skew_s is None or latest is None:
             return None
         now = self._wall_clock()
-        latest = max(timestamps)
         if latest <= now + self._max_future_skew_s:
             return None
         return records.Rejected(
