@@ -194,8 +194,10 @@ def test_broker_outage_then_recovery_on_the_same_port(topic_name: str) -> None:
                 return b"after" in seen
 
             kafka_infra.wait_until(consumed_after, timeout_s=60, what="a record produced after the restart")
+            # Ready again once the group has the member back: the restarted broker forgot it, and
+            # a re-join on a loaded machine takes as long as the first fetch after the restart.
             kafka_infra.wait_until(
-                lambda: bool(kafka_source.poll_batch() or kafka_source.ready), what="ready"
+                lambda: bool(kafka_source.poll_batch() or kafka_source.ready), timeout_s=60, what="ready"
             )
             assert kafka_source.ready
         finally:
