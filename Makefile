@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 # drift_logger is its own distribution (drift_logger/pyproject.toml); its package lives under src/.
 SRC := agent detectors actions demo drift_logger/src/drift_logger
 
-.PHONY: setup setup-test demo test lint typecheck unit bench clean
+.PHONY: setup setup-test demo test lint typecheck unit bench image clean
 
 setup:
 	@bash scripts/setup.sh
@@ -36,5 +36,11 @@ unit: setup
 bench: setup
 	$(PY) -m bench $(BENCH_ARGS)
 
+# The agent's container image, tagged as the chart's default (ghcr.io/drift-agent/drift-agent:<version>):
+# Docker or Podman where one runs, buildah otherwise. IMAGE, TAG, BASE_IMAGE, BUILDER: see
+# scripts/image.sh. Instant when the image is up to date with its inputs.
+image: setup
+	@bash scripts/image.sh build
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .state
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .state build/wheelhouse

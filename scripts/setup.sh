@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates or reuses .venv and installs the pinned dependencies; with --test, also the Debian
-# packages the test tiers start (Prometheus, Alertmanager, etcd, Go for the API server build).
+# packages the test tiers start (Prometheus, Alertmanager, etcd, Go for the API server build,
+# buildah and mmdebstrap for the image).
 # Re-running is fast: each step is skipped when its inputs have not changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,8 +23,10 @@ apt_install() {
 }
 
 if [ "$want_test_packages" = 1 ]; then
+  # buildah and mmdebstrap: the image tier builds the agent's image on a base made from Debian
+  # packages (no registry is reachable from the test machines).
   apt_install prometheus prometheus-alertmanager etcd-server golang-go rsync jq \
-    golang-github-modern-go-reflect2-dev openssl
+    golang-github-modern-go-reflect2-dev openssl buildah mmdebstrap
 fi
 
 PY=${PYTHON:-python3}
