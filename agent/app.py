@@ -237,13 +237,16 @@ class Agent:
                 is_leader=self.elector.is_leader,
                 clock=clock,
                 audit=self.audit,
+                labels_expected=settings.kafka.labels_topic is not None,
             )
             if self.remediation.canary is not None
             else None
         )
         self.canary_windows = (
             canary_sharing.window_follower(
-                settings.kafka, internal.windows, lambda model, window: feed.observe(window)
+                settings.kafka,
+                internal.windows,
+                lambda model, window, labelled: feed.observe(window, labelled=labelled),
             )
             if (feed := self.canary_feed) is not None
             else None

@@ -72,3 +72,45 @@ class Window:
             if optional is not None:
                 return len(optional)
         return 0
+
+
+# A Window's per-row arrays besides its features, each None or one value per row.
+ROW_ARRAYS = (
+    "predictions",
+    "confidences",
+    "labels",
+    "latency_ms",
+    "gpu_latency_ms",
+    "errors",
+    "timestamps",
+    "request_ids",
+)
+
+
+def concat(windows: list[Window]) -> Window:
+    """Several windows of one version as one, rows in the given order.
+
+    A feature or an optional column is kept only where every window has it (the rows must stay
+    aligned); per-window field counts are not carried over.
+    """
+    if not windows:
+        raise ValueError("concat needs at least one window")
+    if len(windows) == 1:
+        return windows[0]
+    shared = set(windows[0].features).intersection(*(w.features for w in windows[1:]))
+    features = {
+        name: np.concatenate([w.features[name] for w in windows])
+        for name in windows[0].features
+        if name in shared
+    }
+    optional: dict[str, Column | None] = {}
+    for name in ROW_ARRAYS:
+        parts = [getattr(w, name) for w in windows]
+        optional[name] = None if any(part is None for part in parts) else np.concatenate(parts)
+    last = windows[-1]
+    return dataclasses.replace(
+        last,
+        features=features,
+        fields=None,
+        **optional,  # type: ignore[arg-type]
+    )

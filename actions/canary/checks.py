@@ -1,9 +1,11 @@
 """Every canary check in one table; one function evaluates them all.
 
-A row names the canary's number, the setting that bounds it, how the bound follows from that
-setting (and the stable version's number, for relative checks), and which side is better. A
-setting left null switches its row off. A row whose number is missing this interval (no GPU
-timings, no labels yet) passes with a note: absent data is "not measured", never a failure.
+A row names the setting that bounds the check (null there switches it off) and the judge that
+turns the canary's data into pass, fail or inconclusive with the statistic behind it
+(``actions.canary.judge``). A check that cannot be measured with the data there is says
+INCONCLUSIVE, which pauses the step: "not measured" is never a pass. The exceptions say why in
+their note: the performance check without any labels source (not applicable), and the data-drift
+checks, whose per-column tests carry their own significance.
 """
 
 from __future__ import annotations
@@ -12,8 +14,13 @@ import dataclasses
 import math
 from collections.abc import Callable
 
+import numpy as np
+
 from actions.canary import config as config_mod
+from actions.canary import judge
 from actions.canary import state as state_mod
+
+Outcome = judge.Outcome
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,118 +30,220 @@ class Inputs:
     observations: state_mod.Observations
 
 
-Number = Callable[[Inputs], float | None]
-Bound = Callable[[float, Inputs], float | None]
+Judge = Callable[[Inputs, float, config_mod.CanaryConfig], judge.Evidence | state_mod.CheckResult]
 
 
 @dataclasses.dataclass(frozen=True)
 class Check:
     name: str
     setting: str  # field of CanaryChecks; null there = off
-    value: Number
-    bound: Bound
+    judge: Judge
     needs_stable: bool
-    higher_is_better: Callable[[Inputs], bool] = lambda _inputs: False
 
 
-def _stable(read: Callable[[state_mod.VersionSummary], float | None]) -> Callable[[Inputs], float | None]:
-    return lambda inputs: read(inputs.stable) if inputs.stable is not None else None
+def _result(name: str, evidence: judge.Evidence) -> state_mod.CheckResult:
+    return state_mod.CheckResult(
+        name,
+        evidence.outcome is Outcome.PASS,
+        value=evidence.value,
+        bound=evidence.bound,
+        note=evidence.note,
+        outcome=evidence.outcome.value,
+        statistic=evidence.statistic,
+        baseline=evidence.baseline,
+        p_value=evidence.p_value,
+        n_canary=evidence.n_canary,
+        n_stable=evidence.n_stable,
+        min_samples=evidence.min_samples,
+    )
 
 
-def _relative(stable_value: Callable[[Inputs], float | None]) -> Bound:
-    def bound(setting: float, inputs: Inputs) -> float | None:
-        baseline = stable_value(inputs)
-        return None if baseline is None else baseline * (1.0 + setting)
-
-    return bound
-
-
-def _added(stable_value: Callable[[Inputs], float | None]) -> Bound:
-    def bound(setting: float, inputs: Inputs) -> float | None:
-        baseline = stable_value(inputs)
-        return None if baseline is None else baseline + setting
-
-    return bound
+def _plain(name: str, outcome: Outcome, note: str, **numbers: float | str | None) -> state_mod.CheckResult:
+    return state_mod.CheckResult(
+        name,
+        outcome is Outcome.PASS,
+        note=note,
+        outcome=outcome.value,
+        **numbers,  # type: ignore[arg-type]
+    )
 
 
-def _absolute(setting: float, _inputs: Inputs) -> float:
-    return setting
+def _error_rate(inputs: Inputs, setting: float, config: config_mod.CanaryConfig) -> judge.Evidence:
+    canary = inputs.canary
+    return judge.rate_above(canary.errors, canary.status_count, setting, alpha=config.alpha, baseline=None)
 
 
-def _performance_bound(setting: float, inputs: Inputs) -> float | None:
-    stable = inputs.stable.performance if inputs.stable is not None else None
-    if stable is None:
-        return None
-    return stable - setting if inputs.observations.performance_higher_is_better else stable + setting
+def _error_rate_vs_stable(
+    inputs: Inputs, setting: float, config: config_mod.CanaryConfig
+) -> judge.Evidence | state_mod.CheckResult:
+    stable_rate = inputs.stable.error_rate if inputs.stable is not None else None
+    if stable_rate is None:
+        return _plain("error_rate_vs_stable", Outcome.INCONCLUSIVE, "no stable error count to compare with")
+    # Stable's share is taken as known: its sample is the larger by the canary's design (it
+    # serves the rest of the traffic), and at 100% it is the last baseline with enough data.
+    canary = inputs.canary
+    return judge.rate_above(
+        canary.errors, canary.status_count, stable_rate + setting, alpha=config.alpha, baseline=stable_rate
+    )
 
 
-def _drift_share(drift: Callable[[state_mod.Observations], state_mod.DriftSummary | None]) -> Number:
-    def share(inputs: Inputs) -> float | None:
+def _latency(
+    samples: Callable[[state_mod.LatencySamples], np.ndarray | None],
+    summary_p95: Callable[[state_mod.VersionSummary], float | None],
+    *,
+    relative: bool,
+) -> Judge:
+    def check(
+        inputs: Inputs, setting: float, config: config_mod.CanaryConfig
+    ) -> judge.Evidence | state_mod.CheckResult:
+        observations = inputs.observations
+        canary = samples(observations.canary_samples) if observations.canary_samples else None
+        if canary is None or len(canary) == 0:
+            return _plain("latency", Outcome.INCONCLUSIVE, "no canary latency samples this interval")
+        reference: np.ndarray | float | None
+        if not relative:
+            reference, floor = setting, 0.0  # an SLO: the canary's p95 against a fixed number
+        else:
+            stable = samples(observations.stable_samples) if observations.stable_samples else None
+            if stable is not None and len(stable) >= config.latency_min_samples:
+                reference = stable
+            else:  # no stable traffic left (100%): the last stable baseline's p95
+                reference = summary_p95(inputs.stable) if inputs.stable is not None else None
+            floor = setting
+        if reference is None:
+            return _plain("latency", Outcome.INCONCLUSIVE, "no stable latency to compare with")
+        return judge.quantile_regression(
+            canary,
+            reference,
+            max_regression=floor,
+            alpha=config.alpha,
+            min_samples=config.latency_min_samples,
+            resamples=config.bootstrap_resamples,
+        )
+
+    return check
+
+
+def _drift_share(
+    drift: Callable[[state_mod.Observations], state_mod.DriftSummary | None],
+) -> Judge:
+    def check(inputs: Inputs, setting: float, _config: config_mod.CanaryConfig) -> state_mod.CheckResult:
         summary = drift(inputs.observations)
-        return None if summary is None else summary.share
+        stable_count = inputs.observations.stable.count if inputs.observations.stable else None
+        if summary is None:
+            return _plain("drift", Outcome.INCONCLUSIVE, "canary and stable traffic could not be compared")
+        failed = summary.share > setting
+        drifted = ", ".join(summary.drifted_columns) or "none"
+        return _plain(
+            "drift",
+            Outcome.FAIL if failed else Outcome.PASS,
+            f"{summary.share:.0%} of columns drifted canary vs stable (per-column tests; bound "
+            f"{setting:.0%}; drifted: {drifted})",
+            value=summary.share,
+            bound=setting,
+            n_canary=inputs.canary.count,
+            n_stable=stable_count,
+        )
 
-    return share
+    return check
+
+
+# The test detectors.concept's performance detector applies to each metric.
+_PERFORMANCE_TESTS = {
+    "accuracy": "two_proportion_z",
+    "auc": "auc_normal_approximation",
+    "f1": "bootstrap_f1",
+    "mae": "welch_t",
+    "rmse": "welch_t",
+}
+
+
+def _performance(inputs: Inputs, setting: float, config: config_mod.CanaryConfig) -> state_mod.CheckResult:
+    observations = inputs.observations
+    test = observations.performance
+    if test is None:
+        if not observations.labels_expected:
+            return _plain("performance", Outcome.PASS, "not applicable: the agent has no labels source")
+        labelled = f"{inputs.canary.labelled} canary" + (
+            f", {inputs.stable.labelled} stable" if inputs.stable is not None else ""
+        )
+        return _plain(
+            "performance",
+            Outcome.INCONCLUSIVE,
+            f"{labelled} labelled rows; {config.min_labelled} of each are needed",
+            min_samples=config.min_labelled,
+        )
+    if test.higher_is_better:
+        effect, bound = test.stable - test.canary, test.stable - setting
+        worse_by = f"{effect:+.4f} drop"
+    else:
+        effect = test.canary / max(test.stable, 1e-12) - 1.0
+        bound = test.stable * (1.0 + setting)
+        worse_by = f"{effect:+.1%} rise"
+    failed = test.p_value < config.alpha and effect > setting
+    statistic = _PERFORMANCE_TESTS.get(test.metric, test.metric)
+    summary = (
+        f"{test.metric} {test.canary:.4f} vs stable {test.stable:.4f} ({worse_by}; floor {setting:g}), "
+        f"p={test.p_value:.2g} on {test.n_canary}/{test.n_stable} labelled rows"
+    )
+    return _plain(
+        "performance",
+        Outcome.FAIL if failed else Outcome.PASS,
+        summary + (f" < {config.alpha:g}" if failed else ""),
+        value=test.canary,
+        bound=bound,
+        baseline=test.stable,
+        p_value=test.p_value,
+        n_canary=test.n_canary,
+        n_stable=test.n_stable,
+        min_samples=config.min_labelled,
+        statistic=statistic,
+    )
+
+
+def _gpu(samples: state_mod.LatencySamples) -> np.ndarray | None:
+    return samples.gpu_latency_ms
+
+
+def _e2e(samples: state_mod.LatencySamples) -> np.ndarray | None:
+    return samples.latency_ms
 
 
 TABLE: tuple[Check, ...] = (
-    Check("error_rate", "max_error_rate", lambda i: i.canary.error_rate, _absolute, needs_stable=False),
-    Check(
-        "error_rate_vs_stable",
-        "max_error_rate_increase",
-        lambda i: i.canary.error_rate,
-        _added(_stable(lambda s: s.error_rate)),
-        needs_stable=True,
-    ),
+    Check("error_rate", "max_error_rate", _error_rate, needs_stable=False),
+    Check("error_rate_vs_stable", "max_error_rate_increase", _error_rate_vs_stable, needs_stable=True),
     Check(
         "gpu_latency_p95_vs_stable",
         "max_gpu_latency_regression",
-        lambda i: i.canary.gpu_latency_p95_ms,
-        _relative(_stable(lambda s: s.gpu_latency_p95_ms)),
+        _latency(_gpu, lambda s: s.gpu_latency_p95_ms, relative=True),
         needs_stable=True,
     ),
     Check(
         "gpu_latency_p95_slo",
         "gpu_p95_slo_ms",
-        lambda i: i.canary.gpu_latency_p95_ms,
-        _absolute,
+        _latency(_gpu, lambda s: s.gpu_latency_p95_ms, relative=False),
         needs_stable=False,
     ),
     Check(
         "latency_p95_vs_stable",
         "max_latency_regression",
-        lambda i: i.canary.latency_p95_ms,
-        _relative(_stable(lambda s: s.latency_p95_ms)),
+        _latency(_e2e, lambda s: s.latency_p95_ms, relative=True),
         needs_stable=True,
     ),
     Check(
         "latency_p95_slo",
         "latency_p95_slo_ms",
-        lambda i: i.canary.latency_p95_ms,
-        _absolute,
+        _latency(_e2e, lambda s: s.latency_p95_ms, relative=False),
         needs_stable=False,
     ),
-    Check(
-        "data_drift",
-        "max_data_drift_share",
-        _drift_share(lambda o: o.data_drift),
-        _absolute,
-        needs_stable=False,
-    ),
+    Check("data_drift", "max_data_drift_share", _drift_share(lambda o: o.data_drift), needs_stable=False),
     Check(
         "prediction_drift",
         "max_prediction_drift_share",
         _drift_share(lambda o: o.prediction_drift),
-        _absolute,
         needs_stable=False,
     ),
-    Check(
-        "performance",
-        "performance_tolerance",
-        lambda i: i.canary.performance,
-        _performance_bound,
-        needs_stable=True,
-        higher_is_better=lambda i: i.observations.performance_higher_is_better,
-    ),
+    Check("performance", "performance_tolerance", _performance, needs_stable=True),
 )
 
 CHECK_NAMES = tuple(check.name for check in TABLE)
@@ -148,37 +257,20 @@ def needs_stable(checks: config_mod.CanaryChecks) -> bool:
     return any(check.needs_stable for check in enabled(checks))
 
 
-def _known(value: float | None) -> float | None:
+def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def evaluate(inputs: Inputs, checks: config_mod.CanaryChecks) -> tuple[state_mod.CheckResult, ...]:
-    """One result per enabled check, in table order."""
+def evaluate(inputs: Inputs, config: config_mod.CanaryConfig) -> tuple[state_mod.CheckResult, ...]:
+    """One result per enabled check, in table order, each named and with its statistic."""
     results = []
-    for check in enabled(checks):
-        setting = float(getattr(checks, check.setting))
-        value = _known(check.value(inputs))
-        if value is None:
-            results.append(state_mod.CheckResult(check.name, True, note="not measured this interval"))
-            continue
-        bound = _known(check.bound(setting, inputs))
-        if bound is None:
-            results.append(
-                state_mod.CheckResult(
-                    check.name, True, value=value, note="no stable baseline to compare with"
-                )
-            )
-            continue
-        higher_is_better = check.higher_is_better(inputs)
-        passed = value >= bound if higher_is_better else value <= bound
-        relation = ">=" if higher_is_better else "<="
+    for check in enabled(config.checks):
+        setting = float(getattr(config.checks, check.setting))
+        found = check.judge(inputs, setting, config)
+        result = _result(check.name, found) if isinstance(found, judge.Evidence) else found
         results.append(
-            state_mod.CheckResult(
-                check.name,
-                passed,
-                value=value,
-                bound=bound,
-                note=f"needs {value:.6g} {relation} {bound:.6g} ({check.setting}={setting:g})",
+            dataclasses.replace(
+                result, name=check.name, value=_finite(result.value), bound=_finite(result.bound)
             )
         )
     return tuple(results)

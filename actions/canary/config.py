@@ -22,26 +22,33 @@ class CanaryChecks(_Config):
     """Bounds the canary must stay within in every analysis; null = that check is off."""
 
     max_error_rate: float | None = pydantic.Field(
-        0.05, ge=0, le=1, description="Canary error share (status=error) may not exceed this."
+        0.05,
+        ge=0,
+        le=1,
+        description="Canary error share (status=error) may not exceed this: fails when the exact binomial "
+        "test says it is above with significance (canary.alpha).",
     )
     max_error_rate_increase: float | None = pydantic.Field(
         0.01,
         ge=0,
         le=1,
-        description="Canary error share may exceed the stable version's by at most this (absolute).",
+        description="Canary error share may exceed the stable version's by at most this (absolute), tested "
+        "as max_error_rate with stable's share + this as the bound.",
     )
     max_gpu_latency_regression: float | None = pydantic.Field(
-        0.2,
+        0.05,
         ge=0,
-        description="Canary GPU-latency p95 may be at most stable p95 * (1 + this); 0.2 = 20% slower.",
+        description="Effect floor of the GPU-latency check: the canary fails when its p95 is higher than "
+        "stable's with significance (bootstrap, canary.alpha) AND more than stable p95 * (1 + this); "
+        "0.05 = 5% slower.",
     )
     gpu_p95_slo_ms: float | None = pydantic.Field(
         None, gt=0, description="Absolute bound on the canary's GPU-latency p95 in ms."
     )
     max_latency_regression: float | None = pydantic.Field(
-        0.2,
+        0.05,
         ge=0,
-        description="Canary end-to-end latency p95 may be at most stable p95 * (1 + this).",
+        description="Effect floor of the end-to-end latency check, as max_gpu_latency_regression.",
     )
     latency_p95_slo_ms: float | None = pydantic.Field(
         None, gt=0, description="Absolute bound on the canary's end-to-end latency p95 in ms."
@@ -63,8 +70,9 @@ class CanaryChecks(_Config):
     performance_tolerance: float | None = pydantic.Field(
         0.02,
         ge=0,
-        description="Where labels arrive: canary metric must be >= stable - this (accuracy/f1/auc) or "
-        "<= stable + this (mae/rmse). Skipped while either version has too few labelled rows.",
+        description="Where labels arrive: the canary fails when its label-joined metric is worse than "
+        "stable's with significance (canary.alpha) AND by more than this (accuracy/f1/auc: absolute drop; "
+        "mae/rmse: relative rise). Inconclusive while either version has fewer than min_labelled rows.",
     )
 
 
@@ -75,14 +83,24 @@ class CanaryConfig(_Config):
         default_factory=lambda: list(DEFAULT_STEPS),
         description="Canary traffic percentages, strictly increasing; success at the last one promotes.",
     )
+    max_share_error_pct: float = pydantic.Field(
+        5.0,
+        ge=0,
+        le=100,
+        description="A step the target cannot serve within this many percentage points of its share (a "
+        "Deployment splits by replicas: with 2 replicas a 5% step serves 50%) refuses the canary at "
+        "planning, naming the shares it can serve. KServe serves every share exactly.",
+    )
     analysis_interval_s: float = pydantic.Field(
         300.0, gt=0, description="Seconds of served traffic at a step before it is analysed."
     )
     min_samples: int = pydantic.Field(
         100,
         ge=1,
-        description="Fewer records than this for the canary (or the stable version) in an interval: the "
-        "analysis waits for data; it neither passes nor fails.",
+        description="Fewer records than this for the canary (or the stable version) since the step's traffic "
+        "was served: the analysis waits for data; it neither passes nor fails. Each check also has its own "
+        "minimum (an inconclusive check waits too): error rates the count at which an error-free canary "
+        "could show it is within the bound, latency latency_min_samples, performance min_labelled.",
     )
     max_failed_checks: int = pydantic.Field(
         2,
@@ -114,6 +132,23 @@ class CanaryConfig(_Config):
     )
     min_labelled: int = pydantic.Field(
         30, ge=2, description="Labelled rows each version needs before the performance check runs."
+    )
+    alpha: float = pydantic.Field(
+        0.01,
+        gt=0,
+        lt=0.5,
+        description="Significance level of every check's one-sided test: a check fails only when the canary "
+        "is worse with p < alpha AND by more than its bound. Each check's false-failure rate on an equal "
+        "canary is at most alpha.",
+    )
+    latency_min_samples: int = pydantic.Field(
+        200,
+        ge=20,
+        description="Latency samples each version needs before a latency check passes or fails (below: "
+        "inconclusive, the step waits). 200 puts 10 samples above the p95.",
+    )
+    bootstrap_resamples: int = pydantic.Field(
+        1000, ge=100, description="Bootstrap resamples of the latency checks."
     )
 
     @pydantic.field_validator("steps")

@@ -47,6 +47,27 @@ class CanaryBusyError(RuntimeError):
     """Another canary of this model is still running."""
 
 
+class CanaryPlanError(ValueError):
+    """The target cannot serve the configured steps close enough to their shares."""
+
+
+def plan_shares(
+    target: target_base.DeploymentTarget, config: config_mod.CanaryConfig
+) -> tuple[target_base.ServedShare, ...]:
+    """What each step would really serve; refuses steps off by more than max_share_error_pct."""
+    shares = tuple(target.served_percent(percent) for percent in config.steps)
+    off = [share for share in shares if abs(share.served - share.asked) > config.max_share_error_pct]
+    if off:
+        served = ", ".join(share.describe() for share in off)
+        raise CanaryPlanError(
+            f"{target.describe()} cannot serve canary.steps {config.steps} within "
+            f"{config.max_share_error_pct:g} points (canary.max_share_error_pct): {served}. Use steps it can "
+            "serve, give the Deployment more replicas (shares move in steps of 100/replicas), or raise "
+            "canary.max_share_error_pct to accept them"
+        )
+    return shares
+
+
 @dataclasses.dataclass(frozen=True)
 class TickResult:
     state: state_mod.CanaryState | None
@@ -104,6 +125,7 @@ class CanaryController:
                 )
             now = self._clock()
             stable = self.target.current_version()
+            shares = plan_shares(self.target, self.config)
             state, actions = step_mod.begin(
                 canary_id=canary_id or f"{self.model_name}/{candidate}/{now:.0f}",
                 model_name=self.model_name,
@@ -114,6 +136,7 @@ class CanaryController:
                 stable_model_uri=self.registry.model_uri(stable),
                 candidate_model_uri=self.registry.model_uri(candidate),
                 aliases_before=self.registry.aliases(),
+                shares=shares,
             )
             LOG.info("canary %s: %s -> %s starts", state.canary_id, stable, candidate)
             return self._commit(state, actions)
@@ -266,6 +289,7 @@ def describe(state: state_mod.CanaryState) -> Mapping[str, Any]:
         "canary_id": state.canary_id,
         "phase": state.phase.value,
         "percent": state.percent,
+        "served_percent": state.share.served if state.share is not None else state.percent,
         "stable_version": state.stable_version,
         "candidate_version": state.candidate_version,
         "failed_checks": state.failed_checks,

@@ -50,6 +50,8 @@ class CanaryHandler(base.ActionHandler):
             result = self._controller.start(candidate, canary_id=request.idempotency_key)
         except controller_mod.CanaryBusyError as exc:
             return _outcome(base.OutcomeStatus.SKIPPED, "canary_running", str(exc))
+        except controller_mod.CanaryPlanError as exc:  # steps this target cannot serve
+            return _outcome(base.OutcomeStatus.FAILED, "plan_refused", str(exc))
         except ValueError as exc:  # a malformed request, or the candidate already serves
             return _outcome(base.OutcomeStatus.FAILED, "invalid_request", str(exc))
         except (target_base.TargetError, model_registry.RegistryError) as exc:
@@ -68,13 +70,14 @@ class CanaryHandler(base.ActionHandler):
     def _preview(self, candidate: str) -> base.ActionOutcome:
         target = self._controller.target
         stable = target.current_version()
+        shares = controller_mod.plan_shares(target, self._controller.config)
         first = self._controller.config.steps[0]
         uri = self._controller.registry.model_uri(candidate)
         preview = target.preview_set_traffic(target_base.TrafficSplit(stable, candidate, first), uri)
         return _outcome(
             base.OutcomeStatus.SKIPPED,
             "dry_run",
-            f"would start a canary of {candidate} against {stable} at {first}%: {preview}",
+            f"would start a canary of {candidate} against {stable} at {shares[0].describe()}: {preview}",
             dry_run=True,
             stable_version=stable,
             candidate_version=candidate,

@@ -3,8 +3,8 @@
 Both versions' windows should cover the same interval (``CanaryState.ready_at`` onwards). The
 stable window is the reference for the canary-vs-stable tests (drift, performance), which reuse
 the detectors of ``detectors/`` rather than a second implementation. A detector that cannot run
-on this data (no labels yet, no shared columns) leaves its number out: that check is then "not
-measured", never failed.
+on this data (no labels yet, no shared columns) leaves its number out: that check is then
+inconclusive (it pauses the step), never passed.
 """
 
 from __future__ import annotations
@@ -85,36 +85,58 @@ def _performance(
         return None
 
 
+def samples(window: window_mod.Window) -> state_mod.LatencySamples:
+    return state_mod.LatencySamples(_finite(window.latency_ms), _finite(window.gpu_latency_ms))
+
+
 def build_observations(
     canary: window_mod.Window,
     stable: window_mod.Window | None,
     config: config_mod.CanaryConfig,
     *,
     command: state_mod.Command | None = None,
+    canary_labelled: window_mod.Window | None = None,
+    stable_labelled: window_mod.Window | None = None,
+    labels_expected: bool = False,
 ) -> state_mod.Observations:
-    """Summaries of both versions plus the canary-vs-stable tests the enabled checks need."""
+    """Summaries and samples of both versions plus the canary-vs-stable tests the checks need.
+
+    ``canary``/``stable`` are prediction windows (every record); the performance check reads the
+    label-joined ones (``*_labelled``), or the prediction windows where those carry labels.
+    """
     canary_summary = summarize(canary)
     stable_summary = summarize(stable) if stable is not None else None
     data = prediction = None
     metric: str | None = None
     higher_is_better = True
+    performance: state_mod.PerformanceTest | None = None
+    checks = config.checks
     if stable is not None and stable.size and canary.size:
-        checks = config.checks
         if checks.max_data_drift_share is not None:
             data = _drift(data_drift.DataDriftDetector(drift_config(config)), canary, stable)
         if checks.max_prediction_drift_share is not None:
             prediction = _drift(data_drift.PredictionDriftDetector(drift_config(config)), canary, stable)
-        result = None
-        if checks.performance_tolerance is not None:
-            result = _performance(performance_config(config), canary, stable)
-        if result is not None and stable_summary is not None:
+    labelled_canary = canary_labelled if canary_labelled is not None else canary
+    labelled_stable = stable_labelled if stable_labelled is not None else stable
+    if checks.performance_tolerance is not None and labelled_stable is not None and labelled_canary.size:
+        result = _performance(performance_config(config), labelled_canary, labelled_stable)
+        if result is not None and result.p_value is not None:
             metric = result.statistic
             # The detector flags drops of accuracy/f1/auc and rises of mae/rmse.
             higher_is_better = not result.higher_is_drift
-            canary_summary = _with_performance(canary_summary, result.score, result.current_size)
-            stable_summary = _with_performance(
-                stable_summary, result.extras[f"reference_{metric}"], result.reference_size
+            baseline = float(result.extras[f"reference_{metric}"])
+            performance = state_mod.PerformanceTest(
+                metric=metric,
+                canary=float(result.score),
+                stable=baseline,
+                p_value=float(result.p_value),
+                higher_is_better=higher_is_better,
+                n_canary=result.current_size,
+                n_stable=result.reference_size,
             )
+            canary_summary = _with_performance(canary_summary, result.score, result.current_size)
+            if stable_summary is not None:
+                stable_summary = _with_performance(stable_summary, baseline, result.reference_size)
     return state_mod.Observations(
         canary=canary_summary,
         stable=stable_summary,
@@ -122,6 +144,10 @@ def build_observations(
         prediction_drift=prediction,
         performance_metric=metric,
         performance_higher_is_better=higher_is_better,
+        canary_samples=samples(canary),
+        stable_samples=samples(stable) if stable is not None else None,
+        performance=performance,
+        labels_expected=labels_expected,
         command=command,
     )
 

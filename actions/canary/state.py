@@ -19,6 +19,8 @@ import tempfile
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Protocol
 
+import numpy as np
+import numpy.typing as npt
 import pydantic
 
 from actions.targets import base as target_base
@@ -82,6 +84,27 @@ class DriftSummary:
 
 
 @dataclasses.dataclass(frozen=True)
+class LatencySamples:
+    """One version's latency samples over the analysed interval (never saved: only judged)."""
+
+    latency_ms: npt.NDArray[np.float64] | None = None
+    gpu_latency_ms: npt.NDArray[np.float64] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class PerformanceTest:
+    """The canary's label-joined metric tested against the stable version's (detectors.concept)."""
+
+    metric: str
+    canary: float
+    stable: float
+    p_value: float  # one-sided: the canary is worse
+    higher_is_better: bool
+    n_canary: int
+    n_stable: int
+
+
+@dataclasses.dataclass(frozen=True)
 class Observations:
     """One tick's input: per-version summaries for the interval plus what the operator and target say.
 
@@ -95,6 +118,13 @@ class Observations:
     prediction_drift: DriftSummary | None = None
     performance_metric: str | None = None
     performance_higher_is_better: bool = True
+    # Raw samples for the statistical checks; without them a latency check is inconclusive.
+    canary_samples: LatencySamples | None = None
+    stable_samples: LatencySamples | None = None
+    performance: PerformanceTest | None = None
+    # Whether labels reach the agent at all: without a labels source the performance check is not
+    # applicable (it passes with that note); with one, missing labelled rows make it inconclusive.
+    labels_expected: bool = False
     command: Command | None = None
     rollout: target_base.RolloutPhase | None = None
     rollout_message: str = ""
@@ -103,11 +133,28 @@ class Observations:
 
 @dataclasses.dataclass(frozen=True)
 class CheckResult:
+    """One check of one analysis, with the statistic behind its verdict (actions.canary.judge)."""
+
     name: str
-    passed: bool
+    passed: bool  # False for a failure and for an inconclusive check (which pauses the step)
     value: float | None = None
     bound: float | None = None
-    note: str = ""  # why a check was skipped, or what it compared
+    note: str = ""  # what it compared and what the test said, or why it did not run
+    outcome: str = ""  # pass | fail | inconclusive ("" in states written before: read ``passed``)
+    statistic: str = ""  # the test: binomial, bootstrap_p95_ratio, two_proportion_z, ...
+    baseline: float | None = None  # the stable version's number (or the fixed bound it is held to)
+    p_value: float | None = None
+    n_canary: int | None = None
+    n_stable: int | None = None
+    min_samples: int | None = None
+
+    @property
+    def inconclusive(self) -> bool:
+        return self.outcome == "inconclusive"
+
+    @property
+    def failed(self) -> bool:
+        return not self.passed and not self.inconclusive
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,7 +166,11 @@ class Analysis:
 
     @property
     def failures(self) -> tuple[CheckResult, ...]:
-        return tuple(check for check in self.checks if not check.passed)
+        return tuple(check for check in self.checks if check.failed)
+
+    @property
+    def inconclusive(self) -> tuple[CheckResult, ...]:
+        return tuple(check for check in self.checks if check.inconclusive)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,6 +247,15 @@ class CanaryState:
     candidate_model_uri: str = ""
     aliases_before: Mapping[str, str] = dataclasses.field(default_factory=dict)
     pending: tuple[CanaryAction, ...] = ()
+    # What each step really serves (replica arithmetic; exact on KServe), found when planning.
+    shares: tuple[target_base.ServedShare, ...] = ()
+
+    @property
+    def share(self) -> target_base.ServedShare | None:
+        """This step's share, asked and served (None in states written before shares existed)."""
+        if self.phase is not Phase.PROGRESSING and self.phase is not Phase.PAUSED:
+            return None
+        return self.shares[self.step_index] if self.step_index < len(self.shares) else None
 
     @property
     def percent(self) -> int:

@@ -19,10 +19,12 @@ One tick, in order:
 6. ``analysis_interval_s`` of served time at the step, then the data must suffice: fewer than
    ``min_samples`` canary records (or stable records, when a relative check is on and no
    earlier stable baseline exists) PAUSES the analysis - "waiting for data" - and counts nothing.
-7. The check table (``actions.canary.checks``) runs. All pass: next step, or promote after the
-   last one. Any fails: one failed analysis. ``max_failed_checks`` failed analyses over the whole
-   canary (not consecutive ones: fail, pass, fail is two) roll back; below it, the step is
-   analysed again after a fresh interval.
+7. The check table (``actions.canary.checks``) runs; each check passes, fails (worse with
+   significance and beyond its bound) or is inconclusive (below its own minimum sample). All
+   pass: next step, or promote after the last one. None fails but some are inconclusive: the
+   step waits for more data, as in 6 (never a pass). Any fails: one failed analysis.
+   ``max_failed_checks`` failed analyses over the whole canary (not consecutive ones: fail,
+   pass, fail is two) roll back; below it, the step is analysed again after a fresh interval.
 
 Stable traffic may vanish at the last step (100%): relative checks then compare with the last
 stable summary that had enough data (``state.baseline``).
@@ -52,6 +54,7 @@ def begin(
     stable_model_uri: str = "",
     candidate_model_uri: str = "",
     aliases_before: dict[str, str] | None = None,
+    shares: tuple[target_base.ServedShare, ...] = (),
 ) -> Result:
     """A new canary at the first step, and the action that sends its traffic there."""
     if not candidate_version or candidate_version == stable_version:
@@ -71,7 +74,10 @@ def begin(
         stable_model_uri=stable_model_uri,
         candidate_model_uri=candidate_model_uri,
         aliases_before=dict(aliases_before or {}),
-    ).with_event(now, "started", f"{stable_version} -> {candidate_version} at {config.steps[0]}%")
+        shares=shares,
+    )
+    first = shares[0].describe() if shares else f"{config.steps[0]}%"
+    state = state.with_event(now, "started", f"{stable_version} -> {candidate_version} at {first}")
     return state, [state_mod.SetTraffic(config.steps[0])]
 
 
@@ -154,7 +160,7 @@ def _promotion_rollout(
     return _finish(state, now, Phase.PROMOTED, state.reason or "all steps passed", rollback=False)
 
 
-def _progress(
+def _progress(  # noqa: PLR0911 - one return per outcome of the tick, in order
     state: state_mod.CanaryState,
     observations: state_mod.Observations,
     config: config_mod.CanaryConfig,
@@ -177,14 +183,19 @@ def _progress(
     if inputs is None:
         return _waiting(state, now, f"waiting for data: {missing}", config)
     state = dataclasses.replace(state, baseline=inputs.stable)
-    results = checks_mod.evaluate(inputs, config.checks)
+    results = checks_mod.evaluate(inputs, config)
     analysis = state_mod.Analysis(now, state.percent, all(r.passed for r in results), results)
-    state = dataclasses.replace(
-        state, last_analysis=analysis, waiting="", waiting_since=None, stall_alerted=False
-    )
+    state = dataclasses.replace(state, last_analysis=analysis)
     if analysis.passed:
+        state = dataclasses.replace(state, waiting="", waiting_since=None, stall_alerted=False)
         return _advance(state, now)
-    return _failed(state, analysis, config, now)
+    if analysis.failures:
+        state = dataclasses.replace(state, waiting="", waiting_since=None, stall_alerted=False)
+        return _failed(state, analysis, config, now)
+    # Inconclusive (too few samples for some check): the step holds its traffic and keeps
+    # gathering; the interval is not restarted, so the next analysis sees more data.
+    what = "; ".join(f"{check.name}: {check.note}" for check in analysis.inconclusive)
+    return _waiting(state, now, f"inconclusive at {state.percent}%: {what}", config)
 
 
 def _inputs(
@@ -209,7 +220,8 @@ def _advance(state: state_mod.CanaryState, now: float) -> Result:
     index = state.step_index + 1
     percent = state.steps[index]
     moved = dataclasses.replace(state, step_index=index, step_started_at=now, ready_at=now)
-    return moved.with_event(now, "advanced", f"{state.percent}% passed; now {percent}%"), [
+    share = moved.share.describe() if moved.share is not None else f"{percent}%"
+    return moved.with_event(now, "advanced", f"{state.percent}% passed; now {share}"), [
         state_mod.SetTraffic(percent)
     ]
 

@@ -80,6 +80,20 @@ class TargetError(Exception):
         self.retriable = retriable
 
 
+@dataclasses.dataclass(frozen=True)
+class ServedShare:
+    """A canary step's traffic share: asked for, really served, and how."""
+
+    asked: int
+    served: float
+    how: str  # "exact", or "2 of 10 replicas"
+
+    def describe(self) -> str:
+        if self.how == "exact" or abs(self.served - self.asked) < 1e-9:
+            return f"{self.asked}%"
+        return f"{self.asked}% asked, {self.served:.4g}% served ({self.how})"
+
+
 class DeploymentTarget(abc.ABC):
     """One served model. Implementations: Kubernetes Deployment, KServe, local, dry-run."""
 
@@ -106,6 +120,14 @@ class DeploymentTarget(abc.ABC):
     @abc.abstractmethod
     def rollout_status(self) -> RolloutStatus:
         """Whether the last change has finished rolling out."""
+
+    def served_percent(self, percent: int) -> ServedShare:
+        """The share of traffic the canary would really get when asked for ``percent``.
+
+        Exact by default (KServe's canaryTrafficPercent, local and dry-run targets); a target that
+        splits by replicas answers with its replica arithmetic.
+        """
+        return ServedShare(percent, float(percent), "exact")
 
     def preview_set_version(self, version: str, model_uri: str) -> str:
         """Check that ``set_version`` would be accepted without changing anything; describe it.

@@ -333,6 +333,19 @@ class KubernetesDeploymentTarget(base.DeploymentTarget):
             dry_run=dry_run,
         )
 
+    def served_percent(self, percent: int) -> base.ServedShare:
+        """Replica arithmetic: the canary gets its replicas' share of the pods (the Service spreads
+        requests evenly over ready pods), so with 2 replicas a 5% step really serves 50%."""
+        if self.canary_deployment is None or percent >= 100:
+            return base.ServedShare(percent, float(min(percent, 100)), "exact")
+        stable = self.read_deployment(self.deployment)
+        canary = self.read_deployment(self.canary_deployment)
+        stable_replicas, canary_replicas = replicas_for(self._total_replicas(stable, canary), percent)
+        pods = stable_replicas + canary_replicas
+        return base.ServedShare(
+            percent, 100.0 * canary_replicas / pods, f"{canary_replicas} of {pods} replicas"
+        )
+
     def _end_canary(self, *, dry_run: bool) -> bool:
         assert self.canary_deployment is not None
         stable = self.read_deployment(self.deployment)

@@ -35,16 +35,8 @@ class WindowData(msgspec.Struct, array_like=True, gc=False):
     fields: tuple[dict[str, int], dict[str, int], dict[str, int]] | None = None
 
 
-_OPTIONAL = (
-    "predictions",
-    "confidences",
-    "labels",
-    "latency_ms",
-    "gpu_latency_ms",
-    "errors",
-    "timestamps",
-    "request_ids",
-)
+# Every per-row array of a Window besides its features.
+_OPTIONAL = window_mod.ROW_ARRAYS
 
 
 def _column(values: window_mod.Column) -> Column:

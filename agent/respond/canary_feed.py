@@ -7,6 +7,7 @@ adapter between it and the loop. The windows come from whichever agent evaluates
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import queue
@@ -29,8 +30,54 @@ def command_from(control: overrides.CanaryControl | None) -> canary_state.Comman
     return canary_state.Command(control.command, control.id)
 
 
+# Rows kept per version and kind for one step's analysis; past it the oldest windows go (the
+# statistics need hundreds to a few thousand rows, not more).
+MAX_STEP_ROWS = 50_000
+
+
+class StepWindows:
+    """The closed windows of each version since the step's traffic was served, so each analysis
+    judges everything the step has seen: an inconclusive check gets more data at every window.
+
+    Prediction and label-joined windows are kept apart (the same records may be in both). The
+    stable version's label-joined windows outlive the step: at 100% no stable traffic is left, and
+    the performance check compares with the last ones there were.
+    """
+
+    def __init__(self, max_rows: int = MAX_STEP_ROWS) -> None:
+        self._max_rows = max_rows
+        self._step: tuple[str, float | None] | None = None
+        self._windows: dict[tuple[str, bool], collections.deque[window_mod.Window]] = {}
+        self._last_stable_labelled: window_mod.Window | None = None
+
+    def add(self, window: window_mod.Window, *, labelled: bool, since: float | None) -> None:
+        if window.model_version is None or not _newer_than(window, since):
+            return
+        kept = self._windows.setdefault((window.model_version, labelled), collections.deque())
+        kept.append(window)
+        while sum(w.size for w in kept) > self._max_rows and len(kept) > 1:
+            kept.popleft()
+
+    def start_step(self, canary_id: str, ready_at: float | None, stable_version: str) -> None:
+        """Forget what an earlier step (or an earlier interval of this one) gathered."""
+        if self._step == (canary_id, ready_at):
+            return
+        stable_labelled = self.joined(stable_version, labelled=True)
+        if stable_labelled is not None:
+            self._last_stable_labelled = stable_labelled
+        self._step = (canary_id, ready_at)
+        self._windows.clear()
+
+    def joined(self, version: str, *, labelled: bool) -> window_mod.Window | None:
+        kept = self._windows.get((version, labelled))
+        return window_mod.concat(list(kept)) if kept else None
+
+    def stable_labelled(self, version: str) -> window_mod.Window | None:
+        return self.joined(version, labelled=True) or self._last_stable_labelled
+
+
 class CanaryFeed:
-    """Keeps the latest closed window of each version and ticks the canary with them.
+    """Gathers each version's closed windows over the step and ticks the canary with them.
 
     Ticks write to the target and the registry (slow I/O), so they run on one worker thread;
     when ticks pile up only the newest observations matter, so the queue holds one.
@@ -44,13 +91,15 @@ class CanaryFeed:
         is_leader: Callable[[], bool],
         clock: Callable[[], float],
         audit: audit_mod.AuditLog | None = None,
+        labels_expected: bool = False,
     ) -> None:
         self.controller = controller
         self._audit = audit
         self._overrides = overrides_state
         self._is_leader = is_leader
         self._clock = clock
-        self._latest: dict[str, window_mod.Window] = {}
+        self._labels_expected = labels_expected
+        self._step = StepWindows()
         self._queue: queue.Queue[canary_state.Observations | None] = queue.Queue(maxsize=1)
         self._thread = threading.Thread(target=self._work, name="canary-ticker", daemon=True)
 
@@ -61,26 +110,28 @@ class CanaryFeed:
         self._offer(None)
         self._thread.join(timeout=10)
 
-    def observe(self, window: window_mod.Window) -> None:
-        """A closed prediction window of some version of the model."""
-        if window.model_version is None:
-            return
-        self._latest[window.model_version] = window
-        if not self._is_leader():
+    def observe(self, window: window_mod.Window, *, labelled: bool = False) -> None:
+        """A closed window of some version of the model: every record, or the label-joined ones."""
+        if window.model_version is None or not self._is_leader():
             return
         state = self.controller.state()
         if state is None or state.finished:
             return
-        canary = self._latest.get(state.candidate_version)
-        if canary is None or not _newer_than(canary, state.ready_at):
-            observations = canary_state.Observations(command=self._command(state.model_name))
+        self._step.start_step(state.canary_id, state.ready_at, state.stable_version)
+        self._step.add(window, labelled=labelled, since=state.ready_at)
+        canary = self._step.joined(state.candidate_version, labelled=False)
+        command = self._command(state.model_name)
+        if canary is None:
+            observations = canary_state.Observations(command=command)
         else:
-            stable = self._latest.get(state.stable_version)
             observations = canary_observe.build_observations(
                 canary,
-                stable if stable is not None and _newer_than(stable, state.ready_at) else None,
+                self._step.joined(state.stable_version, labelled=False),
                 self.controller.config,
-                command=self._command(state.model_name),
+                command=command,
+                canary_labelled=self._step.joined(state.candidate_version, labelled=True),
+                stable_labelled=self._step.stable_labelled(state.stable_version),
+                labels_expected=self._labels_expected,
             )
         self._offer(observations)
 

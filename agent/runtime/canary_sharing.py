@@ -38,16 +38,27 @@ log = logging.getLogger(__name__)
 # Closed windows remembered per model to tell whether it serves more than one version.
 RECENT_WINDOWS = 8
 
+
+class SharedWindow(msgspec.Struct, array_like=True, gc=False):
+    """A closed window on the windows topic: a prediction window (every record) or a label-joined
+    one (the records whose labels arrived), which the canary's performance check reads."""
+
+    labelled: bool
+    window: window_codec.WindowData
+
+
 _ENCODER = msgspec.msgpack.Encoder()
-_DECODER = msgspec.msgpack.Decoder(window_codec.WindowData)
+_DECODER = msgspec.msgpack.Decoder(SharedWindow)
 
 
-def encode_window(window: window_mod.Window) -> bytes:
-    return _ENCODER.encode(window_codec.encode(window))
+def encode_window(window: window_mod.Window, *, labelled: bool = False) -> bytes:
+    return _ENCODER.encode(SharedWindow(labelled, window_codec.encode(window)))
 
 
-def decode_window(raw: bytes) -> window_mod.Window:
-    return window_codec.decode(_DECODER.decode(raw))
+def decode_window(raw: bytes) -> tuple[window_mod.Window, bool]:
+    """The window and whether it is label-joined."""
+    shared = _DECODER.decode(raw)
+    return window_codec.decode(shared.window), shared.labelled
 
 
 class WindowPublisher:
@@ -60,15 +71,20 @@ class WindowPublisher:
         self.published = 0
 
     def publish(self, model: str, window: window_mod.Window, *, labelled: bool) -> bool:
-        """Send ``window`` when ``model`` had windows of another version lately; True if sent."""
-        if labelled or window.model_version is None:
+        """Send ``window`` when ``model`` had windows of another version lately; True if sent.
+
+        Label-joined windows go too: the canary's performance check is judged on them.
+        """
+        if window.model_version is None:
             return False
         recent = self._recent.setdefault(model, collections.deque(maxlen=RECENT_WINDOWS))
-        recent.append(window.model_version)
+        if not labelled:  # which versions serve is told by the prediction windows
+            recent.append(window.model_version)
         if len(set(recent)) < 2:
             return False
         # Best effort, not acked before the input commits: a lost window is followed by the next.
-        self._producer.send(self._topic, key=model.encode("utf-8"), value=encode_window(window), partition=0)
+        value = encode_window(window, labelled=labelled)
+        self._producer.send(self._topic, key=model.encode("utf-8"), value=value, partition=0)
         self.published += 1
         return True
 
@@ -76,13 +92,14 @@ class WindowPublisher:
 def window_follower(
     kafka_settings: settings_mod.KafkaSettings,
     topic: str,
-    on_window: Callable[[str, window_mod.Window], None],
+    on_window: Callable[[str, window_mod.Window, bool], None],
 ) -> topic_follower.TopicFollower:
-    """A thread that reads the windows topic from its end and hands each window on."""
+    """A thread that reads the windows topic from its end and hands each window on (with whether
+    it is label-joined)."""
 
     def on_message(key: bytes, value: bytes) -> None:
         try:
-            window = decode_window(value)
+            window, labelled = decode_window(value)
         except (msgspec.DecodeError, ValueError) as exc:
             log.warning(
                 "canary windows: skipped a window this agent cannot decode (%s); the canary is judged "
@@ -90,7 +107,7 @@ def window_follower(
                 exc,
             )
             return
-        on_window(key.decode("utf-8", "replace"), window)
+        on_window(key.decode("utf-8", "replace"), window, labelled)
 
     return topic_follower.TopicFollower(kafka_settings, topic, on_message, name="canary-windows")
 

@@ -25,14 +25,19 @@ from tests.support.registry import helpers as registry_helpers
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 
+# Four replicas serve 25/50/100% exactly; the default steps (5, 10, ...) they cannot.
+STEPS = [25, 50, 100]
+
+
 def deployment_pair(
     admin: k8s_client.ApiClient,
     namespace: str,
     model: model_registry.ModelRegistry,
     clock: registry_helpers.ManualClock,
+    total: int = 4,
 ) -> k8s_target.KubernetesDeploymentTarget:
     v1 = model.model_uri("1")
-    helpers.create_deployment(admin, namespace, "model", version="1", model_uri=v1, replicas=4)
+    helpers.create_deployment(admin, namespace, "model", version="1", model_uri=v1, replicas=total)
     helpers.create_deployment(
         admin, namespace, "model-canary", version="1", model_uri=v1, replicas=0, track="canary"
     )
@@ -77,9 +82,7 @@ def test_deployment_canary_moves_replicas_step_by_step_and_promotes(
     clock: registry_helpers.ManualClock,
 ) -> None:
     target = deployment_pair(admin_api, namespace, model, clock)
-    controller = controller_mod.CanaryController(
-        target, model, store_path, f.config(steps=[25, 50, 100]), clock
-    )
+    controller = controller_mod.CanaryController(target, model, store_path, f.config(steps=STEPS), clock)
     controller.start("2")
     assert replicas(admin_api, namespace) == (3, 1)
     canary = helpers.read_deployment(admin_api, namespace, "model-canary")
@@ -122,13 +125,13 @@ def test_deployment_canary_failing_its_checks_goes_back_to_stable_replicas(
 ) -> None:
     target = deployment_pair(admin_api, namespace, model, clock)
     controller = controller_mod.CanaryController(
-        target, model, store_path, f.config(max_failed_checks=1), clock
+        target, model, store_path, f.config(steps=STEPS, max_failed_checks=1), clock
     )
     controller.start("2")
     for name in ("model", "model-canary"):
         settle_deployment(admin_api, namespace, name)
     clock.advance(f.INTERVAL_S)
-    controller.tick(f.healthy(5, canary=f.canary(errors=40)))
+    controller.tick(f.healthy(25, canary=f.canary(errors=40)))
 
     state = controller.state()
     assert state is not None and state.phase is state_mod.Phase.ROLLED_BACK
@@ -148,17 +151,41 @@ def test_a_canary_whose_pods_never_become_ready_is_rolled_back_at_the_progress_d
     clock: registry_helpers.ManualClock,
 ) -> None:
     target = deployment_pair(admin_api, namespace, model, clock)
-    controller = controller_mod.CanaryController(target, model, store_path, f.config(), clock)
+    controller = controller_mod.CanaryController(target, model, store_path, f.config(steps=STEPS), clock)
     controller.start("2")
     helpers.set_deployment_status(admin_api, namespace, "model-canary", replicas=1, updated=1, available=0)
     clock.advance(600)
-    tick_until_waiting_for_rollout(controller, 5)  # still within the 1200 s default deadline
+    tick_until_waiting_for_rollout(controller, 25)  # still within the 1200 s default deadline
     clock.advance(700)
-    controller.tick(f.healthy(5))
+    controller.tick(f.healthy(25))
     state = controller.state()
     assert state is not None and state.phase is state_mod.Phase.ROLLED_BACK
     assert "rollout" in state.reason and "progress_deadline_s=1200" in state.reason
     assert replicas(admin_api, namespace) == (4, 0)
+
+
+def test_steps_two_replicas_cannot_serve_are_refused_at_planning_naming_the_real_shares(
+    admin_api: k8s_client.ApiClient,
+    namespace: str,
+    model: model_registry.ModelRegistry,
+    store_path: pathlib.Path,
+    clock: registry_helpers.ManualClock,
+) -> None:
+    target = deployment_pair(admin_api, namespace, model, clock, total=2)
+    controller = controller_mod.CanaryController(target, model, store_path, f.config(), clock)  # 5, 10, ...
+    with pytest.raises(controller_mod.CanaryPlanError) as refused:
+        controller.start("2")
+    message = str(refused.value)
+    assert "5% asked, 50% served (1 of 2 replicas)" in message and "canary.max_share_error_pct" in message
+    assert controller.state() is None and replicas(admin_api, namespace) == (2, 0)  # nothing was touched
+    # Steps two replicas can serve go ahead, and the state says what each one really serves.
+    controller = controller_mod.CanaryController(target, model, store_path, f.config(steps=[50, 100]), clock)
+    controller.start("2")
+    state = controller.state()
+    assert state is not None and state.share is not None
+    assert (state.share.asked, state.share.served, state.share.how) == (50, 50.0, "1 of 2 replicas")
+    assert replicas(admin_api, namespace) == (1, 1)
+    assert controller_mod.describe(state)["served_percent"] == 50.0
 
 
 def predictor(admin: k8s_client.ApiClient, namespace: str) -> dict[str, Any]:

@@ -49,10 +49,12 @@ class Received:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.items: list[tuple[str, window_mod.Window]] = []
+        self.labelled: list[bool] = []
 
-    def __call__(self, model: str, received: window_mod.Window) -> None:
+    def __call__(self, model: str, received: window_mod.Window, labelled: bool) -> None:
         with self.lock:
             self.items.append((model, received))
+            self.labelled.append(labelled)
 
     def wait(self, count: int) -> list[tuple[str, window_mod.Window]]:
         kafka_infra.wait_until(lambda: len(self.items) >= count, what=f"{count} windows")
@@ -88,15 +90,20 @@ def test_windows_reach_every_follower_only_while_the_model_serves_two_versions(
             publisher.publish("churn", window("1", seed=1), labelled=False),
             publisher.publish("churn", window("2", seed=2), labelled=False),  # the candidate appears
             publisher.publish("churn", window("1", seed=3), labelled=False),
-            publisher.publish("churn", window("1", seed=4), labelled=True),  # labelled: not for the canary
+            publisher.publish("churn", window("2", seed=4), labelled=True),  # label-joined: for performance
         ]
         producer.flush()
-        assert sent == [False, False, True, True, False]
+        assert sent == [False, False, True, True, True]
         for each in received:
-            got = each.wait(2)
+            got = each.wait(3)
             time.sleep(0.5)
-            assert len(each.items) == 2  # nothing more came
-            assert [(model, w.model_version) for model, w in got] == [("churn", "2"), ("churn", "1")]
+            assert len(each.items) == 3  # nothing more came
+            assert [(model, w.model_version) for model, w in got] == [
+                ("churn", "2"),
+                ("churn", "1"),
+                ("churn", "2"),
+            ]
+            assert each.labelled == [False, False, True]
             expected = window("2", seed=2)
             assert got[0][1].gpu_latency_ms is not None and expected.gpu_latency_ms is not None
             np.testing.assert_array_equal(got[0][1].features["x"], expected.features["x"])

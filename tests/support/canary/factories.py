@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+import numpy.typing as npt
+
 from actions.canary import config as config_mod
 from actions.canary import state as state_mod
 from actions.canary import step as step_mod
@@ -26,9 +29,9 @@ def config(**changes: object) -> config_mod.CanaryConfig:
 def canary(**changes: object) -> state_mod.VersionSummary:
     summary = state_mod.VersionSummary(
         version=CANDIDATE,
-        count=200,
-        status_count=200,
-        errors=2,
+        count=500,
+        status_count=500,
+        errors=5,
         latency_p95_ms=30.0,
         gpu_latency_p95_ms=10.0,
         labelled=100,
@@ -51,8 +54,47 @@ def stable(**changes: object) -> state_mod.VersionSummary:
     return dataclasses.replace(summary, **changes)  # type: ignore[arg-type]
 
 
-def healthy(percent: int = 5, **changes: object) -> state_mod.Observations:
-    """What a good canary looks like at ``percent``: stable traffic shrinks as the canary grows."""
+# Latency is log-normal with this shape (a typical serving tail: p99/p50 about 2).
+LATENCY_SIGMA = 0.3
+
+
+def latency_samples(p95_ms: float | None, count: int, seed: int) -> npt.NDArray[np.float64] | None:
+    """``count`` log-normal latencies whose true p95 is ``p95_ms``."""
+    if p95_ms is None:
+        return None
+    z = np.random.default_rng(seed).standard_normal(count)
+    samples: npt.NDArray[np.float64] = p95_ms * np.exp(LATENCY_SIGMA * (z - 1.6448536))
+    return samples
+
+
+def samples_of(summary: state_mod.VersionSummary | None, seed: int) -> state_mod.LatencySamples | None:
+    if summary is None:
+        return None
+    return state_mod.LatencySamples(
+        latency_samples(summary.latency_p95_ms, summary.count, seed),
+        latency_samples(summary.gpu_latency_p95_ms, summary.count, seed + 1),
+    )
+
+
+def performance(**changes: object) -> state_mod.PerformanceTest:
+    """A label-joined comparison where the canary is as good as stable."""
+    test = state_mod.PerformanceTest(
+        metric="accuracy",
+        canary=0.90,
+        stable=0.90,
+        p_value=0.5,
+        higher_is_better=True,
+        n_canary=2000,
+        n_stable=1000,
+    )
+    return dataclasses.replace(test, **changes)  # type: ignore[arg-type]
+
+
+def healthy(percent: int = 5, *, seed: int = 0, **changes: object) -> state_mod.Observations:
+    """What a good canary looks like at ``percent``: stable traffic shrinks as the canary grows.
+
+    Latency samples follow the summaries' p95s unless ``changes`` gives samples of its own.
+    """
     stable_count = 2000 * (100 - percent) // 100
     observations = state_mod.Observations(
         canary=canary(),
@@ -60,8 +102,17 @@ def healthy(percent: int = 5, **changes: object) -> state_mod.Observations:
         data_drift=state_mod.DriftSummary("data_drift", 0.0),
         prediction_drift=state_mod.DriftSummary("prediction_drift", 0.0),
         performance_metric="accuracy",
+        performance=performance(),
+        labels_expected=True,
     )
-    return dataclasses.replace(observations, **changes)  # type: ignore[arg-type]
+    observations = dataclasses.replace(observations, **changes)  # type: ignore[arg-type]
+    if "canary_samples" not in changes:
+        observations = dataclasses.replace(observations, canary_samples=samples_of(observations.canary, seed))
+    if "stable_samples" not in changes:
+        observations = dataclasses.replace(
+            observations, stable_samples=samples_of(observations.stable, seed + 100)
+        )
+    return observations
 
 
 def started(cfg: config_mod.CanaryConfig, now: float = 0.0) -> state_mod.CanaryState:

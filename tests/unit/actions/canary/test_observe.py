@@ -10,34 +10,7 @@ from actions.canary import state as state_mod
 from actions.canary import step as step_mod
 from detectors import window as window_mod
 from tests.support.canary import factories as f
-
-
-def make_window(
-    rng: np.random.Generator,
-    size: int,
-    *,
-    version: str,
-    error_rate: float = 0.01,
-    gpu_slowdown: float = 1.0,
-    feature_shift: float = 0.0,
-    accuracy: float | None = None,
-) -> window_mod.Window:
-    gpu = rng.lognormal(np.log(8.0), 0.3, size) * gpu_slowdown
-    truth = rng.integers(0, 2, size).astype(np.float64)
-    labels = predictions = None
-    if accuracy is not None:
-        right = rng.random(size) < accuracy
-        predictions = np.where(right, truth, 1.0 - truth)
-        labels = truth
-    return window_mod.Window(
-        features={"amount": rng.normal(feature_shift, 1.0, size), "age": rng.normal(40.0, 10.0, size)},
-        predictions=predictions,
-        labels=labels,
-        gpu_latency_ms=gpu,
-        latency_ms=gpu + rng.lognormal(np.log(5.0), 0.5, size),
-        errors=(rng.random(size) < error_rate).astype(np.float64),
-        model_version=version,
-    )
+from tests.support.canary.windows import make_window
 
 
 def test_summaries_count_errors_and_take_latency_p95_of_finite_values() -> None:

@@ -52,7 +52,8 @@ def test_at_100_percent_relative_checks_use_the_last_stable_baseline() -> None:
     assert state.last_analysis is not None
     [failure] = state.last_analysis.failures
     assert failure.name == "gpu_latency_p95_vs_stable"
-    assert failure.bound == pytest.approx(12.0)
+    assert failure.baseline == pytest.approx(10.0) and failure.bound == pytest.approx(10.5)  # 5% floor
+    assert failure.statistic == "bootstrap_p95_ratio" and failure.n_stable is None  # a fixed baseline
 
 
 def test_latency_regression_rolls_back_after_max_failed_checks() -> None:
@@ -235,16 +236,16 @@ def test_restart_mid_canary_resumes_from_the_saved_state(tmp_path: pytest.TempPa
 @pytest.mark.parametrize(
     ("check", "departure"),
     [
-        ("error_rate", {"canary": f.canary(errors=12)}),  # 6% > 5%; stable 1% + 1% also exceeded below
+        ("error_rate", {"canary": f.canary(errors=40)}),  # 8% > 5%; stable 1% + 1% also exceeded below
         ("gpu_latency_p95_vs_stable", {"canary": f.canary(gpu_latency_p95_ms=12.1)}),
         ("latency_p95_vs_stable", {"canary": f.canary(latency_p95_ms=36.1)}),
         ("data_drift", {"data_drift": state_mod.DriftSummary("data_drift", 0.75, ("a", "b", "c"))}),
-        ("performance", {"canary": f.canary(performance=0.87)}),
+        ("performance", {"performance": f.performance(canary=0.87, p_value=0.001)}),
     ],
 )
 def test_each_check_in_the_table_fails_on_its_own(check: str, departure: dict[str, object]) -> None:
     cfg = f.config(checks={"max_error_rate_increase": None})
-    state, _ = step_mod.step(f.started(cfg), f.healthy(5, **departure), cfg, 60)
+    state, _ = step_mod.step(f.started(cfg), f.healthy(5, **departure), cfg, 60)  # type: ignore[arg-type]
     assert state.last_analysis is not None
     assert [c.name for c in state.last_analysis.failures] == [check]
     enabled = [c.name for c in state.last_analysis.checks]
@@ -254,7 +255,7 @@ def test_each_check_in_the_table_fails_on_its_own(check: str, departure: dict[st
 
 def test_absolute_slos_and_opt_in_checks() -> None:
     cfg = f.config(
-        checks={"gpu_p95_slo_ms": 9.0, "latency_p95_slo_ms": 50.0, "max_prediction_drift_share": 0.4}
+        checks={"gpu_p95_slo_ms": 8.0, "latency_p95_slo_ms": 50.0, "max_prediction_drift_share": 0.4}
     )
     drift = state_mod.DriftSummary("prediction_drift", 0.5, ("prediction",))
     state, _ = step_mod.step(f.started(cfg), f.healthy(5, prediction_drift=drift), cfg, 60)
@@ -264,41 +265,54 @@ def test_absolute_slos_and_opt_in_checks() -> None:
 
 def test_error_rate_relative_to_stable_and_regression_metrics_where_lower_is_better() -> None:
     cfg = f.config(checks={"max_error_rate": None})
-    worse_than_stable = f.healthy(5, canary=f.canary(errors=5))  # 2.5% vs stable 1% + 1%
+    worse_than_stable = f.healthy(5, canary=f.canary(errors=25))  # 5% vs stable 1% + 1%
     state, _ = step_mod.step(f.started(cfg), worse_than_stable, cfg, 60)
     assert state.last_analysis is not None
     [failure] = state.last_analysis.failures
-    assert (failure.name, failure.value) == ("error_rate_vs_stable", 0.025)
-    assert failure.bound == pytest.approx(0.02)
+    assert (failure.name, failure.value) == ("error_rate_vs_stable", 0.05)
+    assert failure.bound == pytest.approx(0.02) and failure.baseline == pytest.approx(0.01)
+    assert failure.statistic == "binomial" and failure.p_value is not None and failure.p_value < 0.01
 
-    # rmse: the canary may be at most stable + tolerance.
+    # rmse: the canary may rise at most the tolerance (relative) above stable.
     regression = f.healthy(
         5,
-        canary=f.canary(performance=3.1),
-        stable=f.stable(performance=3.0, count=1900),
-        performance_metric="rmse",
-        performance_higher_is_better=False,
+        performance=f.performance(
+            metric="rmse", canary=3.3, stable=3.0, p_value=0.001, higher_is_better=False
+        ),
     )
     cfg = f.config(checks={"performance_tolerance": 0.05})
     state, _ = step_mod.step(f.started(cfg), regression, cfg, 60)
     assert state.last_analysis is not None
     [failure] = state.last_analysis.failures
-    assert failure.name == "performance" and failure.bound == pytest.approx(3.05)
-    better = dataclasses.replace(regression, canary=f.canary(performance=2.5))
+    assert failure.name == "performance" and failure.bound == pytest.approx(3.15)
+    assert regression.performance is not None
+    better = dataclasses.replace(
+        regression, performance=dataclasses.replace(regression.performance, canary=2.5, p_value=1.0)
+    )
     state, actions = step_mod.step(f.started(cfg), better, cfg, 60)
     assert f.effects(actions) == [state_mod.SetTraffic(10)]
 
 
-def test_checks_without_data_are_reported_not_measured_and_pass() -> None:
-    cfg = f.config()
-    blind = f.healthy(5, canary=f.canary(gpu_latency_p95_ms=None, performance=None), data_drift=None)
+def test_checks_without_data_are_inconclusive_and_hold_the_step_never_pass_it() -> None:
+    cfg = f.config(stall_alert_after_s=10_000)
+    blind = f.healthy(
+        5, canary=f.canary(gpu_latency_p95_ms=None), data_drift=None, performance=None, labels_expected=True
+    )
     state, actions = step_mod.step(f.started(cfg), blind, cfg, 60)
+    assert f.effects(actions) == [] and state.percent == 5 and state.failed_checks == 0
+    assert state.last_analysis is not None and not state.last_analysis.passed
+    outcomes = {c.name: c.outcome for c in state.last_analysis.checks}
+    assert outcomes["gpu_latency_p95_vs_stable"] == "inconclusive"
+    assert outcomes["data_drift"] == "inconclusive"
+    assert outcomes["performance"] == "inconclusive"
+    assert state.waiting.startswith("inconclusive at 5%: gpu_latency_p95_vs_stable")
+    # Without any labels source the performance check is not applicable, and says so.
+    no_labels = dataclasses.replace(f.healthy(5), performance=None, labels_expected=False)
+    state, actions = step_mod.step(f.started(cfg), no_labels, cfg, 60)
     assert f.effects(actions) == [state_mod.SetTraffic(10)]
     assert state.last_analysis is not None
-    notes = {c.name: c.note for c in state.last_analysis.checks}
-    assert notes["gpu_latency_p95_vs_stable"] == "not measured this interval"
-    assert notes["data_drift"] == "not measured this interval"
-    assert notes["performance"] == "not measured this interval"
+    [performance] = [c for c in state.last_analysis.checks if c.name == "performance"]
+    assert performance.note == "not applicable: the agent has no labels source"
 
 
 def test_begin_refuses_a_candidate_that_already_serves() -> None:
