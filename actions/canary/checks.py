@@ -98,15 +98,18 @@ def _latency(
     ) -> judge.Evidence | state_mod.CheckResult:
         observations = inputs.observations
         canary = samples(observations.canary_samples) if observations.canary_samples else None
+        stable_samples = samples(observations.stable_samples) if observations.stable_samples else None
         if canary is None or len(canary) == 0:
+            if relative and (stable_samples is None or len(stable_samples) == 0):
+                # Neither version logs this timing (no GPU timer in the server): nothing to wait for.
+                return _plain("latency", Outcome.PASS, "not applicable: neither version logs this latency")
             return _plain("latency", Outcome.INCONCLUSIVE, "no canary latency samples this interval")
         reference: np.ndarray | float | None
         if not relative:
             reference, floor = setting, 0.0  # an SLO: the canary's p95 against a fixed number
         else:
-            stable = samples(observations.stable_samples) if observations.stable_samples else None
-            if stable is not None and len(stable) >= config.latency_min_samples:
-                reference = stable
+            if stable_samples is not None and len(stable_samples) >= config.latency_min_samples:
+                reference = stable_samples
             else:  # no stable traffic left (100%): the last stable baseline's p95
                 reference = summary_p95(inputs.stable) if inputs.stable is not None else None
             floor = setting
@@ -130,6 +133,9 @@ def _drift_share(
     def check(inputs: Inputs, setting: float, _config: config_mod.CanaryConfig) -> state_mod.CheckResult:
         summary = drift(inputs.observations)
         stable_count = inputs.observations.stable.count if inputs.observations.stable else None
+        if summary is None and not stable_count:
+            # At 100% no stable traffic is left: the split's routing was checked at every earlier step.
+            return _plain("drift", Outcome.PASS, "not applicable: no stable traffic to compare with")
         if summary is None:
             return _plain("drift", Outcome.INCONCLUSIVE, "canary and stable traffic could not be compared")
         failed = summary.share > setting

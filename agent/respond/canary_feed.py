@@ -36,44 +36,43 @@ MAX_STEP_ROWS = 50_000
 
 
 class StepWindows:
-    """The closed windows of each version since the step's traffic was served, so each analysis
-    judges everything the step has seen: an inconclusive check gets more data at every window.
+    """What each analysis judges: every window since the step's traffic was served, so an
+    inconclusive check gets more data at every window.
 
-    Prediction and label-joined windows are kept apart (the same records may be in both). The
-    stable version's label-joined windows outlive the step: at 100% no stable traffic is left, and
-    the performance check compares with the last ones there were.
+    Prediction windows count from the step's start (its traffic share is what they measure). The
+    label-joined ones hold records predicted earlier (labels come later), and a version's accuracy
+    does not depend on its share, so they count over the whole canary, until an analysis fails
+    (the next one must rest on fresh evidence). Either kind keeps its newest ``max_rows``.
     """
 
     def __init__(self, max_rows: int = MAX_STEP_ROWS) -> None:
         self._max_rows = max_rows
-        self._step: tuple[str, float | None] | None = None
+        self._keys: dict[bool, tuple[object, ...]] = {}
         self._windows: dict[tuple[str, bool], collections.deque[window_mod.Window]] = {}
-        self._last_stable_labelled: window_mod.Window | None = None
+
+    def follow(self, state: canary_state.CanaryState) -> None:
+        """Forget what no longer counts: an earlier step's (or interval's) prediction windows, and
+        the label-joined ones from before a failed analysis or of another canary."""
+        for labelled, key in (
+            (False, (state.canary_id, state.ready_at)),
+            (True, (state.canary_id, state.failed_checks)),
+        ):
+            if self._keys.get(labelled) != key:
+                self._keys[labelled] = key
+                for stored in [k for k in self._windows if k[1] is labelled]:
+                    del self._windows[stored]
 
     def add(self, window: window_mod.Window, *, labelled: bool, since: float | None) -> None:
-        if window.model_version is None or not _newer_than(window, since):
+        if window.model_version is None or (not labelled and not _newer_than(window, since)):
             return
         kept = self._windows.setdefault((window.model_version, labelled), collections.deque())
         kept.append(window)
         while sum(w.size for w in kept) > self._max_rows and len(kept) > 1:
             kept.popleft()
 
-    def start_step(self, canary_id: str, ready_at: float | None, stable_version: str) -> None:
-        """Forget what an earlier step (or an earlier interval of this one) gathered."""
-        if self._step == (canary_id, ready_at):
-            return
-        stable_labelled = self.joined(stable_version, labelled=True)
-        if stable_labelled is not None:
-            self._last_stable_labelled = stable_labelled
-        self._step = (canary_id, ready_at)
-        self._windows.clear()
-
     def joined(self, version: str, *, labelled: bool) -> window_mod.Window | None:
         kept = self._windows.get((version, labelled))
         return window_mod.concat(list(kept)) if kept else None
-
-    def stable_labelled(self, version: str) -> window_mod.Window | None:
-        return self.joined(version, labelled=True) or self._last_stable_labelled
 
 
 class CanaryFeed:
@@ -117,7 +116,7 @@ class CanaryFeed:
         state = self.controller.state()
         if state is None or state.finished:
             return
-        self._step.start_step(state.canary_id, state.ready_at, state.stable_version)
+        self._step.follow(state)
         self._step.add(window, labelled=labelled, since=state.ready_at)
         canary = self._step.joined(state.candidate_version, labelled=False)
         command = self._command(state.model_name)
@@ -130,7 +129,7 @@ class CanaryFeed:
                 self.controller.config,
                 command=command,
                 canary_labelled=self._step.joined(state.candidate_version, labelled=True),
-                stable_labelled=self._step.stable_labelled(state.stable_version),
+                stable_labelled=self._step.joined(state.stable_version, labelled=True),
                 labels_expected=self._labels_expected,
             )
         self._offer(observations)

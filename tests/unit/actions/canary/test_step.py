@@ -320,3 +320,20 @@ def test_begin_refuses_a_candidate_that_already_serves() -> None:
         step_mod.begin(
             canary_id="x", model_name="m", stable_version="1", candidate_version="1", config=f.config(), now=0
         )
+
+
+def test_a_latency_neither_version_logs_is_not_applicable_but_one_only_stable_logs_holds_the_step() -> None:
+    cfg = f.config(stall_alert_after_s=10_000)
+    no_gpu_timer = f.healthy(
+        5, canary=f.canary(gpu_latency_p95_ms=None), stable=f.stable(gpu_latency_p95_ms=None)
+    )
+    state, actions = step_mod.step(f.started(cfg), no_gpu_timer, cfg, 60)
+    assert f.effects(actions) == [state_mod.SetTraffic(10)]
+    assert state.last_analysis is not None
+    [gpu] = [c for c in state.last_analysis.checks if c.name == "gpu_latency_p95_vs_stable"]
+    assert (gpu.outcome, gpu.note) == ("pass", "not applicable: neither version logs this latency")
+    only_stable = f.healthy(5, canary=f.canary(gpu_latency_p95_ms=None))
+    state, actions = step_mod.step(f.started(cfg), only_stable, cfg, 60)
+    assert f.effects(actions) == [] and state.waiting.startswith(
+        "inconclusive at 5%: gpu_latency_p95_vs_stable"
+    )
