@@ -61,9 +61,8 @@ SCENARIOS = scenarios_mod.SCENARIOS
 # Retraining, gating, logging the pyfunc and registering it take ~10 s; a busy machine, more.
 RETRAIN_WAIT_S = 120.0
 # Clean labelled windows of the new version close the incident; labels lag the traffic, and a loaded
-# machine serves fewer of them per second (waiting ends as soon as it resolves). The old version's
-# late labels still count against the model's one incident until they drain (incidents are not yet
-# kept per version during a split), longer since the canary waits for enough samples per check.
+# machine serves fewer of them per second, and the old version's incident closes only once its
+# late labels stop (waiting ends as soon as both have resolved).
 RESOLVE_AFTER_PROMOTION_S = 150.0
 RETRAIN_EXPERIMENT = "drift-agent-demo-retrain"
 CANARY_STEPS = world.CANARY_STEPS

@@ -76,6 +76,11 @@ class IncidentState:
     # when it reaches the rule's raise_after (the drift goes on by itself, not on broken data
     # still in flight, e.g. label windows that lag the fix).
     unexplained_streak: int = 0
+    # The model version this incident is kept for while a canary's split serves two versions
+    # (None: every version's windows count, the usual case).
+    split_version: str | None = None
+    # ... and the model's incident it continues as once that version serves alone again.
+    model_incident_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -216,6 +221,17 @@ def _clean_window(incident: IncidentState, hysteresis: Hysteresis, now: float) -
     incident.unexplained_streak = 0
     _reset_episode(incident)
     return Transition("resolved")
+
+
+def end(incident: IncidentState) -> None:
+    """Close an incident no window can clear any more (its version no longer serves)."""
+    incident.status = "closed"
+    incident.flapping = False
+    incident.held = []
+    incident.unexplained_streak = 0
+    incident.drift_streak = 0
+    incident.clean_streak = 0
+    _reset_episode(incident)
 
 
 def _reset_episode(incident: IncidentState) -> None:

@@ -42,6 +42,8 @@ from agent.policy.units import Unit
 from detectors import base as detectors_base
 
 QUALITY = detectors_base.DetectorFamily.QUALITY.value
+# The segment key that keeps incidents per model version while a canary's split serves two.
+SPLIT_VERSION_KEY = "model_version"
 # Drift whose features a quality incident names is explained by it; so is drift of what the model
 # makes of its inputs (predictions, performance, concept) while any of its inputs is broken.
 _EXPLAINED_PER_FEATURE = frozenset({detectors_base.DetectorFamily.DATA_DRIFT.value})
@@ -80,9 +82,19 @@ class _Planner:
     def advance(self, key: str, group: _Group) -> IncidentReport:
         rule = self.policy.rules[group.rule_index]
         incident = self.state.incidents.get(key)
+        split_version = (group.segment or {}).get(SPLIT_VERSION_KEY)
+        if incident is None and split_version is not None:
+            incident = self._carried_into_split(key, group, split_version)
         if incident is None:
             incident = incidents.IncidentState(
-                incident_id=key, model=self.policy.model_name, family=group.family, group=group.group
+                incident_id=key,
+                model=self.policy.model_name,
+                family=group.family,
+                group=group.group,
+                split_version=split_version,
+                model_incident_id=(
+                    _without_version(group, self.policy.model_name) if split_version is not None else None
+                ),
             )
             self.state.incidents[key] = incident
         grade = _grade(group.judged, rule)
@@ -374,7 +386,59 @@ class _Planner:
             )
         )
 
-    def _resolve(self, incident: incidents.IncidentState, rule: Rule, epoch_actions: Sequence[str]) -> None:
+    def _carried_into_split(self, key: str, group: _Group, version: str) -> incidents.IncidentState | None:
+        """When a split begins, the model's open incident goes on as that of the version it was
+        about (one page per problem, not a second one as the split starts)."""
+        plain = _without_version(group, self.policy.model_name)
+        before = self.state.incidents.get(plain)
+        if before is None or before.status == "closed" or before.model_version not in (version, None):
+            return None
+        carried = dataclasses.replace(before, incident_id=key, split_version=version, model_incident_id=plain)
+        self.state.incidents[key] = carried
+        del self.state.incidents[plain]
+        return carried
+
+    def end_split_incidents(self, serving: frozenset[str]) -> None:
+        """Close per-version incidents no window will update any more: those of a version that no
+        longer serves (its canary or rollout ended), and, once one version serves alone again,
+        every one (its windows count for the model's incidents again). Whoever was told of one is
+        told it ended."""
+        split = len(serving) > 1
+        for key, incident in list(self.state.incidents.items()):
+            version = incident.split_version
+            if version is None or incident.status == "closed" or (split and version in serving):
+                continue
+            plain = incident.model_incident_id
+            earlier = self.state.incidents.get(plain) if plain is not None else None
+            if version in serving and plain is not None and (earlier is None or earlier.status == "closed"):
+                # The version serves alone again and its incident is still open: it goes on as the
+                # model's (same episode, no resolve and re-open), in an epoch of its own so its
+                # action keys never meet the model incident's earlier ones.
+                del self.state.incidents[key]
+                epoch = max(incident.epoch, earlier.epoch + 1) if earlier is not None else incident.epoch
+                self.state.incidents[plain] = dataclasses.replace(
+                    incident, incident_id=plain, split_version=None, model_incident_id=None, epoch=epoch
+                )
+                continue
+            epoch_actions = list(incident.actions_taken)
+            incidents.end(incident)
+            rule = next((r for r in self.policy.rules if r.id == incident.rule_id), None)
+            why = (
+                f"ended: version {version} no longer serves"
+                if version not in serving
+                else f"ended: version {version} serves alone again; its windows count for the model's "
+                "incidents"
+            )
+            self._resolve(incident, rule, epoch_actions, why=why)
+
+    def _resolve(
+        self,
+        incident: incidents.IncidentState,
+        rule: Rule | None,
+        epoch_actions: Sequence[str],
+        *,
+        why: str = "has been clean for the configured number of windows",
+    ) -> None:
         notified = {"alert", "page"} & set(epoch_actions)
         kind = actions_base.ActionKind.RESOLVE if notified else actions_base.ActionKind.LOG
         request = actions_base.ActionRequest(
@@ -388,11 +452,11 @@ class _Planner:
             params={
                 "event": "resolve",
                 "title": f"[resolved] {incident.model}: {_family_words(incident.family)} on {incident.group}",
-                "summary": f"{incident.incident_id} has been clean for the configured number of windows.",
+                "summary": f"{incident.incident_id} {why}.",
                 "since": incident.opened_at,
                 "family": incident.family,
                 "labels": {"family": incident.family, "group": incident.group},
-                **({"sinks": list(rule.sinks)} if rule.sinks is not None else {}),
+                **({"sinks": list(rule.sinks)} if rule is not None and rule.sinks is not None else {}),
             },
         )
         self.actions.append(request)
@@ -435,6 +499,12 @@ class _Planner:
             )
             self.state.forced_done.append(entry.id)
         del self.state.forced_done[:-MAX_FORCED_IDS_KEPT]
+
+
+def _without_version(group: _Group, model: str) -> str:
+    """The model's incident id for a per-version incident's key (its segment less the version)."""
+    segment = {k: v for k, v in (group.segment or {}).items() if k != SPLIT_VERSION_KEY}
+    return incidents.incident_id(model, group.family, group.group, segment or None)
 
 
 def _family_words(family: str) -> str:

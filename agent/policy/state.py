@@ -36,6 +36,9 @@ class PolicyState:
     remediations: dict[str, list[float]] = dataclasses.field(default_factory=dict)
     # Model -> the first counted change of the exhausted budget a human was paged about (once).
     budget_paged: dict[str, float] = dataclasses.field(default_factory=dict)
+    # The model versions of the last RECENT_WINDOWS windows: two or more mean a canary's split
+    # serves, and incidents are then kept per version (agent.policy.window).
+    recent_versions: list[str] = dataclasses.field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -46,6 +49,7 @@ class PolicyState:
             "windows": self.windows,
             "remediations": {model: list(times) for model, times in self.remediations.items()},
             "budget_paged": dict(self.budget_paged),
+            "recent_versions": list(self.recent_versions),
         }
 
     @classmethod
@@ -66,6 +70,7 @@ class PolicyState:
                 for model, times in dict(data.get("remediations", {})).items()
             },
             budget_paged={str(k): float(v) for k, v in dict(data.get("budget_paged", {})).items()},
+            recent_versions=[str(v) for v in data.get("recent_versions", [])],
         )
 
     def open_incidents(self) -> list[IncidentState]:

@@ -58,7 +58,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
 SUCCEEDED = actions_base.OutcomeStatus.SUCCEEDED
 FAILED = actions_base.OutcomeStatus.FAILED
 
-REPLICAS = 4
+# Ten replicas serve the canary's 10/50/100 % exactly (1, 5, 10 pods); with four, the 10 % step
+# would serve 25 % and the canary is refused at planning.
+REPLICAS = 10
 SINKS = demo_world.ReceiverSinks(
     "DRIFT_E2E_CANARY_SLACK_WEBHOOK_URL", "DRIFT_E2E_CANARY_PAGERDUTY_ROUTING_KEY"
 )

@@ -252,7 +252,9 @@ def test_severe_accuracy_drop_on_version_5_rolls_back_to_3_once_with_two_agents(
     assert leader_rollbacks[0].outcome.details["to_version"] == "3"
     assert observers[follower_name].actions == [], "the agent without the Lease executed something"
     rollback_key = entry.key
-    assert rollback_key == f"{model_name}/performance/all#1/rollback/v5"
+    # Versions 3 and 5 both served within the last windows: the incident is version 5's own.
+    incident_id = f"{model_name}/performance/all@model_version=5"
+    assert rollback_key == f"{incident_id}#1/rollback/v5"
 
     # -- exactly one notification reached on-call, signed, about this incident -------------
     assert len(receiver.requests) == 1, [r.body[:200] for r in receiver.requests]
@@ -268,7 +270,7 @@ def test_severe_accuracy_drop_on_version_5_rolls_back_to_3_once_with_two_agents(
     body: dict[str, Any] = sent.json()
     assert body["schema"] == webhook.SCHEMA
     assert (body["incident_id"], body["event"], body["severity"]) == (
-        f"{model_name}/performance/all",
+        incident_id,
         "trigger",
         "severe",
     )
@@ -293,7 +295,7 @@ def test_severe_accuracy_drop_on_version_5_rolls_back_to_3_once_with_two_agents(
     assert decision["severity"] == "severe"
     assert decision["rule_id"] == rule.id
     assert {a["kind"] for a in decision["actions"]} == {"alert", "rollback"}
-    report = next(r for r in decision["incidents"] if r["incident_id"] == f"{model_name}/performance/all")
+    report = next(r for r in decision["incidents"] if r["incident_id"] == incident_id)
     assert report["event"] == "opened"
     assert report["max_effect_size"] == pytest.approx(ACCURACY_DROP, abs=0.02)
     actions = [

@@ -186,8 +186,9 @@ def test_sudden_severe_drop_on_a_new_version_rolls_back() -> None:
     assert f.events(opened) == ["opened"] and opened.severity is vocabulary.Severity.SEVERE
     assert f.kinds(opened) == [ALERT, ROLLBACK]
     rollback = opened.actions[1]
-    # The version it rolls back from is in the key (a fresh agent must not collide with an old one).
-    assert rollback.idempotency_key == "model/performance/all#1/rollback/v2"
+    # The version it rolls back from is in the key (a fresh agent must not collide with an old one);
+    # versions 1 and 2 both served within the last windows, so the incident is version 2's own.
+    assert rollback.idempotency_key == "model/performance/all@model_version=2#1/rollback/v2"
     assert rollback.params["from_version"] == "2" and rollback.model_version == "2"
 
 
@@ -482,3 +483,60 @@ def test_the_remediation_budget_stops_acting_pages_once_and_a_reset_resumes() ->
     assert f.kinds(run.window([f.score_result("g", score=0.5)], 3_700.0)) == [ALERT, RETRAIN]
     # A restarted agent continues from the checkpoint, budget included.
     assert policy.PolicyState.from_json(run.state.to_json()).remediations == run.state.remediations
+
+
+def test_while_two_versions_serve_each_has_its_own_incidents_and_streaks() -> None:
+    """A canary's latency incident is not reset by clean stable windows, nor re-opened as the two
+    versions' windows alternate; when the canary ends its incident closes with it."""
+    run = f.Run()
+    stable, canary = "1", "2"
+    run.windows([[f.perf_result(0.0, version=stable)]] * 3, 0.0)
+    # Alternating windows: the canary's are bad, the stable version's clean.
+    for _ in range(2):
+        run.window([f.perf_result(0.08, version=canary)], 10.0)
+        run.window([f.perf_result(0.0, version=stable)], 10.0)
+    opened = [d for d in run.decisions if "opened" in f.events(d)]
+    assert len(opened) == 1
+    [report] = [r for r in opened[0].incidents if r.event == "opened"]
+    assert report.incident_id == "model/performance/all@model_version=2"
+    assert run.state.incidents["model/performance/all@model_version=2"].status == "open"
+    assert run.state.incidents["model/performance/all@model_version=1"].status == "closed"
+    # The canary is rolled back: after 8 windows of the stable version alone its incident ends,
+    # and whoever was alerted hears that it did.
+    for _ in range(8):
+        run.window([f.perf_result(0.0, version=stable)], 20.0)
+    ended = [a for d in run.decisions[-8:] for a in d.actions if a.incident_id.endswith("@model_version=2")]
+    assert [a.kind.value for a in ended] == ["resolve"]
+    assert "version 2 no longer serves" in ended[0].params["summary"]
+    closed = run.state.incidents["model/performance/all@model_version=2"]
+    assert closed.status in ("closed",)
+    # One version again: its windows count for the model's incident, as before the split.
+    last = run.window([f.perf_result(0.0, version=stable)], 30.0)
+    assert [r.incident_id for r in last.incidents] == ["model/performance/all"]
+
+
+def test_an_open_incident_goes_on_through_a_split_without_a_second_page() -> None:
+    run = f.Run()
+    run.windows([[f.perf_result(0.08, version="1")]] * 2, 0.0)  # version 1 drifts: opened, alerted
+    assert f.events(run.decisions[-1]) == ["opened"]
+    # A canary of version 2 starts; version 1 keeps drifting. Its incident is carried into the
+    # split as version 1's: updated, never opened again.
+    for _ in range(3):
+        run.window([f.perf_result(0.0, version="2")], 200.0)
+        run.window([f.perf_result(0.08, version="1")], 200.0)
+    carried = run.state.incidents["model/performance/all@model_version=1"]
+    assert carried.status == "open" and carried.epoch == 1
+    assert "model/performance/all" not in run.state.incidents
+    assert all("opened" not in f.events(d) for d in run.decisions[2:])
+    # The canary is rolled back and version 1 serves alone: its incident goes on as the model's,
+    # with no resolve and no new page.
+    for _ in range(8):
+        run.window([f.perf_result(0.08, version="1")], 300.0)
+    back = run.state.incidents["model/performance/all"]
+    assert back.status == "open" and back.split_version is None
+    assert not [
+        a
+        for d in run.decisions[2:]
+        for a in d.actions
+        if a.kind in (actions_base.ActionKind.ALERT, actions_base.ActionKind.RESOLVE)
+    ]
