@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from actions.retrain import config, dataset, gates, model, trainer
+from actions.retrain import benchmark, config, dataset, gates, model, trainer
 from tests.support.retrain import samples
 
 ONLY_QUALITY = config.GateSettings(
@@ -173,3 +173,20 @@ def test_leakage_gate_catches_a_near_copy_by_correlation() -> None:
     result = by_name(gates.leakage_gates(config.LeakageGateSettings(), near, samples.regression(50, seed=4)))
     assert not result["leakage:label_copy"].passed and "shadow" in result["leakage:label_copy"].detail
     assert gates.label_copies(data, 0.999) == []
+
+
+def test_memory_gate_counts_the_models_tensors_when_rss_does_not_grow(
+    good: model.TabularModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long-running process reuses memory it freed earlier: RSS may not move while a model loads
+    (this failed a full test run once). The model's own tensors are a floor the gate still sees."""
+    monkeypatch.setattr(benchmark, "_status_kib", lambda field: 100_000.0)  # RSS flat: no growth seen
+
+    def load_big() -> model.Predictor:
+        network = model.build_network(good.preprocessor.width, (2048, 2048), 2)
+        return dataclasses.replace(good, network=network, hidden_sizes=(2048, 2048))
+
+    big = dataclasses.replace(evaluation(good), load_candidate=load_big)
+    over = gates.memory_gate(config.MemoryGateSettings(max_peak_mb=4.0), 256, big)
+    assert not over.passed and over.measured is not None and over.measured > 15.0
+    assert "model_tensors" in over.detail
