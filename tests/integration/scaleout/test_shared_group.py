@@ -280,12 +280,14 @@ def test_sigterm_drains_within_the_grace_period_without_losing_a_queued_action(
         slow.close()
     # The chart's grace period is runtime.drain_timeout_s plus a margin: the drain fits in it.
     assert drained_in < GRACE_S, drained_in
-    # Every notification the receiver gets: alerts, and the resolve of an incident that cleared
-    # and re-opened while the group rebalanced (it happens: the drain moves the model).
+    # Every notification decided: alerts, and the resolve of an incident that cleared and re-opened
+    # while the group rebalanced (the drain moves the model). Slack (which this receiver stands in
+    # for) gets each once; a resolve also goes to PagerDuty, on the same receiver here.
     notified = [key for key in decided if journal[key]["request"]["kind"] in ("alert", "page", "resolve")]
     assert any(journal[key]["request"]["kind"] == "alert" for key in notified)
     assert all(journal[key]["outcome"]["status"] == "succeeded" for key in notified)
-    assert len(slow.bodies) == len(notified), "a notification was lost or sent twice across the drain"
+    slack = [body for body in slow.bodies if b'"event_action"' not in body]
+    assert len(slack) == len(notified), "a notification was lost or sent twice across the drain"
 
 
 def drain_while_an_alert_is_in_hand(
