@@ -34,7 +34,7 @@ from typing import Any, Literal
 from actions import base as actions_base
 from actions import vocabulary
 from agent import overrides
-from agent.policy import incidents
+from agent.policy import incidents, split
 from agent.policy.judge import _grade, _Group, _Judged
 from agent.policy.schema import REMEDIATION_STEPS, PolicyConfig, RemediationKind, Rule
 from agent.policy.state import MAX_FORCED_IDS_KEPT, IncidentReport, PolicyState, Suppressed
@@ -42,8 +42,6 @@ from agent.policy.units import Unit
 from detectors import base as detectors_base
 
 QUALITY = detectors_base.DetectorFamily.QUALITY.value
-# The segment key that keeps incidents per model version while a canary's split serves two.
-SPLIT_VERSION_KEY = "model_version"
 # Drift whose features a quality incident names is explained by it; so is drift of what the model
 # makes of its inputs (predictions, performance, concept) while any of its inputs is broken.
 _EXPLAINED_PER_FEATURE = frozenset({detectors_base.DetectorFamily.DATA_DRIFT.value})
@@ -82,9 +80,12 @@ class _Planner:
     def advance(self, key: str, group: _Group) -> IncidentReport:
         rule = self.policy.rules[group.rule_index]
         incident = self.state.incidents.get(key)
-        split_version = (group.segment or {}).get(SPLIT_VERSION_KEY)
-        if incident is None and split_version is not None:
-            incident = self._carried_into_split(key, group, split_version)
+        split_version = (group.segment or {}).get(split.SPLIT_VERSION_KEY)
+        plain = None
+        if split_version is not None:
+            plain = split.model_incident_id(self.policy.model_name, group.family, group.group, group.segment)
+            if incident is None:
+                incident = split.carried_into_split(self.state, key, plain, split_version)
         if incident is None:
             incident = incidents.IncidentState(
                 incident_id=key,
@@ -92,9 +93,7 @@ class _Planner:
                 family=group.family,
                 group=group.group,
                 split_version=split_version,
-                model_incident_id=(
-                    _without_version(group, self.policy.model_name) if split_version is not None else None
-                ),
+                model_incident_id=plain,
             )
             self.state.incidents[key] = incident
         grade = _grade(group.judged, rule)
@@ -386,50 +385,11 @@ class _Planner:
             )
         )
 
-    def _carried_into_split(self, key: str, group: _Group, version: str) -> incidents.IncidentState | None:
-        """When a split begins, the model's open incident goes on as that of the version it was
-        about (one page per problem, not a second one as the split starts)."""
-        plain = _without_version(group, self.policy.model_name)
-        before = self.state.incidents.get(plain)
-        if before is None or before.status == "closed" or before.model_version not in (version, None):
-            return None
-        carried = dataclasses.replace(before, incident_id=key, split_version=version, model_incident_id=plain)
-        self.state.incidents[key] = carried
-        del self.state.incidents[plain]
-        return carried
-
     def end_split_incidents(self, serving: frozenset[str]) -> None:
-        """Close per-version incidents no window will update any more: those of a version that no
-        longer serves (its canary or rollout ended), and, once one version serves alone again,
-        every one (its windows count for the model's incidents again). Whoever was told of one is
-        told it ended."""
-        split = len(serving) > 1
-        for key, incident in list(self.state.incidents.items()):
-            version = incident.split_version
-            if version is None or incident.status == "closed" or (split and version in serving):
-                continue
-            plain = incident.model_incident_id
-            earlier = self.state.incidents.get(plain) if plain is not None else None
-            if version in serving and plain is not None and (earlier is None or earlier.status == "closed"):
-                # The version serves alone again and its incident is still open: it goes on as the
-                # model's (same episode, no resolve and re-open), in an epoch of its own so its
-                # action keys never meet the model incident's earlier ones.
-                del self.state.incidents[key]
-                epoch = max(incident.epoch, earlier.epoch + 1) if earlier is not None else incident.epoch
-                self.state.incidents[plain] = dataclasses.replace(
-                    incident, incident_id=plain, split_version=None, model_incident_id=None, epoch=epoch
-                )
-                continue
-            epoch_actions = list(incident.actions_taken)
-            incidents.end(incident)
-            rule = next((r for r in self.policy.rules if r.id == incident.rule_id), None)
-            why = (
-                f"ended: version {version} no longer serves"
-                if version not in serving
-                else f"ended: version {version} serves alone again; its windows count for the model's "
-                "incidents"
-            )
-            self._resolve(incident, rule, epoch_actions, why=why)
+        """Close what the split no longer updates (``split.settle``); whoever was told is told."""
+        for ended in split.settle(self.state, serving):
+            rule = next((r for r in self.policy.rules if r.id == ended.incident.rule_id), None)
+            self._resolve(ended.incident, rule, ended.epoch_actions, why=ended.why)
 
     def _resolve(
         self,
@@ -499,12 +459,6 @@ class _Planner:
             )
             self.state.forced_done.append(entry.id)
         del self.state.forced_done[:-MAX_FORCED_IDS_KEPT]
-
-
-def _without_version(group: _Group, model: str) -> str:
-    """The model's incident id for a per-version incident's key (its segment less the version)."""
-    segment = {k: v for k, v in (group.segment or {}).items() if k != SPLIT_VERSION_KEY}
-    return incidents.incident_id(model, group.family, group.group, segment or None)
 
 
 def _family_words(family: str) -> str:

@@ -23,13 +23,13 @@ How one window is decided (config/policy.yaml documents every knob; each module 
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 
 from actions import vocabulary
 from agent import overrides
+from agent.policy import split
 from agent.policy.judge import _Group, _group_units
-from agent.policy.planner import QUALITY, SPLIT_VERSION_KEY, _Planner
+from agent.policy.planner import QUALITY, _Planner
 from agent.policy.schema import PolicyConfig
 from agent.policy.state import Decision, PolicyState
 from agent.policy.units import Unit, units_of
@@ -49,9 +49,9 @@ def decide(
     model = policy.model_name
     units = units_of(results)
     _note_versions(new_state, units, now)
-    serving = _note_serving(new_state, units)
+    serving = split.note_serving(new_state, units)
     if len(serving) > 1:
-        units = [_per_version(unit) for unit in units]
+        units = [split.per_version(unit) for unit in units]
     groups, unmatched = _group_units(units, policy, model, overrides_state, now)
     planner = _Planner(new_state, policy, overrides_state, now, quality_evidence=_quality_evidence(groups))
     # Before this window's incidents move: a version serving alone again takes its open incident
@@ -84,27 +84,6 @@ def _quality_evidence(groups: Mapping[str, _Group]) -> frozenset[str]:
         for key, group in groups.items()
         if group.family == QUALITY and any(j.drifted for j in group.judged)
     )
-
-
-# Windows remembered to tell whether the model serves two versions (a canary's split).
-RECENT_WINDOWS = 8
-
-
-def _note_serving(state: PolicyState, units: Sequence[Unit]) -> frozenset[str]:
-    """The versions of the last RECENT_WINDOWS windows, this one's included."""
-    version = next((unit.model_version for unit in units if unit.model_version is not None), None)
-    if version is not None:
-        state.recent_versions = [*state.recent_versions, version][-RECENT_WINDOWS:]
-    return frozenset(state.recent_versions)
-
-
-def _per_version(unit: Unit) -> Unit:
-    """While two versions serve, a canary's windows and the stable version's are judged apart:
-    each version's streaks are its own, and a canary's incident is not reset by clean stable
-    windows (nor re-opened as the two alternate)."""
-    if unit.model_version is None:
-        return unit
-    return dataclasses.replace(unit, segment={**(unit.segment or {}), SPLIT_VERSION_KEY: unit.model_version})
 
 
 def _note_versions(state: PolicyState, units: Sequence[Unit], now: float) -> None:
