@@ -13,6 +13,9 @@ import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
+# A vector feature (an embedding): rows x dimension, float32 (half the bytes; distances and kernels
+# need no more precision). A row of NaN marks a record that lacked the vector.
+VectorArray = npt.NDArray[np.float32]
 ObjectArray = npt.NDArray[np.object_]
 # A feature column is float64 (numbers and bools; NaN marks a missing value) or object
 # (strings; None marks a missing value). The agent decides the kind from the reference data.
@@ -44,6 +47,8 @@ class Window:
     """
 
     features: Mapping[str, Column]
+    # Vector features (fixed dimension per name, set by the reference): name -> rows x dimension.
+    vectors: Mapping[str, VectorArray] = dataclasses.field(default_factory=dict)
     predictions: Column | None = None
     # Confidence of the predicted class (or the positive-class probability), in [0, 1].
     confidences: FloatArray | None = None
@@ -68,6 +73,8 @@ class Window:
     def size(self) -> int:
         for column in self.features.values():
             return len(column)
+        for vectors in self.vectors.values():
+            return len(vectors)
         for optional in (self.predictions, self.latency_ms, self.gpu_latency_ms, self.errors):
             if optional is not None:
                 return len(optional)
@@ -90,7 +97,7 @@ ROW_ARRAYS = (
 def concat(windows: list[Window]) -> Window:
     """Several windows of one version as one, rows in the given order.
 
-    A feature or an optional column is kept only where every window has it (the rows must stay
+    A feature, a vector or an optional column is kept only where every window has it (the rows must stay
     aligned); per-window field counts are not carried over.
     """
     if not windows:
@@ -103,6 +110,8 @@ def concat(windows: list[Window]) -> Window:
         for name in windows[0].features
         if name in shared
     }
+    shared_vectors = set(windows[0].vectors).intersection(*(w.vectors for w in windows[1:]))
+    vectors = {name: np.concatenate([w.vectors[name] for w in windows]) for name in sorted(shared_vectors)}
     optional: dict[str, Column | None] = {}
     for name in ROW_ARRAYS:
         parts = [getattr(w, name) for w in windows]
@@ -111,6 +120,7 @@ def concat(windows: list[Window]) -> Window:
     return dataclasses.replace(
         last,
         features=features,
+        vectors=vectors,
         fields=None,
         **optional,  # type: ignore[arg-type]
     )

@@ -481,7 +481,16 @@ def _decision_moments(entry: Mapping[str, Any], since: float, last: dict[str, st
             Moment(
                 float(entry["time"]) - since,
                 f"policy ({entry.get('severity')}, rule {entry.get('rule_id')}) plans {', '.join(planned)}",
-                {"kind": "plan", "actions": planned, "severity": entry.get("severity")},
+                {
+                    "kind": "plan",
+                    "actions": planned,
+                    "severity": entry.get("severity"),
+                    "rollback_versions": [
+                        action.get("model_version")
+                        for action in entry.get("actions", [])
+                        if action.get("kind") == "rollback"
+                    ],
+                },
             )
         )
     return moments
