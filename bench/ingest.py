@@ -17,6 +17,11 @@ first agent run: windows are bounded, so it must stay flat.
     python -m bench ingest                # N = 200 000
     BENCH_INGEST_N=50000 python -m bench ingest
     python -m bench.ingest --n 50000 --repeats 3 --profile
+    python -m bench.ingest --only-wide --wide-n 50000   # 200-feature records: ingest + windowing per core
+
+After the 20-feature comparison and the scale-out, the same comparison runs on 200-feature records
+(~4.4 kB of JSON each) and prints records/s per core through ingest and windowing (the goal is
+20 000/s), beside the bare loop's.
 """
 
 from __future__ import annotations
@@ -80,13 +85,13 @@ class _Progress:
             raise RuntimeError(f"received {self.seen} of {self.n} records, then nothing for {STALL_S:.0f}s")
 
 
-def make_record(index: int, rng: random.Random) -> bytes:
+def make_record(index: int, rng: random.Random, features: int = FEATURES) -> bytes:
     record = {
         "request_id": f"req-{index:09d}",
         "timestamp": 1_700_000_000 + index * 0.01,
         "model_name": "fraud",
         "model_version": "v3",
-        "features": {f"feat_{i:02d}": round(rng.gauss(0.0, 1.0), 5) for i in range(FEATURES)},
+        "features": {f"feat_{i:03d}": round(rng.gauss(0.0, 1.0), 5) for i in range(features)},
         "prediction": round(rng.random(), 6),
         "confidence": round(rng.random(), 4),
         "latency_ms": round(rng.uniform(5, 50), 3),
@@ -97,19 +102,19 @@ def make_record(index: int, rng: random.Random) -> bytes:
     return json.dumps(record).encode()
 
 
-def iter_records(n: int) -> Iterator[bytes]:
-    """The benchmark's stream: the same n records on every call (seeded)."""
+def iter_records(n: int, features: int = FEATURES) -> Iterator[bytes]:
+    """The benchmark's stream: the same n records of ``features`` features on every call (seeded)."""
     rng = random.Random(7)
-    return (make_record(index, rng) for index in range(n))
+    return (make_record(index, rng, features) for index in range(n))
 
 
-def produce(bootstrap: str, topic: str, n: int) -> float:
+def produce(bootstrap: str, topic: str, n: int, features: int = FEATURES) -> float:
     """Produce the stream's n records; returns their mean size in bytes."""
     producer = kafka.KafkaProducer(
         bootstrap_servers=bootstrap, acks=1, linger_ms=20, batch_size=512 * 1024, compression_type=None
     )
     total = 0
-    for value in iter_records(n):
+    for value in iter_records(n, features):
         total += len(value)
         producer.send(topic, value=value)
     producer.flush(timeout=300)
@@ -117,10 +122,10 @@ def produce(bootstrap: str, topic: str, n: int) -> float:
     return total / n
 
 
-def bench_schema() -> reference.FeatureSchema:
+def bench_schema(features: int = FEATURES) -> reference.FeatureSchema:
     """The schema the agent would fix from its reference data (built before any timing)."""
     parser = parsing.RecordParser()
-    sample = [parser.parse_prediction(value) for value in iter_records(100)]
+    sample = [parser.parse_prediction(value) for value in iter_records(100, features)]
     return reference.FeatureSchema.infer(r for r in sample if isinstance(r, records.PredictionRecord))
 
 
@@ -442,11 +447,55 @@ def scale(bootstrap: str, topic: str, n: int, processes: int) -> float:
     return float(n / (finished - started))
 
 
+WIDE_FEATURES = 200
+WIDE_N = 50_000
+WIDE_GOAL_PER_CORE = 20_000
+
+
+def wide(embedded: broker.EmbeddedBroker, n: int, repeats: int, features: int) -> None:
+    """Wide records through ingest and windowing: the same comparison, then the cost per core.
+
+    Per core = one second of CPU over (the agent path's CPU per message, all its threads: consumer,
+    parse, fragments, producer) plus ``WindowManager.add``'s per record (the evaluate stage's
+    windowing, run on the fragments' owner). Detectors are per window, not per record: excluded.
+    """
+    bootstrap = embedded.bootstrap_servers
+    topic = f"bench-ingest-wide-{features}"
+    embedded.create_topics([topic, f"{topic}.fragments"], partitions=1)
+    mean_size = produce(bootstrap, topic, n, features)
+    sample = list(iter_records(PARSE_SAMPLE, features))
+    parse_us = parse_us_per_record(sample)
+    window_us = window_us_per_record(sample, bench_schema(features))
+    print(f"wide records: {features} features, {mean_size:.0f} bytes (mean), {n} records")
+    print(
+        f"without Kafka (CPU, best of 5): parse_prediction {parse_us:.2f} us, "
+        f"WindowManager.add {window_us:.2f} us"
+    )
+    result = compare(bootstrap, topic, n, repeats)
+    _report(result)
+    agent_cpu = _median(result.agent, "cpu_us_per_msg")
+    per_core = 1e6 / (agent_cpu + window_us)
+    bare_per_core = 1e6 / _median(result.bare, "cpu_us_per_msg")
+    verdict = "meets" if per_core >= WIDE_GOAL_PER_CORE else "BELOW"
+    print(
+        f"ingest + windowing per core: {per_core:,.0f} records/s ({agent_cpu:.1f} + {window_us:.1f} us CPU "
+        f"per record; bare loop {bare_per_core:,.0f}/s per core, ratio {per_core / bare_per_core:.2f})   "
+        f"({verdict} the goal of {WIDE_GOAL_PER_CORE:,}/s)"
+    )
+
+
 def run(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="bench.ingest", description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=int(os.environ.get("BENCH_INGEST_N", DEFAULT_N)))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the agent path")
+    parser.add_argument(
+        "--wide-n",
+        type=int,
+        default=int(os.environ.get("BENCH_INGEST_WIDE_N", WIDE_N)),
+        help=f"records of the {WIDE_FEATURES}-feature comparison (0 skips it)",
+    )
+    parser.add_argument("--only-wide", action="store_true", help="run the wide-record comparison alone")
     parser.add_argument(
         "--scale-worker", nargs=4, metavar=("BOOTSTRAP", "TOPIC", "GROUP", "N"), help=argparse.SUPPRESS
     )
@@ -456,6 +505,11 @@ def run(argv: list[str] | None = None) -> None:
         scale_worker(bootstrap, topic, group, int(count))
         return
     n, repeats = args.n, args.repeats
+    if args.only_wide:
+        process.tune_gc()
+        with broker.EmbeddedBroker() as embedded:
+            wide(embedded, args.wide_n, repeats, WIDE_FEATURES)
+        return
     print(f"ingest benchmark: {n} records, {FEATURES} features, 1 partition")
     print(f"load average at start: {_load()}")
     sample = list(iter_records(PARSE_SAMPLE))
@@ -506,6 +560,9 @@ def run(argv: list[str] | None = None) -> None:
         for count, rate in rates.items():
             print(f"  {count} agent process(es): {rate:,.0f} msg/s (median of {repeats})")
         print(f"  two over one: {factor:.2f}x   ({verdict} the goal of {SCALE_GOAL}x)")
+        if args.wide_n:
+            print()
+            wide(embedded, args.wide_n, repeats, WIDE_FEATURES)
 
 
 if __name__ == "__main__":

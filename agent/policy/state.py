@@ -40,6 +40,19 @@ class PolicyState:
     # serves, and incidents are then kept per version (agent.policy.window).
     recent_versions: list[str] = dataclasses.field(default_factory=list)
 
+    def copy(self) -> PolicyState:
+        """An independent copy, equal to ``from_json(to_json())`` (a test checks), made directly."""
+        return PolicyState(
+            incidents={key: incident.copy() for key, incident in self.incidents.items()},
+            versions_first_seen=dict(self.versions_first_seen),
+            last_remediation=dict(self.last_remediation),
+            forced_done=list(self.forced_done),
+            windows=self.windows,
+            remediations={model: list(times) for model, times in self.remediations.items()},
+            budget_paged=dict(self.budget_paged),
+            recent_versions=list(self.recent_versions),
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "incidents": {key: value.to_json() for key, value in self.incidents.items()},

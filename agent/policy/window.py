@@ -44,7 +44,7 @@ def decide(
     now: float,
 ) -> tuple[PolicyState, Decision]:
     """Judge one window's results. Pure: ``state`` is not modified; the new state is returned."""
-    new_state = PolicyState.from_json(state.to_json())
+    new_state = state.copy()
     new_state.windows += 1
     model = policy.model_name
     units = units_of(results)
