@@ -28,7 +28,7 @@ from agent.observability import audit as audit_mod
 from agent.observability import collectors, detector_failures, detector_results, gpu
 from agent.observability import metrics as metrics_mod
 from agent.pipeline import engine as engine_mod
-from agent.pipeline import reference_files
+from agent.pipeline import reference_files, windows
 from agent.policy import follow_up
 from agent.respond import canary_feed as canary_feed_mod
 from agent.respond import executor, health, idempotency, remediation, retry
@@ -49,6 +49,7 @@ from agent.runtime import (
     training_sharing,
 )
 from agent.runtime import http as http_mod
+from agent.settings import budget
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,8 @@ class Stages:
                     settings.labels.max_pending,
                     settings.kafka.labels_topic,
                     agent.clock,
+                    max_bytes=settings.memory.bytes_for("label_join"),
+                    metrics=metrics,
                 ),
                 producer=agent.identity,
                 max_fragment_records=settings.streams.max_fragment_records,
@@ -210,6 +213,11 @@ class Agent:
         gpu.register(metrics_registry, settings.gpu)
         parser = parsing.RecordParser(settings.mapping, settings.kafka.max_message_bytes)
         reference = reference_files.load_reference(settings.reference, settings.registry.tracking_uri, parser)
+        budget.check_reference_records(
+            settings,
+            reference.records if reference is not None else None,
+            time_window_records=windows.DEFAULT_MAX_TIME_WINDOW_RECORDS,
+        )
         training = self.remediation.training
         self.training_follower = (
             training_sharing.training_follower(

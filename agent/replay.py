@@ -20,10 +20,14 @@ from agent.evaluate import model as evaluator
 from agent.ingest import parsing, records
 from agent.ingest import worker as worker_mod
 from agent.pipeline import engine as engine_mod
-from agent.pipeline import reference_files
+from agent.pipeline import reference_files, windows
 from agent.policy import decider
 from agent.policy import explain as explain_mod
+from agent.settings import budget
 from detectors import base
+
+# The command line's exit status for a configuration that cannot run (as `drift-agent run`).
+EXIT_CONFIG = 2
 
 
 class EventClock:
@@ -194,7 +198,7 @@ def _json_default(value: object) -> object:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-class _Pipeline:
+class ReplayPipeline:
     """The ingest worker and one evaluator per model, driven record by record (no Kafka)."""
 
     def __init__(
@@ -203,12 +207,21 @@ class _Pipeline:
         parser: parsing.RecordParser,
         reference: reference_files.LoadResult,
         clock: EventClock,
+        *,
+        with_labels: bool,
     ) -> None:
-        labels_flow = "replay-labels"  # any name: replay feeds labels through add_label directly
+        # Any name: replay feeds labels through add_label directly. No labels file, no join state.
+        labels_flow = "replay-labels" if with_labels else None
         self.worker = worker_mod.IngestWorker(
             parser=parser,
             labels_topic=labels_flow,
-            join=worker_mod.join_from(settings.labels.ttl_s, settings.labels.max_pending, labels_flow, clock),
+            join=worker_mod.join_from(
+                settings.labels.ttl_s,
+                settings.labels.max_pending,
+                labels_flow,
+                clock,
+                max_bytes=settings.memory.bytes_for("label_join"),
+            ),
             producer="replay",
             max_fragment_records=settings.streams.max_fragment_records,
         )
@@ -245,7 +258,15 @@ def run_replay(
 ) -> int:
     parser = parsing.RecordParser(settings.mapping, settings.kafka.max_message_bytes)
     clock = EventClock()
-    pipeline = _Pipeline(settings, parser, reference_files.load_labelled(reference_path, parser), clock)
+    reference = reference_files.load_labelled(reference_path, parser)
+    try:
+        budget.check_reference_records(
+            settings, reference.records, time_window_records=windows.DEFAULT_MAX_TIME_WINDOW_RECORDS
+        )
+    except settings_mod.ConfigError as exc:
+        print(f"replay: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    pipeline = ReplayPipeline(settings, parser, reference, clock, with_labels=labels is not None)
     pending_labels = enumerate(_read_labels(labels, parser) if labels is not None else iter(()))
     next_label = next(pending_labels, None)
     rejected_path = events_out.with_name(events_out.name + ".rejected.jsonl")

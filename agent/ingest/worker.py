@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from agent.ingest import fragments, kserve, label_join, parsing, records, source
 from agent.observability import errors
+from agent.observability import metrics as metrics_mod
 
 # How much of an exception's text a dead letter carries.
 DETAIL_CHARS = 300
@@ -170,6 +171,11 @@ class IngestWorker:
         return self._kserve.expire() if self._kserve is not None else []
 
     @property
+    def join(self) -> label_join.LabelJoin | None:
+        """The label join's state; None without a labels source."""
+        return self._join
+
+    @property
     def buffered(self) -> int:
         return sum(len(entries) for entries in self._pending.values())
 
@@ -187,7 +193,16 @@ class IngestWorker:
 
 
 def join_from(
-    ttl_s: float, max_pending: int, labels_topic: str | None, clock: Callable[[], float]
+    ttl_s: float,
+    max_pending: int,
+    labels_topic: str | None,
+    clock: Callable[[], float],
+    *,
+    max_bytes: int = label_join.UNBOUNDED_BYTES,
+    metrics: metrics_mod.AgentMetrics | None = None,
 ) -> label_join.LabelJoin | None:
-    """No join state at all without a labels source."""
-    return label_join.LabelJoin(ttl_s, max_pending, clock=clock) if labels_topic is not None else None
+    """No join state at all without a labels source; with one, bounded in entries and bytes
+    (``max_bytes``: the join's share of ``memory.budget_mib``)."""
+    if labels_topic is None:
+        return None
+    return label_join.LabelJoin(ttl_s, max_pending, clock=clock, max_bytes=max_bytes, metrics=metrics)

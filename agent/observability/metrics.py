@@ -9,7 +9,7 @@ with ``get_sample_value``; every module registers on the same registry (names pr
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import prometheus_client
 
@@ -17,6 +17,8 @@ PREFIX = "drift_agent_"
 # Batches are tens of milliseconds when healthy and seconds when a detector is slow.
 BATCH_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 LABEL_JOIN_OUTCOMES = ("joined", "orphan", "late", "expired", "duplicate")
+# Buffers bounded in bytes by memory.budget_mib (agent/settings/groups.py MEMORY_SHARES).
+BOUNDED_BUFFERS = ("label_join", "dead_letters", "kserve", "retrain", "audit")
 NO_SEGMENT = "all"
 
 
@@ -91,6 +93,22 @@ class AgentMetrics:
             ["outcome"],
             registry=registry,
         )
+        self.buffer_evictions = prometheus_client.Counter(
+            PREFIX + "buffer_evicted_total",
+            "Entries dropped, oldest first, because a buffer reached its bound (entries, or bytes "
+            "derived from memory.budget_mib), by buffer.",
+            ["buffer"],
+            registry=registry,
+        )
+        # Read at scrape time from the buffer's own total (set_function): no update on every add.
+        self.buffer_bytes = prometheus_client.Gauge(
+            PREFIX + "buffer_bytes",
+            "Estimated bytes a bounded buffer holds now, by buffer.",
+            ["buffer"],
+            registry=registry,
+        )
+        for buffer in BOUNDED_BUFFERS:
+            self.buffer_evictions.labels(buffer=buffer)
         for outcome in LABEL_JOIN_OUTCOMES:
             # Present from the start so rate() over a fresh agent is 0, not absent.
             self.label_join.labels(outcome=outcome)
@@ -117,6 +135,13 @@ class AgentMetrics:
 
     def window_closed(self, model_version: str) -> None:
         self.windows_closed.labels(model_version=model_version).inc()
+
+    def buffer_evicted(self, buffer: str, count: int = 1) -> None:
+        self.buffer_evictions.labels(buffer=buffer).inc(count)
+
+    def hold_bytes(self, buffer: str, read: Callable[[], float]) -> None:
+        """``read`` gives the bytes ``buffer`` holds; called when Prometheus scrapes."""
+        self.buffer_bytes.labels(buffer=buffer).set_function(read)
 
     def label_joined(self, outcome: str, count: int = 1) -> None:
         if outcome not in LABEL_JOIN_OUTCOMES:

@@ -448,3 +448,63 @@ class GpuSettings(Group):
     sample_interval_s: float = pydantic.Field(
         10.0, gt=0, description="Seconds between NVML readings (each reading takes well under a millisecond)."
     )
+
+
+# Shares of memory.budget_mib, one per bounded buffer: the budget is what the agent may hold in
+# data beyond its fixed baseline (interpreter, numpy, torch, Kafka clients: ~400 MB measured).
+# The label join holds the most (a prediction waits up to labels.ttl_s for its label); windows and
+# the reference are bounded by their record counts and checked against their share at start.
+MEMORY_SHARES: dict[str, float] = {
+    "label_join": 0.35,
+    "windows_reference": 0.35,
+    "retrain": 0.15,
+    "dead_letters": 0.05,
+    "kserve": 0.05,
+    "audit": 0.05,
+}
+# Without a container limit: 1 GiB (the chart's default limit) minus the ~400 MB baseline, minus
+# headroom for the detectors' per-window work.
+DEFAULT_MEMORY_BUDGET_MIB = 512
+
+
+class MemorySettings(Group):
+    """Settings group ``memory``: one budget from which every buffer's byte bound is derived."""
+
+    budget_mib: int | None = pydantic.Field(
+        None,
+        ge=16,
+        description="MiB the agent may hold in data (label join, windows and reference, retrain rows, "
+        "dead-letter retries, KServe pairing, audit copies), beyond its ~400 MB baseline (interpreter, "
+        "numpy, torch, Kafka clients). Split by fixed shares: label join 35 %, windows and reference "
+        "35 % (checked at start), retrain rows 15 %, dead letters, KServe pairing and audit 5 % each. "
+        "When a bound is hit the oldest data goes, counted (drift_agent_buffer_evicted_total). null = "
+        "budget_fraction of container_limit_mib when that is known, else 512 (a 1 GiB container).",
+    )
+    container_limit_mib: int | None = pydantic.Field(
+        None,
+        ge=64,
+        description="The container's memory limit in MiB; the chart sets it from the agent container's "
+        "limits.memory (DRIFT_AGENT_MEMORY__CONTAINER_LIMIT_MIB). null = unknown (outside Kubernetes).",
+    )
+    budget_fraction: float = pydantic.Field(
+        0.5,
+        gt=0,
+        lt=1,
+        description="Share of container_limit_mib given to the budget when budget_mib is null; the rest "
+        "covers the baseline and the detectors' per-window work (0.5 of 1 GiB = 512 MiB).",
+    )
+
+    @property
+    def budget_bytes(self) -> int:
+        if self.budget_mib is not None:
+            return self.budget_mib * 1024 * 1024
+        if self.container_limit_mib is not None:
+            return int(self.container_limit_mib * self.budget_fraction * 1024 * 1024)
+        return DEFAULT_MEMORY_BUDGET_MIB * 1024 * 1024
+
+    def bytes_for(self, buffer: str) -> int:
+        """The byte bound of one buffer (a key of ``MEMORY_SHARES``)."""
+        share = MEMORY_SHARES.get(buffer)
+        if share is None:
+            raise ValueError(f"unknown memory buffer {buffer!r}; valid: {sorted(MEMORY_SHARES)}")
+        return int(self.budget_bytes * share)

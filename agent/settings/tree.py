@@ -100,6 +100,10 @@ class AgentSettings(pydantic_settings.BaseSettings):
     kserve: groups.KServeSettings = pydantic.Field(
         default_factory=groups.KServeSettings, description="KServe inference-logger CloudEvents input."
     )
+    memory: groups.MemorySettings = pydantic.Field(
+        default_factory=groups.MemorySettings,
+        description="Memory budget: every buffer's byte bound derived from one setting.",
+    )
 
     @classmethod
     def settings_customise_sources(

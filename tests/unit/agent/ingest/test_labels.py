@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import prometheus_client
 import pytest
 
 from agent.ingest import label_join as labels
 from agent.ingest import records
+from agent.observability import metrics
 
 
 class FakeClock:
@@ -16,8 +18,9 @@ class FakeClock:
         return self.now
 
 
-def prediction(request_id: str) -> records.PredictionRecord:
-    return records.PredictionRecord(request_id, 1.0, "m", "1", {"x": 1.0}, 0.5)
+def prediction(request_id: str, width: int = 1) -> records.PredictionRecord:
+    features: dict[str, int | float | str | bool | None] = {f"x{i}": 1.0 + i for i in range(width)}
+    return records.PredictionRecord(request_id, 1.0, "m", "1", features, 0.5)
 
 
 def label(request_id: str, value: float | str = 1.0) -> records.LabelRecord:
@@ -99,7 +102,7 @@ def test_duplicate_predictions_keep_the_first(join: labels.LabelJoin) -> None:
     join.add_prediction(first, 1)
     assert join.add_prediction(second, 2) is None
     joined = join.add_label(label("a"))
-    assert joined is not None and joined.index == 1 and joined.record is first
+    assert joined is not None and joined.index == 1 and joined.record == first
     assert join.duplicate_predictions == 1
 
 
@@ -119,3 +122,64 @@ def test_bad_settings_are_refused(clock: FakeClock) -> None:
         labels.LabelJoin(ttl_s=0, max_pending=1, clock=clock)
     with pytest.raises(ValueError, match=r"labels\.max_pending must be >= 1"):
         labels.LabelJoin(ttl_s=1, max_pending=0, clock=clock)
+
+
+def test_a_waiting_prediction_comes_back_whole_after_its_compact_wait(join: labels.LabelJoin) -> None:
+    record = records.PredictionRecord(
+        "a",
+        1.5,
+        "m",
+        "7",
+        {"n": 3, "x": 0.25, "c": "fr", "b": True, "none": None},
+        "cat",
+        confidence=0.9,
+        probabilities={"cat": 0.9, "dog": 0.1},
+        segment={"region": "eu"},
+        extra={"k": [1, 2]},
+    )
+    join.add_prediction(record, 4)
+    joined = join.add_label(label("a"))
+    assert joined is not None and joined.record == record
+    assert isinstance(joined.record.features["n"], int)  # an int stays an int (categorical codes)
+
+
+def test_the_oldest_goes_when_the_byte_bound_is_hit_and_it_is_counted(clock: FakeClock) -> None:
+    registry = prometheus_client.CollectorRegistry()
+    agent_metrics = metrics.AgentMetrics(registry)
+    one = labels.LabelJoin(ttl_s=60.0, max_pending=1000, clock=clock)
+    one.add_prediction(prediction("probe", width=200))
+    entry_bytes = one.held_bytes
+    # Room for ten 200-feature predictions, far fewer than max_pending entries.
+    join = labels.LabelJoin(
+        ttl_s=60.0, max_pending=1000, clock=clock, max_bytes=10 * entry_bytes + 5, metrics=agent_metrics
+    )
+    for index in range(25):
+        clock.now += 1
+        join.add_prediction(prediction(f"r{index:02d}", width=200), index)
+        assert join.held_bytes <= join.max_bytes
+    assert (join.pending, join.evicted_predictions) == (10, 15)
+    assert join.add_label(label("r14")) is None  # evicted: the label waits as an orphan
+    assert join.add_label(label("r24")) is not None  # the newest stayed
+    evicted = registry.get_sample_value("drift_agent_buffer_evicted_total", {"buffer": "label_join"})
+    assert evicted == join.evicted_predictions + join.evicted_labels >= 15
+    held = registry.get_sample_value("drift_agent_buffer_bytes", {"buffer": "label_join"})
+    assert held == join.held_bytes > 0
+
+
+def test_bytes_held_return_to_zero_when_everything_joins_or_expires(
+    join: labels.LabelJoin, clock: FakeClock
+) -> None:
+    for index in range(5):
+        join.add_prediction(prediction(f"p{index}", width=10))
+        join.add_label(label(f"l{index}"))
+    join.add_label(label("p0"))
+    join.add_prediction(prediction("l0"))
+    assert join.held_bytes > 0
+    clock.now += 61
+    join.expire()
+    assert (join.pending, join.pending_labels, join.held_bytes) == (0, 0, 0)
+
+
+def test_a_byte_bound_below_a_few_entries_is_refused(clock: FakeClock) -> None:
+    with pytest.raises(ValueError, match=r"raise memory\.budget_mib"):
+        labels.LabelJoin(ttl_s=1, max_pending=10, clock=clock, max_bytes=1000)
