@@ -234,6 +234,13 @@ checksum/drift-agent-config: {{ printf "%s\n%s\n%s" (include "drift-agent.agentC
     # The same bound the pod's terminationGracePeriodSeconds is computed from.
     - name: DRIFT_AGENT_RUNTIME__DRAIN_TIMEOUT_S
       value: {{ include "drift-agent.drainTimeoutSeconds" . | quote }}
+    # The memory budget is memory.budget_fraction of this limit (memory.budget_mib overrides it).
+    - name: DRIFT_AGENT_MEMORY__CONTAINER_LIMIT_MIB
+      valueFrom:
+        resourceFieldRef:
+          containerName: drift-agent
+          resource: limits.memory
+          divisor: 1Mi
     {{- with .Values.extraEnv }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
