@@ -131,8 +131,8 @@ class FieldChecks:
         # The hot loop (``RecordParser._features``) skips names to stay fast; find the offending
         # one again here.
         for name, value in features.items():
-            if type(value) in (str, bool, type(None)):
-                continue
+            if type(value) in (str, bool, type(None), list, tuple):
+                continue  # vectors are checked apart (``vectors.split``)
             if type(value) in (int, float) and is_finite(value):
                 continue
             raise self._feature_error(name, value)
@@ -147,7 +147,8 @@ class FieldChecks:
         # Subclasses (numpy scalars from an adapter) land here too: plain JSON types only.
         return FieldError(
             records.WRONG_TYPE,
-            f"field {field}: expected a number, string, bool or null, got {type_name(value)} {show(value)}",
+            f"field {field}: expected a number, string, bool or null, or a list of numbers (a vector), "
+            f"got {type_name(value)} {show(value)}",
         )
 
     def prediction(self, value: object) -> float | str:

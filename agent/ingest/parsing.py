@@ -17,6 +17,11 @@ through ``_fast_prediction``: the usual types, checked inline. Anything unusual 
 timestamp, an int probability, a bad value) falls through to the full checks: ``_prediction``
 checks each field's usual type inline and hands anything else to ``field_checks``, which accepts
 or rejects it and names the field.
+
+Vector features (lists under ``features``, the ``embeddings`` object) are split from the scalar
+features by ``vectors.split`` in the typed tier and the full checks (the orjson tier leaves them to
+the full checks). A parser given the reference's ``VectorShapes`` (``with_shapes``) also refuses a
+record whose vectors do not have the reference's shapes.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from typing import Any, Final
 import orjson
 
 from agent import settings
-from agent.ingest import field_checks, records, typed_decode
+from agent.ingest import field_checks, records, typed_decode, vectors
 
 DEFAULT_MAX_BYTES: Final = 1_048_576
 _STATUSES: Final = ("ok", "error")  # a tuple: membership must not need a hashable value
@@ -71,8 +76,13 @@ class RecordParser:
     """
 
     def __init__(
-        self, mapping: settings.FieldMappingSettings | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+        self,
+        mapping: settings.FieldMappingSettings | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        *,
+        shapes: vectors.VectorShapes | None = None,
     ) -> None:
+        """``shapes``: the vector shapes the reference fixed (None: any vector is taken as it comes)."""
         mapping = mapping if mapping is not None else settings.FieldMappingSettings()
         if max_bytes < 1:
             raise ValueError(f"max_bytes must be >= 1, got {max_bytes}")
@@ -95,10 +105,20 @@ class RecordParser:
         self._kl_request_id = label_key["request_id"]
         self._kl_timestamp = label_key["timestamp"]
         self._kl_label = label_key["label"]
-        self._known_top = frozenset(self._paths[name][0] for name in PREDICTION_FIELDS)
-        self._typed = typed_decode.prediction_decoder(paths) if self._flat_predictions else None
+        self._known_top = frozenset(
+            (*(self._paths[name][0] for name in PREDICTION_FIELDS), vectors.EMBEDDINGS_FIELD)
+        )
+        self.shapes = shapes
+        # Vector names of the reference: a record without a list can still disagree (a scalar there).
+        self._vector_names = frozenset(shapes.dims) if shapes is not None else frozenset()
+        self._features_path = paths["features"]
+        self._typed = typed_decode.prediction_decoder(paths, shapes) if self._flat_predictions else None
         shown = {name: f"'{path}'" if path == name else f"'{path}' ({name})" for name, path in paths.items()}
         self._check = field_checks.FieldChecks(shown, paths["features"])
+
+    def with_shapes(self, shapes: vectors.VectorShapes) -> RecordParser:
+        """A parser like this one that also holds records to the reference's vector shapes."""
+        return RecordParser(self.mapping, self.max_bytes, shapes=shapes)
 
     # -- entry points ---------------------------------------------------------------------------
 
@@ -266,6 +286,8 @@ class RecordParser:
             )
         ):
             return None
+        if get(vectors.EMBEDDINGS_FIELD) is not None or not self._vector_names.isdisjoint(features):
+            return None  # vectors, or a scalar where the reference has one: the full checks decide
         probabilities = get(k_probabilities)
         confidence = get(k_confidence)
         if probabilities is not None:
@@ -333,7 +355,7 @@ class RecordParser:
         model_version = get(k_model_version)
         if type(model_version) is not str or not model_version:
             model_version = self._check.model_version(model_version)
-        features = self._features(get(k_features))
+        features, embeddings = self._features(get(k_features), obj.get(vectors.EMBEDDINGS_FIELD))
         prediction = get(k_prediction)
         if type(prediction) is not str and (type(prediction) is not float or prediction - prediction != 0.0):
             prediction = self._check.prediction(prediction)
@@ -376,17 +398,22 @@ class RecordParser:
             status,
             segment,
             extra,
+            embeddings,
         )
 
-    def _features(self, features: Any) -> dict[str, Any]:
+    def _features(self, features: Any, embeddings: object) -> tuple[dict[str, Any], dict[str, bytes] | None]:
+        """The scalar features, and the vectors (None without any), checked."""
         if type(features) is not dict:
             features = self._check.features_object(features)
         checked: dict[str, Any] = features
+        listed = False
         for value in checked.values():
             kind = type(value)
             if kind is float:
                 if value - value:  # NaN or +-Infinity (finite floats give 0.0)
                     return self._check.bad_feature(checked)
+            elif kind in vectors.VECTOR_TYPES:
+                listed = True
             elif (
                 kind is not str
                 and value is not None
@@ -394,7 +421,9 @@ class RecordParser:
                 and (kind is not int or not -field_checks.MAX_FLOAT <= value <= field_checks.MAX_FLOAT)
             ):
                 return self._check.bad_feature(checked)
-        return checked
+        if listed or embeddings is not None or self._vector_names:
+            return vectors.split(checked, embeddings, self._features_path, self.shapes)
+        return checked, None
 
     def _gather(self, obj: Mapping[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
         return {name: _lookup(obj, self._paths[name]) for name in fields}

@@ -10,8 +10,13 @@ Contract (field paths come from ``settings.FieldMappingSettings``; dotted paths 
   string (an integer is accepted and converted, registries number their versions).
 - ``timestamp``: epoch seconds (a number, not a bool) or an RFC 3339 string with a UTC offset
   (``2024-05-01T12:00:00Z``, ``...+02:00``); stored as epoch seconds.
-- ``features``: object of name -> number | string | bool | null. NaN and Infinity (which
-  Python's ``json`` accepts as tokens) are rejected as ``non_finite``.
+- ``features``: object of name -> number | string | bool | null, or a non-empty list of finite
+  numbers (a vector feature, an embedding). NaN and Infinity (which Python's ``json`` accepts as
+  tokens) are rejected as ``non_finite``.
+- ``embeddings``: optional top-level object of name -> non-empty list of finite numbers; the same
+  namespace as the vectors under ``features`` (a name in both is ``invalid_value``). Vectors are
+  kept in ``embeddings`` as float32 bytes (``agent.ingest.vectors``); each one's dimension is
+  fixed by the reference.
 - ``prediction``: number or string (a bool is read as 1.0 / 0.0).
 - ``probabilities`` (object class -> number in [0, 1]) and ``confidence`` (number in [0, 1]),
   both optional; without ``confidence`` it is ``max(probabilities)``.
@@ -80,6 +85,9 @@ class PredictionRecord(msgspec.Struct, array_like=True, frozen=True, gc=False):
     segment: dict[str, str] | None = None
     # Unknown top-level fields, kept out of the way (never fatal).
     extra: dict[str, Any] | None = None
+    # Vector features, name -> float32 little-endian bytes (``vectors.as_array`` reads one). The
+    # last field, with a default: fragments and state written before vectors existed still decode.
+    embeddings: dict[str, bytes] | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

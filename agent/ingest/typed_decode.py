@@ -11,6 +11,11 @@ So this tier never accepts what the full checks reject, nor builds a different r
 
 Only for a flat field mapping (every contract field a top-level name): the struct's field names
 are renamed to the mapping's keys.
+
+Vectors (a list under ``features``, the ``embeddings`` object) are taken by a second struct whose
+feature values may also be lists of floats. A message goes to it only when its bytes hold a ``[``
+(one ``memchr``): a record without a list never pays for the vector checks, and one with vectors
+is decoded once, its lists checked by msgspec and converted by numpy (``vectors.split``).
 """
 
 from __future__ import annotations
@@ -20,13 +25,14 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from agent.ingest import records
+from agent.ingest import field_checks, records, vectors
 
 Text = Annotated[str, msgspec.Meta(min_length=1)]
 Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 Probability = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 Milliseconds = Annotated[float, msgspec.Meta(ge=0.0)]
 EpochSeconds = Annotated[float, msgspec.Meta(ge=0.0, lt=records.MAX_EPOCH_SECONDS)]
+Vector = Annotated[list[float], msgspec.Meta(min_length=1)]
 
 _FIELDS: tuple[tuple[str, Any, Any], ...] = (
     ("request_id", Text, msgspec.NODEFAULT),
@@ -42,29 +48,61 @@ _FIELDS: tuple[tuple[str, Any, Any], ...] = (
     ("status", Literal["ok", "error"] | None, None),
     ("segment", dict[str, str] | None, None),
 )
+# The same fields, where a feature may be a vector and the embeddings object may come.
+_VECTOR_FIELDS: tuple[tuple[str, Any, Any], ...] = (
+    *(
+        (name, dict[str, float | Int64 | str | bool | Vector | None], default)
+        if name == "features"
+        else (name, kind, default)
+        for name, kind, default in _FIELDS
+    ),
+    (vectors.EMBEDDINGS_FIELD, dict[str, Vector] | None, None),
+)
 
 # msgspec raises UnicodeDecodeError (not DecodeError) for an object key that is not UTF-8 (a raw
 # lone surrogate, b'{"\xed\xa0\x80": 1}'): the next tiers judge it, like any unusual record.
 _FAILED = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError)
 
 
-def prediction_decoder(keys: Mapping[str, str]) -> Callable[[bytes], records.PredictionRecord | None]:
-    """A decoder for records whose contract field ``name`` sits under ``keys[name]``; it returns
-    None for anything unusual (the next tier decides)."""
+def _decoder(name: str, fields: tuple[tuple[str, Any, Any], ...], keys: Mapping[str, str]) -> Any:
     struct = msgspec.defstruct(
-        "TypedPrediction",
-        [(name, kind, default) for name, kind, default in _FIELDS],
-        rename={name: keys[name] for name, _, _ in _FIELDS},
+        name,
+        list(fields),
+        rename={field: keys.get(field, field) for field, _, _ in fields},
         forbid_unknown_fields=True,
         gc=False,
     )
-    decode = msgspec.json.Decoder(struct).decode
+    return msgspec.json.Decoder(struct).decode
+
+
+def prediction_decoder(
+    keys: Mapping[str, str], shapes: vectors.VectorShapes | None = None
+) -> Callable[[bytes], records.PredictionRecord | None]:
+    """A decoder for records whose contract field ``name`` sits under ``keys[name]``; it returns
+    None for anything unusual (the next tier decides). ``shapes``: the reference's vector shapes,
+    which a record must agree with (else None: the next tier rejects it, naming the field)."""
+    decode = _decoder("TypedPrediction", _FIELDS, keys)
+    decode_vectors = _decoder("TypedVectorPrediction", _VECTOR_FIELDS, keys)
+    features_path = keys["features"]
+    # With vectors in the reference, every record is held to its shapes, lists or not (a scalar
+    # where the reference has a vector); without, only a record that holds a list can disagree.
+    expecting = shapes is not None and shapes.expects_vectors
 
     def typed(raw: bytes) -> records.PredictionRecord | None:
+        listed = b"[" in raw
         try:
-            got: Any = decode(raw)
+            got: Any = decode_vectors(raw) if listed else decode(raw)
         except _FAILED:
             return None
+        features = got.features
+        embeddings = None
+        if listed or expecting:
+            try:
+                features, embeddings = vectors.split(
+                    features, got.embeddings if listed else None, features_path, shapes
+                )
+            except field_checks.FieldError:
+                return None
         confidence = got.confidence
         if confidence is None and got.probabilities is not None:
             # Without an explicit confidence, the predicted class is the most probable one.
@@ -74,7 +112,7 @@ def prediction_decoder(keys: Mapping[str, str]) -> Callable[[bytes], records.Pre
             got.timestamp,
             got.model_name,
             got.model_version,
-            got.features,
+            features,
             got.prediction,
             confidence,
             got.probabilities,
@@ -82,6 +120,8 @@ def prediction_decoder(keys: Mapping[str, str]) -> Callable[[bytes], records.Pre
             got.gpu_latency_ms,
             got.status if got.status is not None else "ok",
             got.segment,
+            None,
+            embeddings,
         )
 
     return typed

@@ -15,6 +15,11 @@ reference data and for live windows alike, so both are built by the same rules:
 - what the columns cannot show is counted per feature in ``Window.fields``: records lacking a
   schema feature, values of the wrong type, fields the schema does not know (the data-quality
   checks read it); ``Window.request_ids`` keeps the records' ids.
+- vector feature (an embedding) -> ``Window.vectors[name]``, rows x dimension float32, the
+  dimension fixed by the reference; a NaN row where the record lacks the vector (counted absent)
+  or carries another dimension (counted mistyped: a parser given the reference's shapes refuses
+  such a record before it gets here, but a reference collected from the stream comes too late
+  for that). A vector the schema does not know is counted unknown, like an unknown feature.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.ingest import records as records_mod
+from agent.ingest import vectors as vectors_mod
 from detectors import window as window_mod
 
 log = logging.getLogger(__name__)
@@ -56,6 +62,8 @@ class FeatureSchema:
 
     names: tuple[str, ...]
     kinds: tuple[Kind, ...]
+    # Vector features (embeddings): (name, dimension), in first-seen order; none by default.
+    vectors: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.names) != len(self.kinds):
@@ -67,12 +75,26 @@ class FeatureSchema:
                 raise ValueError(
                     f"FeatureSchema: feature {name!r} has kind {kind!r}; use numeric or categorical"
                 )
+        vector_names = [name for name, _ in self.vectors]
+        if len(set(vector_names)) != len(vector_names) or not set(vector_names).isdisjoint(self.names):
+            raise ValueError("FeatureSchema: vector names must be unique and differ from the feature names")
+        for name, dimension in self.vectors:
+            if dimension < 1:
+                raise ValueError(f"FeatureSchema: vector {name!r} has dimension {dimension}; use >= 1")
 
     @classmethod
     def infer(cls, records: Iterable[records_mod.PredictionRecord]) -> FeatureSchema:
-        """Names in first-seen order; numeric when every non-null value is a number or bool."""
+        """Names in first-seen order; numeric when every non-null value is a number or bool.
+
+        A vector's dimension is the first one seen (reference files refuse rows that disagree,
+        ``reference_files``); a name seen both as a scalar and as a vector stays a scalar.
+        """
         categorical: dict[str, bool] = {}
+        dimensions: dict[str, int] = {}
         for record in records:
+            if record.embeddings:
+                for name, vector in record.embeddings.items():
+                    dimensions.setdefault(name, vectors_mod.dimension(vector))
             for name, value in record.features.items():
                 if value is None:
                     categorical.setdefault(name, False)
@@ -82,7 +104,15 @@ class FeatureSchema:
                     categorical.setdefault(name, False)
         names = tuple(categorical)
         kinds: tuple[Kind, ...] = tuple(CATEGORICAL if categorical[name] else NUMERIC for name in names)
-        return cls(names, kinds)
+        both = sorted(set(dimensions).intersection(names))
+        if both:
+            log.warning("reference: %s both scalar and vector features; read as scalars", ", ".join(both))
+        return cls(names, kinds, tuple((n, d) for n, d in dimensions.items() if n not in categorical))
+
+    @property
+    def vector_shapes(self) -> vectors_mod.VectorShapes:
+        """What a parser holds records to (``parsing.RecordParser.with_shapes``)."""
+        return vectors_mod.VectorShapes(dict(self.vectors), frozenset(self.names))
 
     @property
     def numeric_names(self) -> tuple[str, ...]:
@@ -127,6 +157,7 @@ def to_window(
     stats = stats if stats is not None else ColumnStats()
     size = len(records)
     ordered, fields = _feature_columns([record.features for record in records], schema, stats)
+    vector_columns, fields = _vector_columns([record.embeddings for record in records], schema, stats, fields)
 
     # One C-level attrgetter call per record and one conversion for the four float fields,
     # instead of a Python pass per field. A float field the parser let through as None is NaN.
@@ -140,6 +171,7 @@ def to_window(
         errors[[i for i, status in enumerate(statuses) if status == "error"]] = 1.0
     return window_mod.Window(
         features=ordered,
+        vectors=vector_columns,
         predictions=_value_column(predictions) if size else None,
         confidences=_unless_all_nan(confidences),
         labels=_value_column(labels) if labels is not None and _any_value(labels) else None,
@@ -200,6 +232,59 @@ def _feature_columns(
         )
     ordered = {name: columns[name] for name in names}
     return ordered, window_mod.FieldCounts(absent=absent, mistyped=mistyped, unknown=unknown)
+
+
+def _vector_columns(
+    embeddings: list[dict[str, bytes] | None],
+    schema: FeatureSchema,
+    stats: ColumnStats,
+    fields: window_mod.FieldCounts,
+) -> tuple[dict[str, window_mod.VectorArray], window_mod.FieldCounts]:
+    """The schema's vectors as rows x dimension float32 (NaN rows where missing), and the field
+    counts with the vectors' absent, mistyped and unknown records added."""
+    if not schema.vectors and all(vectors is None for vectors in embeddings):
+        return {}, fields  # the usual scalar-only window: nothing to do
+    size = len(embeddings)
+    absent = dict(fields.absent)
+    mistyped = dict(fields.mistyped)
+    unknown = dict(fields.unknown)
+    columns: dict[str, window_mod.VectorArray] = {}
+    for name, dimension in schema.vectors:
+        blobs = [vectors.get(name) if vectors is not None else None for vectors in embeddings]
+        width = dimension * vectors_mod.VECTOR_DTYPE.itemsize
+        if all(blob is not None and len(blob) == width for blob in blobs):
+            # One join and one conversion for the whole window (astype: writable, native order).
+            joined = b"".join(blob for blob in blobs if blob is not None)
+            columns[name] = (
+                np.frombuffer(joined, dtype=vectors_mod.VECTOR_DTYPE)
+                .reshape(size, dimension)
+                .astype(np.float32)
+            )
+            continue
+        matrix = np.full((size, dimension), np.nan, dtype=np.float32)
+        lacking = wrong = 0
+        for row, blob in enumerate(blobs):
+            if blob is None:
+                lacking += 1
+            elif len(blob) != width:
+                wrong += 1
+            else:
+                matrix[row] = vectors_mod.as_array(blob)
+        if lacking:
+            absent[name] = lacking
+        if wrong:
+            mistyped[name] = wrong
+            stats.type_mismatches += wrong
+        columns[name] = matrix
+    known = {name for name, _ in schema.vectors}
+    others = collections.Counter(
+        name for vectors in embeddings if vectors is not None for name in vectors if name not in known
+    )
+    if others:
+        stats.unknown_features += sum(others.values())
+        for name, count in others.items():
+            unknown[name] = unknown.get(name, 0) + count
+    return columns, window_mod.FieldCounts(absent=absent, mistyped=mistyped, unknown=unknown)
 
 
 def _rows(

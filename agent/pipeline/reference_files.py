@@ -22,6 +22,13 @@ A row may also carry its ground truth under the mapping's ``label`` path (``labe
 the reference then has a realised performance, which CBPE needs as its baseline and label-joined
 windows are compared with (without one, the first label-joined window serves). A row with an
 invalid label is rejected like any invalid row.
+
+Vector features (embeddings) come as in the stream: a list of numbers under ``features`` or in the
+``embeddings`` object (JSON); in CSV, a ``features.<name>`` or ``embeddings.<name>`` cell holding
+a JSON list (``[0.1, 0.2]``); in Parquet, also a list column. The reference fixes each vector's
+dimension: the first row carrying it sets it, and a later row with another dimension (or a vector
+where earlier rows had a scalar, or the reverse) is rejected like any invalid row.
+``LoadResult.shapes`` is what the stream's records are then held to.
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ from typing import Any, Final, Literal
 import numpy as np
 
 from agent import settings as settings_mod
-from agent.ingest import parsing
+from agent.ingest import parsing, vectors
 from agent.ingest import records as records_mod
 from agent.pipeline.reference import ReferenceError
 
@@ -59,6 +66,8 @@ class LoadResult:
     rejected: int = 0  # rows that failed validation (skipped)
     first_rejections: list[str] = dataclasses.field(default_factory=list)  # "row N: reason: detail"
     sampled: bool = False  # more valid rows than max_rows: a seeded uniform sample was kept
+    # Each vector's dimension and the scalar feature names, from every valid row (not only the sample).
+    shapes: vectors.VectorShapes = dataclasses.field(default_factory=lambda: vectors.VectorShapes({}))
 
 
 class _Reservoir:
@@ -113,10 +122,15 @@ def read_records(
     if max_rows is not None and max_rows < 1:
         raise ValueError(f"max_rows must be >= 1, got {max_rows}")
     reservoir = _Reservoir(max_rows, seed)
+    learner = vectors.ShapeLearner()
     result = LoadResult(records=[])
     for row_number, row in enumerate(rows, start=1):
         result.rows += 1
         parsed = _labelled_row(parser, row)
+        if not isinstance(parsed, records_mod.Rejected):
+            refusal = learner.refusal(parsed[0], str(parser.mapping.features))
+            if refusal is not None:
+                parsed = records_mod.Rejected(refusal.reason, refusal.detail, b"")
         if isinstance(parsed, records_mod.Rejected):
             result.rejected += 1
             if len(result.first_rejections) < _REPORTED_REJECTIONS:
@@ -127,6 +141,7 @@ def read_records(
     result.records = [record for record, _ in kept]
     result.labels = [label for _, label in kept]
     result.sampled = max_rows is not None and reservoir.seen > max_rows
+    result.shapes = learner.shapes()
     return result
 
 
@@ -341,17 +356,31 @@ def _row_object(row: Mapping[str, Any], features_prefix: str) -> dict[str, Any]:
     obj: dict[str, Any] = {}
     features: dict[str, Any] = {}
     for column, cell in row.items():
+        value = cell.tolist() if isinstance(cell, np.ndarray) else cell
         if column.startswith(features_prefix):
             # The rest is the feature name verbatim: feature names may contain dots themselves.
-            features[column[len(features_prefix) :]] = cell
+            features[column[len(features_prefix) :]] = _vector_cell(value)
             continue
-        value = cell.tolist() if isinstance(cell, np.ndarray) else cell
         if isinstance(value, str) and column == features_prefix[:-1]:
             value = _json_cell(value)
+        elif column.startswith(_EMBEDDINGS_PREFIX):
+            value = _vector_cell(value)
         _set_path(obj, column.split("."), value)
     if features:
         _set_path(obj, features_prefix[:-1].split("."), features)
     return obj
+
+
+_EMBEDDINGS_PREFIX: Final = f"{vectors.EMBEDDINGS_FIELD}."
+
+
+def _vector_cell(value: Any) -> Any:
+    """A CSV cell holding a JSON list (a vector) as that list; any other value as it is."""
+    if isinstance(value, str) and value.startswith("["):
+        decoded = _json_cell(value)
+        if isinstance(decoded, list):
+            return decoded
+    return value
 
 
 def _json_cell(text: str) -> Any:

@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from agent import settings
-from agent.ingest import parsing, records, typed_decode
+from agent.ingest import parsing, records, typed_decode, vectors
 
 NAN = float("nan")
 INF = float("inf")
@@ -52,6 +52,12 @@ VARIANTS: dict[str, list[Any]] = {
         {"a": NAN},
         {"a": 1.0, "b": -INF},
         {"a": [1]},
+        {"a": 1.0, "v": [0.5, -1, 2e38]},
+        {"v": [1.0, NAN]},
+        {"v": [1, True]},
+        {"v": []},
+        {"v": [1e39]},
+        {"v": [1.0, 2.0, 3.0]},
         {"a": {"b": 1}},
         [1.0],
         "x",
@@ -79,6 +85,7 @@ VARIANTS: dict[str, list[Any]] = {
     "status": [_ABSENT, "ok", "error", "OK", "failed", 1, None, ["ok"], {"s": "ok"}],
     "segment": [_ABSENT, {"region": "eu"}, {}, {"region": 3}, {"region": None}, "eu", None, ["eu"]],
     "trace_id": [_ABSENT, "abc", {"nested": [1, 2]}],
+    "embeddings": [_ABSENT, {"w": [0.25, 1]}, {"a": [1.0]}, {"w": []}, {"w": ["x"]}, {}, [1.0], None],
 }
 
 
@@ -107,7 +114,13 @@ def parser() -> parsing.RecordParser:
     return parsing.RecordParser(settings.FieldMappingSettings())
 
 
-def test_fast_path_agrees_with_full_checks(parser: parsing.RecordParser) -> None:
+# A reference with a 3-dimensional vector "v" and scalars "a", "b": records are held to it.
+SHAPED = vectors.VectorShapes({"v": 3}, frozenset({"a", "b"}))
+
+
+@pytest.mark.parametrize("shapes", [None, SHAPED], ids=["any-shape", "reference-shapes"])
+def test_fast_path_agrees_with_full_checks(shapes: vectors.VectorShapes | None) -> None:
+    parser = parsing.RecordParser(settings.FieldMappingSettings(), shapes=shapes)
     accepted = rejected = 0
     for obj in generated(3000, seed=11):
         raw = json.dumps(obj).encode()  # allow_nan: NaN / Infinity tokens on purpose
