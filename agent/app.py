@@ -79,7 +79,7 @@ class Stages:
             fragments_topic=internal.fragments,
             fragment_partitions=partitions,
             ingest=worker.IngestWorker(
-                parser=parsing.RecordParser(settings.mapping, settings.kafka.max_message_bytes),
+                parser=agent.record_parser,
                 labels_topic=settings.kafka.labels_topic,
                 join=worker.join_from(
                     settings.labels.ttl_s,
@@ -213,6 +213,8 @@ class Agent:
         gpu.register(metrics_registry, settings.gpu)
         parser = parsing.RecordParser(settings.mapping, settings.kafka.max_message_bytes)
         reference = reference_files.load_reference(settings.reference, settings.registry.tracking_uri, parser)
+        # Records are held to the vector shapes the reference fixed (wrong dimension: dead-lettered).
+        self.record_parser = parser.with_shapes(reference.shapes) if reference is not None else parser
         budget.check_reference_records(
             settings,
             reference.records if reference is not None else None,

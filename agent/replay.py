@@ -259,6 +259,8 @@ def run_replay(
     parser = parsing.RecordParser(settings.mapping, settings.kafka.max_message_bytes)
     clock = EventClock()
     reference = reference_files.load_labelled(reference_path, parser)
+    # Stream records are held to the vector shapes the reference fixed (as the sidecar's are).
+    parser = parser.with_shapes(reference.shapes)
     try:
         budget.check_reference_records(
             settings, reference.records, time_window_records=windows.DEFAULT_MAX_TIME_WINDOW_RECORDS
