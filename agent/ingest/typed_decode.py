@@ -59,6 +59,10 @@ _VECTOR_FIELDS: tuple[tuple[str, Any, Any], ...] = (
     (vectors.EMBEDDINGS_FIELD, dict[str, Vector] | None, None),
 )
 
+# An int, not b"[": ``bytes.__contains__`` tries its argument as an int first, and the failed try
+# costs a bytes needle ~0.13 us a record; an int goes straight to memchr (~0.01 us on 700 bytes).
+_OPEN_BRACKET = ord("[")
+
 # msgspec raises UnicodeDecodeError (not DecodeError) for an object key that is not UTF-8 (a raw
 # lone surrogate, b'{"\xed\xa0\x80": 1}'): the next tiers judge it, like any unusual record.
 _FAILED = (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError)
@@ -89,30 +93,21 @@ def prediction_decoder(
     expecting = shapes is not None and shapes.expects_vectors
 
     def typed(raw: bytes) -> records.PredictionRecord | None:
-        listed = b"[" in raw
+        vectorised = _OPEN_BRACKET in raw or expecting
         try:
-            got: Any = decode_vectors(raw) if listed else decode(raw)
+            got: Any = decode_vectors(raw) if vectorised else decode(raw)
         except _FAILED:
             return None
-        features = got.features
-        embeddings = None
-        if listed or expecting:
-            try:
-                features, embeddings = vectors.split(
-                    features, got.embeddings if listed else None, features_path, shapes
-                )
-            except field_checks.FieldError:
-                return None
         confidence = got.confidence
         if confidence is None and got.probabilities is not None:
             # Without an explicit confidence, the predicted class is the most probable one.
             confidence = max(got.probabilities.values())
-        return records.PredictionRecord(
+        record = records.PredictionRecord(
             got.request_id,
             got.timestamp,
             got.model_name,
             got.model_version,
-            features,
+            got.features,
             got.prediction,
             confidence,
             got.probabilities,
@@ -120,8 +115,17 @@ def prediction_decoder(
             got.gpu_latency_ms,
             got.status if got.status is not None else "ok",
             got.segment,
-            None,
-            embeddings,
         )
+        return record if not vectorised else with_vectors(record, got.embeddings)
+
+    def with_vectors(record: records.PredictionRecord, embeddings: Any) -> records.PredictionRecord | None:
+        # Apart from ``typed``: a record without vectors pays one memchr and nothing else here.
+        try:
+            features, vectors_bytes = vectors.split(
+                record.features, embeddings, features_path, shapes, floats=True
+            )
+        except field_checks.FieldError:
+            return None
+        return msgspec.structs.replace(record, features=features, embeddings=vectors_bytes)
 
     return typed

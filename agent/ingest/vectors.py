@@ -43,9 +43,11 @@ def dimension(vector: bytes) -> int:
     return len(vector) // VECTOR_DTYPE.itemsize
 
 
-def to_bytes(values: Any, path: str) -> bytes:
+def to_bytes(values: Any, path: str, *, floats: bool = False) -> bytes:
     """A vector (list of finite numbers, or a numeric numpy array) as float32 bytes.
 
+    ``floats``: the caller's decoder already made every element a finite float (msgspec's typed
+    decode), so the per-element type pass (a third of the cost at 768 dimensions) is skipped.
     Raises ``FieldError`` naming ``path`` (and the element, as ``path[17]``) and what was expected.
     """
     if isinstance(values, np.ndarray):
@@ -60,7 +62,7 @@ def to_bytes(values: Any, path: str) -> bytes:
         raise field_checks.FieldError(
             records.INVALID_VALUE, f"field '{path}': expected a non-empty list of numbers (a vector), got []"
         )
-    if not _NUMBER_TYPES.issuperset(map(type, values)):
+    if not floats and not _NUMBER_TYPES.issuperset(map(type, values)):
         raise _element_error(values, path)
     try:
         # A number beyond float32 becomes an infinity, refused below: no warning wanted.
@@ -192,11 +194,14 @@ def split(
     embeddings: object,
     features_path: str,
     shapes: VectorShapes | None,
+    *,
+    floats: bool = False,
 ) -> tuple[dict[str, Any], dict[str, bytes] | None]:
     """Scalar features apart from vectors: lists under ``features`` and the ``embeddings`` object.
 
     Returns the scalar features (``features`` itself when it held no list) and name -> float32
     bytes (None when the record has no vector). Raises ``FieldError`` naming the field.
+    ``floats``: every vector element is known to be a finite float already (``to_bytes``).
     """
     vectors: dict[str, bytes] = {}
     scalars = features
@@ -204,7 +209,7 @@ def split(
         scalars = {}
         for name, value in features.items():
             if type(value) in VECTOR_TYPES:
-                vectors[name] = to_bytes(value, f"{features_path}.{name}")
+                vectors[name] = to_bytes(value, f"{features_path}.{name}", floats=floats)
             else:
                 scalars[name] = value
     if embeddings is not None:
@@ -222,7 +227,7 @@ def split(
                     f"field '{path}': '{name}' is also a feature under '{features_path}'; vectors and "
                     "features share one namespace, give it one place",
                 )
-            vectors[name] = to_bytes(value, path)
+            vectors[name] = to_bytes(value, path, floats=floats)
     if shapes is not None:
         for name, vector in vectors.items():
             path = f"{features_path}.{name}" if name in features else f"{EMBEDDINGS_FIELD}.{name}"
