@@ -13,6 +13,7 @@ import pytest
 
 from agent import settings
 from agent.ingest import parsing, records, vectors
+from agent.pipeline import engine as engine_mod
 from agent.pipeline import reference, reference_files, window_codec, windows
 from detectors import window as window_mod
 
@@ -197,3 +198,30 @@ def test_csv_and_parquet_references_carry_vectors(tmp_path: pathlib.Path) -> Non
         assert loaded.shapes.dims == {"text_emb": DIM}
         window = reference.to_window(loaded.records, reference.FeatureSchema.infer(loaded.records))
         np.testing.assert_array_equal(window.vectors["text_emb"], np.asarray([emb(0), emb(1)], np.float32))
+
+
+# -- the engine ----------------------------------------------------------------------------------------
+
+
+def test_a_reference_collected_from_the_stream_keeps_its_vectors_through_the_engine_state() -> None:
+    agent_settings = settings.AgentSettings(
+        reference=settings.ReferenceSettings(first_n=20), window=settings.WindowSettings(size=10)
+    )
+    first = engine_mod.build(agent_settings, decide=None, clock=lambda: 0.0, reference_records=None)
+    for i in range(25):  # 20 form the reference, 5 wait in the first window
+        first.add_prediction(rec(i, {"text_emb": emb(i)}), i)
+    assert first.reference_window is not None
+    assert first.reference_window.vectors["text_emb"].shape == (20, DIM)
+    state = msgspec.msgpack.decode(msgspec.msgpack.encode(first.state()), type=engine_mod.EngineState)
+
+    second = engine_mod.build(agent_settings, decide=None, clock=lambda: 0.0, reference_records=None)
+    second.restore(state)
+    assert second.reference_window is not None
+    np.testing.assert_array_equal(
+        second.reference_window.vectors["text_emb"], first.reference_window.vectors["text_emb"]
+    )
+    # A record of another dimension reaches the windows only here (the shapes came after ingest).
+    closed = [e.window for i in range(25, 30) for e in second.add_prediction(rec(i, {"text_emb": [1.0]}), i)]
+    (window,) = closed
+    assert np.isnan(window.vectors["text_emb"][5:]).all()
+    assert window.fields is not None and window.fields.mistyped == {"text_emb": 5}
