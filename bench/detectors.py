@@ -1,4 +1,5 @@
-"""Evidently Report([DataDriftPreset()]) against DataDriftDetector.update on 20 numeric columns.
+"""Evidently Report([DataDriftPreset()]) against DataDriftDetector.update on 20 numeric columns, and
+the per-window cost of the vector detectors at 768 dimensions.
 
 Both sides warm: one Evidently warm-up report first, then the median of 3 reports; the detector's
 update (reference already set, as in the agent) is the median of many runs. Same data, same
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,12 +24,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from detectors import data_drift
+from detectors import base, data_drift, multivariate, registry, vectors
 from detectors import window as window_mod
 
 COLUMNS = 20
 ROWS = (1_000, 10_000, 100_000)
 EVIDENTLY_RUNS = 3
+# Vector detectors: an embedding of this dimension, reference and window rows as the agent's defaults.
+VECTOR_DIMENSION = 768
+VECTOR_REFERENCE_ROWS = 5_000
+VECTOR_WINDOW_ROWS = 1_000
+VECTOR_RUNS = 5
 AGENT_SECONDS = 2.0  # timing budget per size for the detector's median
 Columns = dict[str, npt.NDArray[np.float64]]
 
@@ -65,6 +72,71 @@ def run() -> None:
         _bench_one(rows, evidently, presets, pd)
     print(f"agent only, window = reference rows / 4: {_unequal_sizes()}")
     print(f"({_load()})")
+    run_vectors()
+
+
+def run_vectors() -> None:
+    """Median seconds of one window's verdict per vector detector, beside the 20-column MMD's.
+
+    The baseline is the column MMD (multivariate.MMDDetector) on 20 numeric columns with the same
+    rows, timed in the same run: the ratio is what to quote. CPU on one torch thread (the
+    detectors' default); a CUDA row too when torch sees a GPU.
+    """
+    import torch  # noqa: PLC0415 - the detectors load it anyway; imported here for the device check
+
+    devices: list[multivariate.Device] = ["cpu"]
+    if torch.cuda.is_available():
+        devices.append("cuda")
+    print(
+        f"vector detectors, {VECTOR_DIMENSION} dims, reference {VECTOR_REFERENCE_ROWS} rows, window "
+        f"{VECTOR_WINDOW_ROWS} rows, median of {VECTOR_RUNS} ({_load()})"
+    )
+    for device in devices:
+        baseline = _column_mmd_seconds(device)
+        print(f"  [{device}] baseline: mmd on 20 numeric columns {baseline * 1e3:9.1f} ms")
+        for name in vectors.NAMES:
+            seconds, drifted = _vector_seconds(name, device)
+            print(
+                f"  [{device}] {name:<26} {seconds * 1e3:9.1f} ms  {seconds / baseline:6.1f}x baseline"
+                f"  (drift found: {drifted})"
+            )
+    print(f"({_load()})")
+
+
+def _vector_windows() -> tuple[window_mod.Window, window_mod.Window]:
+    rng = np.random.default_rng(7)
+    mixing = rng.normal(size=(64, VECTOR_DIMENSION)).astype(np.float32) / 8.0
+    reference = rng.normal(size=(VECTOR_REFERENCE_ROWS, 64)).astype(np.float32) @ mixing
+    shifted = rng.normal(size=(VECTOR_WINDOW_ROWS, 64)).astype(np.float32)
+    shifted[:, :4] += 0.5  # a shift in a few latent directions, so every detector has work to do
+    return (
+        window_mod.Window(features={}, vectors={"embedding": reference}),
+        window_mod.Window(features={}, vectors={"embedding": shifted @ mixing}),
+    )
+
+
+def _vector_seconds(name: str, device: multivariate.Device) -> tuple[float, bool]:
+    reference, window = _vector_windows()
+    options: dict[str, Any] = {"device": device} if name == "vector_mmd" else {}
+    detector = registry.default_registry().create(name, options)
+    assert isinstance(detector, base.NeedsReference)
+    detector.set_reference(reference)
+    drifted = detector.update(window).drifted  # warm-up (CUDA context, caches)
+    return _median_seconds(lambda: detector.update(window), VECTOR_RUNS), drifted
+
+
+def _column_mmd_seconds(device: multivariate.Device) -> float:
+    rng = np.random.default_rng(8)
+    reference = window_mod.Window(
+        features={f"x{i}": rng.normal(size=VECTOR_REFERENCE_ROWS) for i in range(COLUMNS)}
+    )
+    window = window_mod.Window(
+        features={f"x{i}": rng.normal(size=VECTOR_WINDOW_ROWS) for i in range(COLUMNS)}
+    )
+    detector = multivariate.MMDDetector(multivariate.MMDConfig(device=device))
+    detector.set_reference(reference)
+    detector.update(window)
+    return _median_seconds(lambda: detector.update(window), VECTOR_RUNS)
 
 
 def _agent_seconds(reference: Columns, current: Columns) -> tuple[float, float]:
@@ -102,4 +174,5 @@ def _unequal_sizes() -> str:
 
 
 if __name__ == "__main__":
-    run()
+    # `python -m bench.detectors vectors`: the vector detectors alone (no Evidently import).
+    run_vectors() if sys.argv[1:] == ["vectors"] else run()

@@ -76,7 +76,7 @@ def numeric_columns(window: window_mod.Window, wanted: Sequence[str] | None) -> 
     return list(wanted)
 
 
-def _subsample(rows: FloatArray, limit: int, rng: np.random.Generator) -> FloatArray:
+def subsample(rows: FloatArray, limit: int, rng: np.random.Generator) -> FloatArray:
     if len(rows) <= limit:
         return rows
     return rows[np.sort(rng.choice(len(rows), size=limit, replace=False))]
@@ -144,9 +144,9 @@ class MMDDetector(base.Detector[MMDConfig], base.NeedsReference):
         spread = rows.std(axis=0)
         self._scale = np.where(spread > 0, spread, 1.0)
         rng = np.random.default_rng(self.config.seed)
-        self._reference = _subsample((rows - self._mean) / self._scale, self.config.max_samples, rng)
+        self._reference = subsample((rows - self._mean) / self._scale, self.config.max_samples, rng)
         with torch_threads(self.device, self.config.cpu_threads):
-            self._bandwidth = _median_distance(self._reference)
+            self._bandwidth = median_distance(self._reference)
 
     def reset(self) -> None:
         """Nothing is learned from windows: the verdict depends on the reference and the window only."""
@@ -163,7 +163,7 @@ class MMDDetector(base.Detector[MMDConfig], base.NeedsReference):
                 f"fewer than min_samples={self.config.min_samples}"
             )
         rng = np.random.default_rng(self.config.seed + 1)
-        current = _subsample((rows - self._mean) / self._scale, self.config.max_samples, rng)
+        current = subsample((rows - self._mean) / self._scale, self.config.max_samples, rng)
         with torch_threads(self.device, self.config.cpu_threads):
             observed, p_value = mmd_permutation_test(
                 self._reference,
@@ -216,7 +216,7 @@ def _correlated_window(rng: np.random.Generator, size: int) -> window_mod.Window
     )
 
 
-def _median_distance(rows: FloatArray) -> float:
+def median_distance(rows: FloatArray) -> float:
     """Median pairwise Euclidean distance (the median heuristic for the kernel bandwidth)."""
     sample = rows[:1000]
     tensor = torch.from_numpy(np.ascontiguousarray(sample))
@@ -410,6 +410,34 @@ def fit_logistic(features: FloatArray, target: FloatArray, l2: float, iterations
     return weights
 
 
+def domain_auc(
+    reference: FloatArray, current: FloatArray, n_folds: int, l2: float, rng: np.random.Generator
+) -> tuple[float, float]:
+    """(cross-validated ROC AUC of a logistic classifier telling current rows from reference rows,
+    the one-sided Mann-Whitney p-value of its out-of-fold scores)."""
+    features = np.concatenate((reference, current))
+    target = np.concatenate((np.zeros(len(reference)), np.ones(len(current))))
+    scores = _out_of_fold_scores(features, target, n_folds, l2, rng)
+    test = stats.mannwhitneyu(scores[target == 1], scores[target == 0], alternative="greater")
+    return float(test.statistic) / (len(current) * len(reference)), float(test.pvalue)
+
+
+def _out_of_fold_scores(
+    features: FloatArray, target: FloatArray, n_folds: int, l2: float, rng: np.random.Generator
+) -> FloatArray:
+    # Folds stratified by side, so every fold trains on both reference and current rows.
+    folds = np.empty(len(target), dtype=np.int64)
+    for side in (0.0, 1.0):
+        rows = np.flatnonzero(target == side)
+        folds[rows] = rng.permutation(len(rows)) % n_folds
+    scores = np.empty(len(target))
+    for fold in range(n_folds):
+        held_out = folds == fold
+        weights = fit_logistic(features[~held_out], target[~held_out], l2)
+        scores[held_out] = weights[0] + features[held_out] @ weights[1:]
+    return scores
+
+
 class DomainClassifierDetector(base.Detector[DomainClassifierConfig], base.NeedsReference):
     """Can a classifier tell the window from the reference? Cross-validated AUC plus a rank test."""
 
@@ -436,7 +464,7 @@ class DomainClassifierDetector(base.Detector[DomainClassifierConfig], base.Needs
             )
         self._encoder = _Encoder(reference, columns, self.config.max_categories)
         rng = np.random.default_rng(self.config.seed)
-        self._reference = _subsample(self._encoder.encode(reference), self.config.max_samples, rng)
+        self._reference = subsample(self._encoder.encode(reference), self.config.max_samples, rng)
 
     def reset(self) -> None:
         """Nothing is learned from windows: the verdict depends on the reference and the window only."""
@@ -454,14 +482,11 @@ class DomainClassifierDetector(base.Detector[DomainClassifierConfig], base.Needs
         missing = int(
             np.sum(encoded[:, len(self._encoder.numeric) : 2 * len(self._encoder.numeric)].any(axis=1))
         )
-        current = _subsample(encoded, self.config.max_samples, rng)
+        current = subsample(encoded, self.config.max_samples, rng)
+        auc, p_value = domain_auc(self._reference, current, self.config.n_folds, self.config.l2, rng)
+        drifted = auc >= self.config.auc_threshold and p_value < self.config.alpha
         features = np.concatenate((self._reference, current))
         target = np.concatenate((np.zeros(len(self._reference)), np.ones(len(current))))
-        scores = self._out_of_fold_scores(features, target, rng)
-        test = stats.mannwhitneyu(scores[target == 1], scores[target == 0], alternative="greater")
-        auc = float(test.statistic) / (len(current) * len(self._reference))
-        p_value = float(test.pvalue)
-        drifted = auc >= self.config.auc_threshold and p_value < self.config.alpha
         weights = fit_logistic(features, target, self.config.l2)[1:]
         strongest = np.argsort(-np.abs(weights), kind="stable")[:5]
         extras = {"auc": auc} | {f"weight:{self._encoder.names[i]}": float(weights[i]) for i in strongest}
@@ -482,21 +507,6 @@ class DomainClassifierDetector(base.Detector[DomainClassifierConfig], base.Needs
             segment=window.segment,
             extras=extras,
         )
-
-    def _out_of_fold_scores(
-        self, features: FloatArray, target: FloatArray, rng: np.random.Generator
-    ) -> FloatArray:
-        # Folds stratified by side, so every fold trains on both reference and current rows.
-        folds = np.empty(len(target), dtype=np.int64)
-        for side in (0.0, 1.0):
-            rows = np.flatnonzero(target == side)
-            folds[rows] = rng.permutation(len(rows)) % self.config.n_folds
-        scores = np.empty(len(target))
-        for fold in range(self.config.n_folds):
-            held_out = folds == fold
-            weights = fit_logistic(features[~held_out], target[~held_out], self.config.l2)
-            scores[held_out] = weights[0] + features[held_out] @ weights[1:]
-        return scores
 
     @classmethod
     def conformance_example(cls, rng: np.random.Generator) -> base.ConformanceExample:

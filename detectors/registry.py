@@ -107,7 +107,15 @@ def default_registry() -> Registry:
         data_drift.PredictionDriftDetector,
     ]
     # --- Detectors of the second detectors engineer: one import above + entries here. ---
-    from detectors import cbpe, concept, concept_streams, latency, multivariate, quality  # noqa: PLC0415
+    from detectors import (  # noqa: PLC0415
+        cbpe,
+        concept,
+        concept_streams,
+        latency,
+        multivariate,
+        quality,
+        vectors,
+    )
 
     classes += [
         multivariate.MMDDetector,
@@ -120,6 +128,7 @@ def default_registry() -> Registry:
         latency.LatencyDetector,
         latency.ErrorRateDetector,
         *quality.CHECKS,
+        *vectors.CLASSES,
     ]
     # --- end ---
     return Registry(classes)

@@ -297,7 +297,7 @@ class _Pair:
 
 # A few pairings (3 arrays of up to n_ref + n_cur entries each; 4.8 MB at 100k + 100k rows).
 @functools.lru_cache(maxsize=4)
-def _quantile_pairing(n_ref: int, n_cur: int) -> tuple[IntArray, IntArray, FloatArray]:
+def quantile_pairing(n_ref: int, n_cur: int) -> tuple[IntArray, IntArray, FloatArray]:
     """Which sorted rows face each other under the two quantile functions, and for how long.
 
     W1 = integral over u in (0, 1] of |ref_quantile(u) - cur_quantile(u)|: both quantile functions
@@ -325,7 +325,7 @@ def wasserstein(reference: FloatArray, current: FloatArray) -> float:
     # Not np.dot: BLAS threads cost more than they save on one vector (and contend on busy hosts).
     if n_ref == n_cur:
         return float(np.sum(np.abs(reference - current))) / n_ref
-    ref_rows, cur_rows, widths = _quantile_pairing(n_ref, n_cur)
+    ref_rows, cur_rows, widths = quantile_pairing(n_ref, n_cur)
     return float(np.sum(np.abs(reference[ref_rows] - current[cur_rows]) * widths))
 
 

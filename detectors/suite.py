@@ -17,12 +17,15 @@ from detectors import window as window_mod
 
 def _default_detectors() -> dict[str, dict[str, Any]]:
     # What a production sidecar wants on day one; the rest (mmd, domain_classifier, cbpe, ddm,
-    # page_hinkley) are opt-in by name. ADWIN watches the error stream record by record; it only
-    # runs where labels flow (kafka.labels_topic). The data-quality checks tell a broken pipeline
-    # from drift.
+    # page_hinkley, vector_domain_classifier) are opt-in by name. ADWIN watches the error stream
+    # record by record; it only runs where labels flow (kafka.labels_topic). The data-quality checks
+    # tell a broken pipeline from drift. The vector detectors skip quietly when the reference has no
+    # vector features; the vector domain classifier is opt-in for its cost (bench/detectors.py).
     return {
         "data_drift": {},
         "prediction_drift": {},
+        "vector_mmd": {},
+        "vector_component_drift": {},
         "latency": {},
         "error_rate": {},
         "performance": {},

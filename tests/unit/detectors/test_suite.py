@@ -25,6 +25,8 @@ def test_defaults_cover_drift_latency_errors_performance_and_quality() -> None:
     assert list(suite.SuiteConfig().detectors) == [
         "data_drift",
         "prediction_drift",
+        "vector_mmd",
+        "vector_component_drift",
         "latency",
         "error_rate",
         "performance",
