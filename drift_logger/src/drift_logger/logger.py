@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import logging
 import math
 import os
@@ -34,7 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Self
 
 from drift_logger import sender as sender_mod
-from drift_logger import timing
+from drift_logger import timing, vectors
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +41,8 @@ Clock = Callable[[], float]
 
 METRIC_PREFIX: Final = "drift_logger_"
 _ERROR_PREDICTION: Final = ""  # the contract needs a prediction; a failed request has none
-_JSON_SEPARATORS: Final = (",", ":")
+# True when every feature value is a plain scalar: the usual record, checked in one C-level pass.
+_all_plain: Final = vectors.PLAIN_TYPES.issuperset
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -75,15 +75,6 @@ class LoggerStats:
 _GAUGES: Final = frozenset({"buffered", "in_flight", "peak_held"})
 
 
-def _json_default(value: Any) -> Any:
-    """numpy / torch scalars and arrays as plain JSON values."""
-    if hasattr(value, "tolist"):
-        return value.tolist()  # 0-d arrays and tensors give a scalar
-    if hasattr(value, "item"):
-        return value.item()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable; log plain numbers and strings")
-
-
 class RequestScope:
     """What one ``with logger.request(...) as req`` block fills in (set ``req.prediction``)."""
 
@@ -92,6 +83,7 @@ class RequestScope:
         "_logger",
         "_started",
         "confidence",
+        "embeddings",
         "features",
         "prediction",
         "probabilities",
@@ -107,9 +99,12 @@ class RequestScope:
         request_id: str | None,
         segment: Mapping[str, str] | None,
         gpu: timing.GpuSpan | None,
+        *,
+        embeddings: Mapping[str, Any] | None = None,
     ) -> None:
         self._logger = logger
         self.features = features
+        self.embeddings = embeddings
         self.request_id = request_id
         self.segment = segment
         self.prediction: Any = None
@@ -152,6 +147,7 @@ class RequestScope:
             status=status,
             segment=self.segment,
             gpu=self._gpu,
+            embeddings=self.embeddings,
         )
 
 
@@ -163,6 +159,7 @@ class _SampledOut:
     probabilities: Any = None
     status: str = "ok"
     features: Any = None
+    embeddings: Any = None
     request_id: Any = None
     segment: Any = None
 
@@ -195,6 +192,10 @@ class PredictionLogger:
     latency; ``seed`` makes sampling reproducible. ``gpu_timing``: None = time on the GPU when
     torch is loaded and CUDA is available; False = never; True = always (fails now when there
     is no CUDA device). ``event_factory`` replaces ``torch.cuda.Event`` (tests, other devices).
+
+    Vectors (numpy arrays, torch tensors on any device) are held by reference until the sender
+    thread writes them: do not modify one in place after logging it, or pass
+    ``copy_vectors=True`` to take a float32 copy on the request thread (see ``vectors``).
     """
 
     def __init__(
@@ -216,6 +217,7 @@ class PredictionLogger:
         producer_config: Mapping[str, Any] | None = None,
         retry_backoff_initial_s: float = 0.1,
         retry_backoff_max_s: float = 5.0,
+        copy_vectors: bool = False,
     ) -> None:
         _check_name("topic", topic)
         _check_name("model_name", model_name)
@@ -233,6 +235,7 @@ class PredictionLogger:
         self.model_name = model_name
         self.model_version = model_version
         self.sample_rate = float(sample_rate)
+        self.copy_vectors = bool(copy_vectors)
         self.clock = clock
         self.timer = timer
         self._rng = random.Random(seed)  # noqa: S311 - sampling, not security
@@ -283,8 +286,13 @@ class PredictionLogger:
         gpu_latency_ms: float | None = None,
         status: str = "ok",
         segment: Mapping[str, str] | None = None,
+        embeddings: Mapping[str, Any] | None = None,
     ) -> bool:
-        """Queue one record; True when it was buffered. Never blocks on I/O, never raises."""
+        """Queue one record; True when it was buffered. Never blocks on I/O, never raises.
+
+        A feature value may be a 1-D vector (numpy array, torch tensor, list of numbers);
+        ``embeddings`` maps more vector names to vectors. Arrays are not copied (see the class).
+        """
         if self.sample_rate < 1.0 and self._rng.random() >= self.sample_rate:
             self._sender.count_sampled_out()
             return False
@@ -299,6 +307,7 @@ class PredictionLogger:
             status=status,
             segment=segment,
             gpu=None,
+            embeddings=embeddings,
         )
 
     def request(
@@ -308,6 +317,7 @@ class PredictionLogger:
         request_id: str | None = None,
         segment: Mapping[str, str] | None = None,
         gpu: bool | None = None,
+        embeddings: Mapping[str, Any] | None = None,
     ) -> RequestScope | _SampledOut:
         """A ``with`` block timing one request; set ``req.prediction`` inside it.
 
@@ -323,7 +333,7 @@ class PredictionLogger:
                 span = timing.GpuSpan(self._event_factory(), self._event_factory())
             except Exception:
                 span = None
-        return RequestScope(self, features, request_id, segment, span)
+        return RequestScope(self, features, request_id, segment, span, embeddings=embeddings)
 
     def timed(
         self,
@@ -334,6 +344,7 @@ class PredictionLogger:
         request_id: str | None = None,
         segment: Mapping[str, str] | None = None,
         to_prediction: Callable[[Any], Any] = default_prediction,
+        embeddings: Mapping[str, Any] | None = None,
     ) -> Any:
         """``model(inputs)``, timed and logged; returns the model's output unchanged."""
         scope = self.request(
@@ -341,6 +352,7 @@ class PredictionLogger:
             request_id=request_id,
             segment=segment,
             gpu=timing.runs_on_cuda(inputs) is not False,
+            embeddings=embeddings,
         )
         with scope:
             output = model(inputs)
@@ -364,8 +376,13 @@ class PredictionLogger:
         status: str,
         segment: Mapping[str, str] | None,
         gpu: timing.GpuSpan | None,
+        embeddings: Mapping[str, Any] | None = None,
     ) -> bool:
         try:
+            # A copy of the mapping: the caller may reuse its dict once log() returns.
+            feature_values = dict(features) if features is not None else {}
+            if not _all_plain(map(type, feature_values.values())):
+                self._hold_vectors(feature_values)
             if prediction is None:
                 if status != "error":
                     raise ValueError("prediction is missing (set req.prediction, or pass prediction=)")
@@ -375,10 +392,11 @@ class PredictionLogger:
                 "timestamp": self.clock(),
                 "model_name": self.model_name,
                 "model_version": self.model_version,
-                # A copy: the caller may reuse its dict once log() returns.
-                "features": dict(features) if features is not None else {},
+                "features": feature_values,
                 "prediction": prediction,
             }
+            if embeddings:
+                record["embeddings"] = self._hold_embeddings(embeddings, record["features"])
             if confidence is not None:
                 record["confidence"] = confidence
             if probabilities is not None:
@@ -397,6 +415,26 @@ class PredictionLogger:
             return False
         return self._sender.offer((record, gpu) if gpu is not None else record)
 
+    def _hold_vectors(self, features: dict[str, Any]) -> None:
+        for name, value in features.items():
+            if type(value) not in vectors.PLAIN_TYPES:
+                features[name] = vectors.hold(
+                    "features", name, value, copy=self.copy_vectors, scalar_allowed=True
+                )
+
+    def _hold_embeddings(self, embeddings: Mapping[str, Any], features: Mapping[str, Any]) -> dict[str, Any]:
+        held = {}
+        for name, value in embeddings.items():
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"embeddings names must be non-empty strings, got {name!r}")
+            if name in features:
+                raise ValueError(
+                    f"{name!r} is both under features and embeddings (one namespace of vector "
+                    "features); give it once"
+                )
+            held[name] = vectors.hold("embeddings", name, value, copy=self.copy_vectors, scalar_allowed=False)
+        return held
+
     # -- sender thread ------------------------------------------------------------------------
 
     @staticmethod
@@ -408,7 +446,7 @@ class PredictionLogger:
                 record["gpu_latency_ms"] = elapsed
         else:
             record = item
-        value = json.dumps(record, separators=_JSON_SEPARATORS, default=_json_default).encode("utf-8")
+        value = vectors.encode_record(record).encode("utf-8")
         # Keyed by request id: labels keyed the same way land on the same partition number.
         return value, str(record["request_id"]).encode("utf-8")
 

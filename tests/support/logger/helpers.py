@@ -57,6 +57,18 @@ class StepClock:
             return self.now
 
 
+def queued_records(logger: drift_logger.PredictionLogger) -> list[dict[str, Any]]:
+    """The records the request path left in the buffer, as the sender thread will take them.
+
+    Reads the logger's private buffer on purpose: it shows what the request thread did (and
+    did not) do to a record before the sender thread ever touched it.
+    """
+    sender = logger._sender
+    with sender.lock:
+        items = list(sender._buffer)
+    return [item[0] if type(item) is tuple else item for item in items]
+
+
 def closed_address() -> str:
     """host:port where nothing listens (free a moment ago)."""
     return f"127.0.0.1:{broker.free_port()}"
