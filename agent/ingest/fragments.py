@@ -9,17 +9,27 @@ Each entry names the input message whose processing produced it (stream, partiti
 the evaluator drops an entry at or below the highest position it has already counted for that
 stream and partition, so input that is ingested twice (a crash between publishing fragments
 and committing input offsets, a rebalance) is never counted twice in a window.
+
+A fragment is published as one or more messages of at most ``MAX_MESSAGE_BYTES`` each
+(``encode_bounded``): wide records and embeddings (768 float32 components are 3 KiB a record)
+would otherwise make a fragment of 2000 records several MiB, which a broker with Kafka's default
+``message.max.bytes`` (1 MiB) refuses.
 """
 
 from __future__ import annotations
 
+import math
 import zlib
+from typing import Final
 
 import msgspec
 
 from agent.ingest import records
 
 FORMAT = 1
+# Under Kafka's default message.max.bytes (1048588) with room for the record's key and headers:
+# the fragments topic then needs no broker or topic configuration.
+MAX_MESSAGE_BYTES: Final = 1_000_000
 # Which input stream an entry's position refers to.
 PREDICTIONS = 0
 LABELS = 1
@@ -57,6 +67,27 @@ _DECODER = msgspec.msgpack.Decoder(Fragment)
 
 def encode(fragment: Fragment) -> bytes:
     return _ENCODER.encode(fragment)
+
+
+def encode_bounded(fragment: Fragment, max_bytes: int = MAX_MESSAGE_BYTES) -> list[bytes]:
+    """``fragment`` as messages of at most ``max_bytes`` each, its entries in order across them.
+
+    Split into as many equal runs of entries as the first encoding says, then halved again where a
+    run is still over; an entry over the bound on its own travels alone (the input it came from was
+    within ``kafka.max_message_bytes``).
+    """
+    raw = _ENCODER.encode(fragment)
+    entries = fragment.entries
+    if len(raw) <= max_bytes or len(entries) <= 1:
+        return [raw]
+    # At least two parts: the encoding is over the bound and holds at least two entries.
+    parts = min(len(entries), math.ceil(len(raw) / max_bytes))
+    size = math.ceil(len(entries) / parts)
+    encoded: list[bytes] = []
+    for start in range(0, len(entries), size):
+        part = msgspec.structs.replace(fragment, entries=entries[start : start + size])
+        encoded.extend(encode_bounded(part, max_bytes))
+    return encoded
 
 
 def decode(raw: bytes) -> Fragment:

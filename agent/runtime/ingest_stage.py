@@ -74,13 +74,15 @@ class IngestStage:
         """Send what the worker buffered (without waiting for the broker)."""
         sent = 0
         for fragment in self._worker.take():
-            self._producer.send(
-                self._topic,
-                key=fragment.model.encode("utf-8"),
-                value=fragments.encode(fragment),
-                partition=fragments.partition_for(fragment.model, self._partitions),
-            )
-            sent += 1
+            # Wide records and embeddings: one fragment may take several messages (in order).
+            for value in fragments.encode_bounded(fragment):
+                self._producer.send(
+                    self._topic,
+                    key=fragment.model.encode("utf-8"),
+                    value=value,
+                    partition=fragments.partition_for(fragment.model, self._partitions),
+                )
+                sent += 1
         self.fragments_sent += sent
         return sent
 

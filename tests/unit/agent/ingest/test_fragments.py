@@ -156,3 +156,36 @@ def test_a_kserve_event_over_the_byte_limit_is_rejected_before_it_is_decoded() -
     assert (
         rejected.detail == f"KServe event of {len(event.value)} bytes, more than kafka.max_message_bytes=100"
     )
+
+
+def embedded(index: int, dimension: int) -> records.PredictionRecord:
+    vector = bytes(range(256)) * (dimension * 4 // 256)
+    return msgspec.structs.replace(record(index), embeddings={"text_emb": vector})
+
+
+def test_a_fragment_over_the_message_bound_is_split_in_order_and_reads_back_whole() -> None:
+    # 2000 records with a 768-dimension embedding: over 6 MB in one message, beyond Kafka's
+    # default message.max.bytes.
+    entries = [fragments.Entry(embedded(i, 768), i, fragments.PREDICTIONS, 0, i) for i in range(2000)]
+    fragment = fragments.Fragment(fragments.FORMAT, "churn", entries, {0: 1_700_002_000.0}, "agent-0")
+    assert len(fragments.encode(fragment)) > 6_000_000
+    messages = fragments.encode_bounded(fragment)
+    assert len(messages) >= 7
+    assert all(len(message) <= fragments.MAX_MESSAGE_BYTES for message in messages)
+    parts = [fragments.decode(message) for message in messages]
+    assert [entry for part in parts for entry in part.entries] == entries
+    assert {(part.model, part.producer, tuple(part.watermarks.items())) for part in parts} == {
+        ("churn", "agent-0", ((0, 1_700_002_000.0),))
+    }
+
+
+def test_a_fragment_within_the_bound_is_one_message_and_a_lone_large_entry_travels_alone() -> None:
+    small = fragments.Fragment(
+        fragments.FORMAT, "churn", [fragments.Entry(record(0), 0, fragments.PREDICTIONS, 0, 0)], {}, "a"
+    )
+    assert fragments.encode_bounded(small) == [fragments.encode(small)]
+    large = [fragments.Entry(embedded(i, 1024), i, fragments.PREDICTIONS, 0, i) for i in range(3)]
+    messages = fragments.encode_bounded(
+        fragments.Fragment(fragments.FORMAT, "churn", large, {}, "a"), max_bytes=3000
+    )
+    assert [len(fragments.decode(message).entries) for message in messages] == [1, 1, 1]
