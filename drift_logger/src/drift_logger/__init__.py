@@ -2,7 +2,8 @@
 
 A model server logs one record per prediction to Kafka with ``PredictionLogger``; drift-agent
 reads them. Importing this package loads only the standard library: kafka-python is imported
-when the first producer is created, torch is never imported (it is used when already loaded).
+when the first producer is created, numpy and torch are never imported (the logger handles
+their arrays and tensors only when the server has loaded them).
 """
 
 from drift_logger.logger import LoggerStats, PredictionLogger, RequestScope, default_prediction

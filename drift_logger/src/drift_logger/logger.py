@@ -163,6 +163,11 @@ class _SampledOut:
     request_id: Any = None
     segment: Any = None
 
+    def __setattr__(self, name: str, value: object) -> None:
+        # One shared instance: keeping what a request sets would hold its tensors (and the batch
+        # output an embedding row is a view of, on the GPU) until the next sampled-out request.
+        return None
+
     def __enter__(self) -> Self:
         return self
 

@@ -7,11 +7,13 @@ and read back from a real broker: tests/integration/kafka/test_logger_vectors.py
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import re
 import subprocess
 import sys
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -208,3 +210,28 @@ def test_the_sender_text_is_the_record_json_dumps_would_write() -> None:
     assert decoded["embeddings"] == {"e": [0, 1, 2]}
     plain = {"request_id": "r", "features": {"x": 1.0, "c": "FR"}, "prediction": 1}
     assert vectors.encode_record(plain) == json.dumps(plain, separators=(",", ":"))
+
+
+def test_a_sampled_out_request_keeps_no_reference_to_its_arrays() -> None:
+    factory = helpers.GatedFactory(helpers.closed_address())
+    logger = drift_logger.PredictionLogger(
+        factory, "predictions", model_name="m", model_version="1", sample_rate=0.5, seed=0
+    )
+    try:
+        refs = []
+        for i in range(20):
+            output = np.random.default_rng(i).normal(size=(4, 8))  # a batch's output
+            refs.append(weakref.ref(output))
+            with logger.request(features={"x": float(i)}, request_id=f"r{i}") as req:
+                req.prediction = 1
+                req.embeddings = {"e": output[0]}  # a view: it would keep the whole output alive
+            del output, req
+        gc.collect()
+        logged = {record["request_id"] for record in helpers.queued_records(logger)}
+        sampled_out = logger.stats().sampled_out
+        assert 0 < sampled_out < 20
+        alive = [f"r{i}" for i, ref in enumerate(refs) if ref() is not None]
+        assert alive == sorted(logged, key=lambda rid: int(rid[1:]))  # only what waits to be sent
+    finally:
+        factory.open()
+        logger.close(timeout_s=0.1)
