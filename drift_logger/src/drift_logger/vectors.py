@@ -51,7 +51,8 @@ def hold(field: str, name: str, value: Any, *, copy: bool, scalar_allowed: bool)
     writes lists as they are, and counts what it cannot serialise as ``dropped_invalid``.
     """
     numpy: Any = sys.modules.get("numpy")
-    if numpy is not None and isinstance(value, numpy.ndarray | numpy.generic):
+    # A tuple, not ``numpy.ndarray | numpy.generic``, which would build a union on every call.
+    if numpy is not None and isinstance(value, (numpy.ndarray, numpy.generic)):
         return _hold_numpy(field, name, value, copy=copy, scalar_allowed=scalar_allowed)
     torch: Any = sys.modules.get("torch")
     if torch is not None and isinstance(value, torch.Tensor):
