@@ -2,4 +2,12 @@
 
 from __future__ import annotations
 
-SCENARIOS = ("data_drift", "bad_release", "concept_drift", "canary_latency", "override", "pipeline_break")
+SCENARIOS = (
+    "data_drift",
+    "embedding_drift",
+    "bad_release",
+    "concept_drift",
+    "canary_latency",
+    "override",
+    "pipeline_break",
+)

@@ -195,6 +195,9 @@ class SimulatedServer:
             start, schedule = self.index, self.schedule
             self.index += self.batch
         numeric, regions, devices, labels = workload.sample(self.rng, schedule, start, self.batch)
+        # A null input is imputed with the training mean (0), as serving code does.
+        imputed = np.nan_to_num(numeric, nan=0.0)
+        embeddings = schedule.encoder.embed(imputed)
         state = self._serving()
         canary = state.canary_version if state.canary_percent > 0 else None
         split = (state.stable_version, canary, state.canary_percent if canary else 0)
@@ -215,9 +218,7 @@ class SimulatedServer:
             predictor = self._predictor(version, uri)
             answers = None
             if predictor is not None:
-                # A null input is imputed with the training mean (0), as serving code does.
-                inputs = np.nan_to_num(numeric[rows], nan=0.0)
-                answers = predictor(inputs, [regions[i] for i in rows], [devices[i] for i in rows])
+                answers = predictor(imputed[rows], [regions[i] for i in rows], [devices[i] for i in rows])
             network_ms = self.base_latency_ms * np.exp(0.1 * self.rng.standard_normal(len(rows)))
             latency_ms = network_ms + self.extra_latency_ms.get(version, 0.0)
             for offset, row in enumerate(rows):
@@ -227,6 +228,7 @@ class SimulatedServer:
                 self._log(
                     version=version,
                     numeric=numeric[row],
+                    embedding=embeddings[row],
                     region=regions[row],
                     device=devices[row],
                     prediction=None if answers is None else int(answers.labels[offset]),
@@ -241,6 +243,7 @@ class SimulatedServer:
         *,
         version: str,
         numeric: np.ndarray,
+        embedding: np.ndarray,
         region: str,
         device: str,
         prediction: int | None,
@@ -264,6 +267,8 @@ class SimulatedServer:
             confidence=None if probability is None else round(max(probability, 1 - probability), 5),
             latency_ms=round(latency_ms, 4),
             status="ok" if prediction is not None else "error",
+            # A row of the batch's array, held by reference: the logger's sender thread writes it.
+            embeddings={workload.EMBEDDING: embedding},
         )
         with self.lock:
             self.stats.served += 1

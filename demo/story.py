@@ -194,8 +194,10 @@ class Story:
         event.injected_at = time.time()
         self.say(f"[{event.name}] injected at record {event.injected_index}: {event.description}")
 
-    def _detected(self, event: Event, family: str) -> None:
-        found = self.observer.wait_for(lambda: self.observer.first_drifted(family, event.injected_at))
+    def _detected(self, event: Event, family: str, feature: str | None = None) -> None:
+        found = self.observer.wait_for(
+            lambda: self.observer.first_drifted(family, event.injected_at, feature)
+        )
         if isinstance(found, tuple):
             event.detected_at, evaluation = found
             event.detected_index = evaluation.window.last_record_index
@@ -250,6 +252,32 @@ class Story:
         self.say(f"[{event.name}] inputs back to normal; waiting for the incident to resolve")
         self._recovered(event, event.injected_at)
         # LOG is "minor: log and monitor" (a stray feature), not something that fired.
+        unexpected = self._note_unexpected(
+            event,
+            {actions_base.ActionKind.ALERT, actions_base.ActionKind.RESOLVE, actions_base.ActionKind.LOG},
+        )
+        event.passed = bool(event.detected_at and event.acted_at and event.recovered_at and not unexpected)
+        return event
+
+    def embedding_drift(self) -> Event:
+        """Vector drift alone: the upstream encoder changes, the scalar inputs do not."""
+        event = Event(
+            "embedding_drift",
+            f"the upstream encoder is upgraded: each request's {workload.EMBEDDING_DIM}-dimension "
+            f"{workload.EMBEDDING} moves, its scalar inputs do not",
+            "alert",
+        )
+        self._inject(event, lambda s, i: dataclasses.replace(s, encoder=workload.Encoder(version=2)))
+        self._detected(event, "data_drift", workload.EMBEDDING)
+        self._acted(
+            event,
+            actions_base.ActionKind.ALERT,
+            actions_base.OutcomeStatus.SUCCEEDED,
+            lambda alert: f"alert ({alert.request.severity}, {alert.request.incident_id})",
+        )
+        self.server.inject(lambda s, i: dataclasses.replace(s, encoder=workload.Encoder()))
+        self.say(f"[{event.name}] the encoder is rolled back upstream; waiting for the incident to resolve")
+        self._recovered(event, event.injected_at)
         unexpected = self._note_unexpected(
             event,
             {actions_base.ActionKind.ALERT, actions_base.ActionKind.RESOLVE, actions_base.ActionKind.LOG},

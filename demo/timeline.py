@@ -90,15 +90,22 @@ class Observer:
                     return found
                 self.lock.wait(timeout=min(0.5, max(0.0, deadline - time.monotonic())))
 
-    def first_drifted(self, family: str, after: float) -> tuple[float, engine_mod.Evaluation] | None:
-        """The first window holding traffic served after ``after`` in which ``family`` drifted.
+    def first_drifted(
+        self, family: str, after: float, feature: str | None = None
+    ) -> tuple[float, engine_mod.Evaluation] | None:
+        """The first window holding traffic served after ``after`` in which ``family`` drifted
+        (on ``feature``, when one is named).
 
         A window the agent closes after the injection may still hold only older traffic when
         the agent runs behind: that one would be a false alarm, not a detection.
         """
         for at, evaluation in self.evaluations:
             if served_after(evaluation.window, after) and any(
-                result.family.value == family and (result.drifted or any(d.drifted for d in result.details))
+                result.family.value == family
+                and (
+                    (result.drifted and feature in (None, result.feature))
+                    or any(d.drifted and feature in (None, d.feature) for d in result.details)
+                )
                 for result in evaluation.results
             ):
                 return at, evaluation

@@ -56,11 +56,50 @@ class NullBreak:
     share: float
 
 
+# Dimension of the request embedding the upstream encoder gives each request.
+EMBEDDING_DIM = 16
+EMBEDDING = "request_embedding"
+
+
+@dataclasses.dataclass(frozen=True)
+class Encoder:
+    """The upstream encoder that embeds each request (as a text or image model's encoder would):
+    a fixed random projection of the raw inputs through tanh, ``EMBEDDING_DIM`` numbers.
+
+    It belongs to the upstream service, not to the served model, so every model version sees the
+    same embedding, and a retrain does not change it. ``version`` 2 is an upgrade whose projection
+    moved (``upgrade_shift`` of the way to another random one): the embeddings of the same
+    requests change while their scalar features do not.
+    """
+
+    version: int = 1
+    upgrade_shift: float = 0.6
+
+    def embed(self, numeric: np.ndarray) -> np.ndarray:
+        """Rows of float32 embeddings for rows of (imputed) numeric inputs."""
+        projection = _projection(1)
+        if self.version != 1:
+            projection = (1 - self.upgrade_shift) * projection + self.upgrade_shift * _projection(
+                self.version
+            )
+        embedded: np.ndarray = np.tanh(numeric @ projection).astype(np.float32)
+        return embedded
+
+
+def _projection(seed: int) -> np.ndarray:
+    """The encoder's projection (inputs x EMBEDDING_DIM), fixed per seed."""
+    weights: np.ndarray = np.random.default_rng(1000 + seed).normal(
+        scale=1 / math.sqrt(len(NUMERIC)), size=(len(NUMERIC), EMBEDDING_DIM)
+    )
+    return weights
+
+
 @dataclasses.dataclass(frozen=True)
 class Schedule:
     data_shifts: tuple[DataShift, ...] = ()
     concept: ConceptDrift | None = None
     null_breaks: tuple[NullBreak, ...] = ()
+    encoder: Encoder = Encoder()
 
 
 class TabularMLP(torch.nn.Module):

@@ -79,6 +79,19 @@ def test_data_drift_detected_after_injection_and_alerted_as_moderate(result: sto
     assert isinstance(slack[0].body.get("blocks"), list)
 
 
+def test_an_encoder_upgrade_is_caught_on_the_embedding_and_alerted(result: story.StoryResult) -> None:
+    upgrade = event(result, "embedding_drift")
+    # Detected on the request embedding itself (the story waits for a drifted result on it), in a
+    # window of traffic served after the upgrade.
+    assert upgrade.detected_index is not None and upgrade.detected_index >= upgrade.injected_index
+    assert upgrade.detected_at is not None and upgrade.acted_at is not None
+    assert upgrade.detected_at <= upgrade.acted_at
+    assert upgrade.recovered_at is not None
+    # Data drift on an input is told, not remediated: no rollback, retrain, canary or page.
+    acted = during(result, "embedding_drift")
+    assert not {done.request.kind for done in acted} & {Kind.ROLLBACK, Kind.RETRAIN, Kind.CANARY, Kind.PAGE}
+
+
 def test_bad_release_rolled_back_once_to_the_last_healthy_version(result: story.StoryResult) -> None:
     release = event(result, "bad_release")
     assert release.action_detail == "rollback 4 -> 3"
