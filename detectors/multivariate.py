@@ -82,10 +82,9 @@ def subsample(rows: FloatArray, limit: int, rng: np.random.Generator) -> FloatAr
     return rows[np.sort(rng.choice(len(rows), size=limit, replace=False))]
 
 
-class MMDConfig(base.DetectorConfig):
-    features: list[str] | None = pydantic.Field(
-        None, description="Numeric columns to compare; null = every numeric column of the reference."
-    )
+class KernelTestConfig(base.DetectorConfig):
+    """The kernel two-sample test's settings, shared by ``mmd`` and ``vector_mmd``."""
+
     n_permutations: int = pydantic.Field(
         200, ge=10, le=100_000, description="Permutations of the test; the smallest p-value is 1/(n+1)."
     )
@@ -93,7 +92,7 @@ class MMDConfig(base.DetectorConfig):
         0.05, gt=0, lt=1, description="Drift when the permutation p-value is below."
     )
     min_effect: float = pydantic.Field(
-        0.0, ge=0, description="Drift also needs MMD^2 (standardised units) at least this large."
+        0.0, ge=0, description="Drift also needs MMD^2 at least this large (mmd: in standardised units)."
     )
     max_samples: int = pydantic.Field(
         1000,
@@ -101,8 +100,6 @@ class MMDConfig(base.DetectorConfig):
         le=50_000,
         description="Rows per side at most (a seeded sample beyond): cost is quadratic.",
     )
-    min_samples: int = pydantic.Field(20, ge=5, description="Fewer complete rows than this: no verdict.")
-    seed: int = pydantic.Field(0, description="Seed of the subsample and the permutations.")
     device: Device = pydantic.Field("auto", description="auto (CUDA when available), cpu or cuda.")
     cpu_threads: int = pydantic.Field(
         1,
@@ -111,6 +108,14 @@ class MMDConfig(base.DetectorConfig):
         description="torch threads while a verdict runs on the CPU (restored after). A sidecar shares "
         "its cores: more threads than the pod's CPU limit spin and slow every verdict down.",
     )
+
+
+class MMDConfig(KernelTestConfig):
+    features: list[str] | None = pydantic.Field(
+        None, description="Numeric columns to compare; null = every numeric column of the reference."
+    )
+    min_samples: int = pydantic.Field(20, ge=5, description="Fewer complete rows than this: no verdict.")
+    seed: int = pydantic.Field(0, description="Seed of the subsample and the permutations.")
 
 
 class MMDDetector(base.Detector[MMDConfig], base.NeedsReference):
@@ -293,22 +298,27 @@ def mmd_benchmark(
 # --- domain classifier -----------------------------------------------------------------------
 
 
-class DomainClassifierConfig(base.DetectorConfig):
-    features: list[str] | None = pydantic.Field(
-        None, description="Columns to use (numeric and categorical); null = every reference column."
-    )
+class DomainTestConfig(base.DetectorConfig):
+    """The classifier two-sample test's settings, shared by ``domain_classifier`` and its vector twin."""
+
     auc_threshold: float = pydantic.Field(
         0.55,
         gt=0.5,
         lt=1,
         description="Drift needs the cross-validated AUC at least this high (0.5 = indistinguishable). "
-        "0.55 matches a 0.18-sigma mean shift of one Gaussian feature: a small but real effect.",
+        "0.55 (Evidently's) matches a 0.18-sigma mean shift of one Gaussian feature: small but real.",
     )
     alpha: float = pydantic.Field(
         0.05, gt=0, lt=1, description="Drift also needs the Mann-Whitney p-value of the scores below this."
     )
     n_folds: int = pydantic.Field(5, ge=2, le=20, description="Cross-validation folds (out-of-fold scores).")
     l2: float = pydantic.Field(1.0, ge=0, description="L2 penalty of the logistic regression.")
+
+
+class DomainClassifierConfig(DomainTestConfig):
+    features: list[str] | None = pydantic.Field(
+        None, description="Columns to use (numeric and categorical); null = every reference column."
+    )
     max_samples: int = pydantic.Field(
         2000, ge=20, description="Rows per side at most (a seeded sample beyond)."
     )

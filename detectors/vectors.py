@@ -55,43 +55,14 @@ class VectorDriftConfig(base.DetectorConfig):
     seed: int = pydantic.Field(0, description="Seed of the subsamples (and permutations, folds).")
 
 
-class VectorMMDConfig(VectorDriftConfig):
-    n_permutations: int = pydantic.Field(
-        200, ge=10, le=100_000, description="Permutations of the test; the smallest p-value is 1/(n+1)."
-    )
-    alpha: float = pydantic.Field(
-        0.05, gt=0, lt=1, description="Drift when the permutation p-value is below."
-    )
-    min_effect: float = pydantic.Field(0.0, ge=0, description="Drift also needs MMD^2 at least this large.")
-    max_samples: int = pydantic.Field(
-        1000,
-        ge=20,
-        le=50_000,
-        description="Rows per side at most (a seeded sample beyond): cost is quadratic.",
-    )
-    device: multivariate.Device = pydantic.Field(
-        "auto", description="auto (CUDA when available), cpu or cuda."
-    )
-    cpu_threads: int = pydantic.Field(
-        1, ge=1, le=256, description="torch threads while a verdict runs on the CPU (restored after)."
-    )
+class VectorMMDConfig(VectorDriftConfig, multivariate.KernelTestConfig):
+    """The kernel test's settings (``mmd``'s) for each vector."""
 
 
-class VectorDomainClassifierConfig(VectorDriftConfig):
-    auc_threshold: float = pydantic.Field(
-        0.55,
-        gt=0.5,
-        lt=1,
-        description="Drift needs the cross-validated AUC at least this high (Evidently's).",
-    )
-    alpha: float = pydantic.Field(
-        0.05, gt=0, lt=1, description="Drift also needs the Mann-Whitney p-value of the scores below this."
-    )
+class VectorDomainClassifierConfig(VectorDriftConfig, multivariate.DomainTestConfig):
     components: int = pydantic.Field(
         32, ge=1, le=1024, description="Principal directions of the reference the classifier sees."
     )
-    n_folds: int = pydantic.Field(5, ge=2, le=20, description="Cross-validation folds (out-of-fold scores).")
-    l2: float = pydantic.Field(1.0, ge=0, description="L2 penalty of the logistic regression.")
     max_samples: int = pydantic.Field(
         1000, ge=20, description="Rows per side at most (a seeded sample beyond)."
     )
