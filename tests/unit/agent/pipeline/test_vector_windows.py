@@ -15,6 +15,7 @@ from agent import settings
 from agent.ingest import parsing, records, vectors
 from agent.pipeline import engine as engine_mod
 from agent.pipeline import reference, reference_files, window_codec, windows
+from agent.runtime import canary_sharing
 from detectors import window as window_mod
 
 DIM = 4
@@ -123,6 +124,13 @@ def test_window_codec_round_trips_vectors_and_nan_rows() -> None:
     np.testing.assert_array_equal(back.vectors["text_emb"], window.vectors["text_emb"])  # NaN == NaN here
     assert back.vectors["text_emb"].dtype == np.float32 and back.vectors["text_emb"].flags.writeable
     np.testing.assert_array_equal(back.features["x"], window.features["x"])
+
+
+def test_the_windows_topic_carries_vectors_to_the_canary_feed() -> None:
+    window = reference.to_window([rec(0, {"text_emb": emb(0)}), rec(1, {"text_emb": emb(1)})], SCHEMA)
+    back, labelled = canary_sharing.decode_window(canary_sharing.encode_window(window, labelled=True))
+    assert labelled
+    np.testing.assert_array_equal(back.vectors["text_emb"], window.vectors["text_emb"])
 
 
 def test_window_codec_reads_data_written_before_vectors_existed() -> None:
