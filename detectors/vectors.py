@@ -129,17 +129,25 @@ class _VectorDetector(base.Detector[ConfigT], base.NeedsReference, Generic[Confi
                 f"its vector features: {available}"
             )
         fitted: dict[str, tuple[FittedT, int]] = {}
+        too_few: list[str] = []
         for name in wanted:
             rows, _ = complete_rows(reference.vectors[name])
             if len(rows) < self.config.min_samples:
-                raise ValueError(
-                    f"{self.name}: vector {name!r} has {len(rows)} complete reference rows; "
-                    f"min_samples is {self.config.min_samples}"
-                )
+                too_few.append(f"{name!r} has {len(rows)} complete reference rows")
+                continue
             fitted[name] = (self._fit(rows, np.random.default_rng(self.config.seed)), rows.shape[1])
+        if too_few and self.config.vectors is not None:
+            raise ValueError(
+                f"{self.name}: vector {', '.join(too_few)}; min_samples is {self.config.min_samples}"
+            )
         self._fitted = fitted
-        # No vectors is not an error (most models have none): every window is skipped, quietly.
-        self._unusable = f"{self.name}: the reference has no vector features"
+        # On by default, so neither is an error: most models have no vectors, and a vector few
+        # reference records carry cannot be judged. Every window is skipped, saying why.
+        self._unusable = f"{self.name}: the reference has no vector features" + (
+            f" with min_samples={self.config.min_samples} complete rows ({', '.join(too_few)})"
+            if too_few
+            else ""
+        )
 
     def reset(self) -> None:
         """Nothing is learned from windows: each verdict depends on the reference and the window only."""

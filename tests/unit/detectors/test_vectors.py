@@ -120,8 +120,12 @@ def test_a_reference_without_vectors_skips_quietly_and_unknown_names_fail_with_t
     with pytest.raises(ValueError, match=r"\['nope'\] are not vector features.*\['digit'\]"):
         build("vector_mmd", digits_mod.digits().reference(), vectors=["nope"])
     few = digits_mod.vector_window(np.zeros((10, 64), np.float32))
-    with pytest.raises(ValueError, match="10 complete reference rows; min_samples is 20"):
-        build("vector_domain_classifier", few)
+    # On by default: a vector too few reference records carry is skipped, saying why; named
+    # explicitly in the config, it is a start-up error.
+    with pytest.raises(base.CannotRun, match="'digit' has 10 complete reference rows"):
+        build("vector_domain_classifier", few).update(few)
+    with pytest.raises(ValueError, match="'digit' has 10 complete reference rows; min_samples is 20"):
+        build("vector_domain_classifier", few, vectors=["digit"])
 
 
 def test_every_vector_is_judged_on_its_own() -> None:
