@@ -97,6 +97,7 @@ class Stages:
             ),
             producer=self.producer,
             metrics=metrics,
+            dead_letter_bytes=settings.memory.bytes_for("dead_letters"),
         )
         self.evaluate = evaluate_stage.EvaluateStage(
             streams=settings.streams,
@@ -136,7 +137,9 @@ class Stages:
 
 
 def _kserve_adapter(settings: settings_mod.AgentSettings) -> kserve.KServeAdapter | None:
-    return kserve.KServeAdapter.from_settings(settings.kserve) if settings.kserve.enabled else None
+    if not settings.kserve.enabled:
+        return None
+    return kserve.KServeAdapter.from_settings(settings.kserve, max_bytes=settings.memory.bytes_for("kserve"))
 
 
 class Agent:
@@ -159,7 +162,9 @@ class Agent:
         self.supervisor = supervisor.Supervisor()
         settings.runtime.state_dir.mkdir(parents=True, exist_ok=True)
         self.metrics = metrics_mod.AgentMetrics(metrics_registry)
-        self._audit_producer = audit_topic.audit_producer(settings.kafka, settings.audit, metrics_registry)
+        self._audit_producer = audit_topic.audit_producer(
+            settings.kafka, settings.audit, metrics_registry, buffer_bytes=settings.memory.bytes_for("audit")
+        )
         self.audit = audit_mod.AuditLog(
             settings.audit.path,
             sink=self._audit_producer.send if self._audit_producer is not None else None,

@@ -39,6 +39,7 @@ DEFAULT_MAX_PENDING = 10_000
 # would be 640 MiB.
 DEFAULT_MAX_PENDING_BYTES = 32 * 1024 * 1024
 DEFAULT_MAX_WAIT_S = 300.0
+BUFFER_NAME = "dead_letters"  # its share of memory.budget_mib, and its label on the buffer metrics
 # Oversize records would make oversize envelopes: keep a prefix, enough to debug the producer.
 DEFAULT_MAX_ORIGINAL_BYTES = 64 * 1024
 # Errors about the envelope itself, not the broker's state.
@@ -136,6 +137,7 @@ class DeadLetterQueue:
             collectors.register_gauge(
                 metrics.registry, collectors.DLQ_PENDING, lambda: [((), float(self.pending))]
             )
+            metrics.hold_bytes(BUFFER_NAME, lambda: float(self._retry_bytes))
 
     @property
     def pending(self) -> int:
@@ -285,8 +287,12 @@ class DeadLetterQueue:
                 self._retry_bytes -= len(oldest.payload)
                 evicted.append(oldest)
         for oldest in evicted:
+            if self.metrics is not None:
+                self.metrics.buffer_evicted(BUFFER_NAME)
             self._drop(
-                oldest, f"retry buffer full ({self.max_pending} records or {self.max_pending_bytes} bytes)"
+                oldest,
+                f"retry buffer full ({self.max_pending} records or {self.max_pending_bytes} bytes, "
+                "its share of memory.budget_mib)",
             )
 
     def _drop(self, item: _Pending, why: str) -> None:

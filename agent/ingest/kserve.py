@@ -28,6 +28,17 @@ _SEGMENT_ATTRIBUTES: Final = ("endpoint", "component", "namespace")
 
 Clock = Callable[[], float]
 
+# A waiting half holds the raw event, its decoded CloudEvent and its decoded tensors (a Python
+# float costs ~4x its JSON text): an estimate of its bytes, erring high, for the byte bound.
+HALF_BYTES_PER_RAW_BYTE: Final = 6
+HALF_OVERHEAD_BYTES: Final = 512
+# No byte bound given: the entry bound alone applies.
+UNBOUNDED_BYTES: Final = 1 << 62
+
+
+def half_bytes(half: _Half) -> int:
+    return HALF_OVERHEAD_BYTES + HALF_BYTES_PER_RAW_BYTE * len(half.message.value)
+
 
 @dataclasses.dataclass(slots=True)
 class _Half:
@@ -59,7 +70,10 @@ class KServeAdapter:
         prediction_output: str | None = None,
         max_pending: int = 100_000,
         parser: parsing.RecordParser | None = None,
+        max_bytes: int = UNBOUNDED_BYTES,
     ) -> None:
+        """``max_bytes``: the bound on what waiting halves hold (estimated, ``half_bytes``); the
+        pairing's share of ``memory.budget_mib``."""
         if ttl_s <= 0:
             raise ValueError(f"ttl_s must be > 0 seconds, got {ttl_s}")
         if max_pending < 1:
@@ -70,6 +84,9 @@ class KServeAdapter:
         self.prediction_output = prediction_output
         self.ttl_s = ttl_s
         self.max_pending = max_pending
+        self.max_bytes = max_bytes
+        self.held_bytes = 0
+        self.evicted = 0
         self.clock = clock
         self._parser = parser if parser is not None else parsing.RecordParser()
         self._pending: collections.OrderedDict[str, _Half] = collections.OrderedDict()
@@ -77,7 +94,11 @@ class KServeAdapter:
 
     @classmethod
     def from_settings(
-        cls, config: kserve_config.KServeSettings, clock: Clock = time.monotonic
+        cls,
+        config: kserve_config.KServeSettings,
+        clock: Clock = time.monotonic,
+        *,
+        max_bytes: int = UNBOUNDED_BYTES,
     ) -> KServeAdapter:
         return cls(
             config.feature_names,
@@ -87,6 +108,7 @@ class KServeAdapter:
             model_version=config.model_version,
             prediction_output=config.prediction_output,
             max_pending=config.max_pending,
+            max_bytes=max_bytes,
         )
 
     @property
@@ -112,12 +134,12 @@ class KServeAdapter:
                 # Its partner, when it comes, is answered at once instead of waiting out the TTL.
                 self._hold(_Half(is_request, event, None, self.clock(), message, rejected_detail=detail))
             else:
-                del self._pending[event.id]
+                self._release(event.id)
             return records.Rejected(bad.reason, detail, message.value)
         if partner is None:
             self._hold(_Half(is_request, event, reading, self.clock(), message))
             return []
-        del self._pending[event.id]
+        self._release(event.id)
         if partner.reading is None:
             return records.Rejected(
                 UNJOINED_REQUEST if is_request else UNJOINED_RESPONSE,
@@ -141,7 +163,7 @@ class KServeAdapter:
             event_id, half = next(iter(self._pending.items()))
             if half.arrived_at > deadline:
                 break
-            del self._pending[event_id]
+            self._release(event_id)
             if half.reading is not None:
                 expired.append(self._unjoined(event_id, half, f"within {self.ttl_s:g}s"))
         return expired
@@ -150,14 +172,29 @@ class KServeAdapter:
 
     def _hold(self, half: _Half) -> None:
         assert half.event is not None
-        self._pending.pop(half.event.id, None)
-        while len(self._pending) >= self.max_pending:
-            event_id, oldest = self._pending.popitem(last=False)
-            if oldest.reading is not None:
-                self._evicted.append(
-                    self._unjoined(event_id, oldest, f"before {self.max_pending} newer events")
-                )
+        self._release(half.event.id)
+        size = half_bytes(half)
+        while self._pending and (
+            len(self._pending) >= self.max_pending or self.held_bytes + size > self.max_bytes
+        ):
+            bound = f"{self.max_bytes} bytes (the kserve share of memory.budget_mib)"
+            full = len(self._pending) >= self.max_pending
+            when = (
+                f"before {self.max_pending} newer events" if full else f"before newer events filled {bound}"
+            )
+            event_id = next(iter(self._pending))
+            oldest = self._release(event_id)
+            self.evicted += 1
+            if oldest is not None and oldest.reading is not None:
+                self._evicted.append(self._unjoined(event_id, oldest, when))
         self._pending[half.event.id] = half
+        self.held_bytes += size
+
+    def _release(self, event_id: str) -> _Half | None:
+        half = self._pending.pop(event_id, None)
+        if half is not None:
+            self.held_bytes -= half_bytes(half)
+        return half
 
     @staticmethod
     def _unjoined(event_id: str, half: _Half, when: str) -> records.Rejected:

@@ -66,7 +66,9 @@ def build_remediation(
         circuit_breaker_window_s=settings.registry.circuit_breaker_window_s,
         rollout_timeout_s=settings.registry.rollout_timeout_s,
     )
-    training = training_mod.TrainingBuffer(settings.retrain.strategy.max_rows)
+    training = training_mod.TrainingBuffer(
+        settings.retrain.strategy.max_rows, max_bytes=settings.memory.bytes_for("retrain")
+    )
     retrain = retrain_handler.RetrainHandler.from_settings(
         settings.retrain,
         model_name=model_name,

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 SEND_MAX_BLOCK_MS = 1000
 DELIVERY_TIMEOUT_MS = 30_000
 LOSS_LOG_INTERVAL_S = 60.0
+# kafka-python 3 has no bound on its unsent records in bytes (buffer_memory is gone): this is ours.
+DEFAULT_BUFFER_BYTES = 32 * 1024 * 1024
 
 
 class AuditProducer:
@@ -39,8 +41,13 @@ class AuditProducer:
         *,
         registry: prometheus_client.CollectorRegistry | None = None,
         clock: Callable[[], float] = time.monotonic,
+        buffer_bytes: int = DEFAULT_BUFFER_BYTES,
     ) -> None:
+        """``buffer_bytes``: the most bytes of copies sent but not yet acknowledged (the audit share
+        of ``memory.budget_mib``); a copy that finds them full is lost and counted, the file has it."""
         self._topic = topic
+        self._buffer_bytes = buffer_bytes
+        self.unacknowledged_bytes = 0
         self._connection = source.connection_config(kafka_settings)
         self._backoff = source.Backoff(
             kafka_settings.reconnect_backoff_initial_s, kafka_settings.reconnect_backoff_max_s, clock
@@ -62,12 +69,30 @@ class AuditProducer:
         if producer is None:
             self._count_lost("the audit topic's broker is not reachable")
             return
+        size = len(line)
+        with self._lock:
+            full = self.unacknowledged_bytes + size > self._buffer_bytes
+            if not full:
+                self.unacknowledged_bytes += size
+        if full:
+            self._count_lost(
+                f"{self._buffer_bytes} bytes of copies wait for the broker (the audit share of memory)"
+            )
+            return
         try:
             future = producer.send(self._topic, line)
         except kafka_errors.KafkaError as exc:
-            self._count_lost(errors.describe(exc))
+            self._settled(size, errors.describe(exc))
             return
-        future.add_errback(lambda exc: self._count_lost(errors.describe(exc)))
+        future.add_callback(lambda _: self._settled(size))
+        future.add_errback(lambda exc: self._settled(size, errors.describe(exc)))
+
+    def _settled(self, size: int, lost: str | None = None) -> None:
+        """A copy the broker took, or (``lost``: why) did not: its bytes no longer wait."""
+        with self._lock:
+            self.unacknowledged_bytes -= size
+        if lost is not None:
+            self._count_lost(lost)
 
     def close(self) -> None:
         producer, self._producer = self._producer, None
@@ -110,7 +135,9 @@ def audit_producer(
     kafka_settings: settings_mod.KafkaSettings,
     config: settings_mod.AuditSettings,
     registry: prometheus_client.CollectorRegistry | None = None,
+    *,
+    buffer_bytes: int = DEFAULT_BUFFER_BYTES,
 ) -> AuditProducer | None:
-    return (
-        AuditProducer(kafka_settings, config.kafka_topic, registry=registry) if config.kafka_topic else None
-    )
+    if not config.kafka_topic:
+        return None
+    return AuditProducer(kafka_settings, config.kafka_topic, registry=registry, buffer_bytes=buffer_bytes)

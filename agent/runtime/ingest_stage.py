@@ -38,6 +38,7 @@ class IngestStage:
         producer: kafka.KafkaProducer,
         metrics: metrics_mod.AgentMetrics,
         clock: Callable[[], float] = time.monotonic,
+        dead_letter_bytes: int = dead_letters.DEFAULT_MAX_PENDING_BYTES,
     ) -> None:
         self.topics = frozenset(source.input_topics(kafka_settings))
         self._topic = fragments_topic
@@ -48,7 +49,10 @@ class IngestStage:
         self._clock = clock
         self._interval_s = streams.commit_interval_s
         self.dlq = dead_letters.DeadLetterQueue(
-            kafka_settings, metrics=metrics, max_wait_s=kafka_settings.dead_letter_max_wait_s
+            kafka_settings,
+            metrics=metrics,
+            max_wait_s=kafka_settings.dead_letter_max_wait_s,
+            max_pending_bytes=dead_letter_bytes,
         )
         # The last message per partition since the last commit: all a commit needs.
         self._uncommitted: dict[tuple[str, int], source.RawMessage] = {}

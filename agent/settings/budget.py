@@ -23,6 +23,8 @@ REFERENCE_VALUE_BYTES: Final = 8
 # A buffered window value: the record's feature dict entry and its float object (measured with
 # tracemalloc: 70-76 bytes per value for 20-200 features; rounded up).
 WINDOW_VALUE_BYTES: Final = 80
+# A vector component: float32, in the record's bytes and in the closed window's or reference's array.
+VECTOR_VALUE_BYTES: Final = 4
 SHARE: Final = "windows_reference"
 
 
@@ -30,10 +32,19 @@ class _Record(Protocol):
     @property
     def features(self) -> Mapping[str, object]: ...
 
+    @property
+    def embeddings(self) -> Mapping[str, bytes] | None: ...
 
-def width_of(records: Iterable[_Record]) -> int:
-    """Values per record: the widest record's feature count."""
-    return max((len(record.features) for record in records), default=0)
+
+def width_of(records: Iterable[_Record]) -> tuple[int, int]:
+    """Scalar features and vector components per record, of the widest record."""
+    scalars = components = 0
+    for record in records:
+        scalars = max(scalars, len(record.features))
+        vectors = record.embeddings
+        if vectors:
+            components = max(components, sum(len(v) for v in vectors.values()) // VECTOR_VALUE_BYTES)
+    return scalars, components
 
 
 def check_reference_records(
@@ -43,10 +54,12 @@ def check_reference_records(
     the warning is logged."""
     if not records:
         return
+    width, vector_width = width_of(records)
     warning = check_windows_and_reference(
         settings,
         reference_rows=len(records),
-        width=width_of(records),
+        width=width,
+        vector_width=vector_width,
         time_window_records=time_window_records,
     )
     if warning is not None:
@@ -59,19 +72,27 @@ def window_records(settings: groups.WindowSettings, time_window_records: int) ->
 
 
 def check_windows_and_reference(
-    settings: tree.AgentSettings, *, reference_rows: int, width: int, time_window_records: int
+    settings: tree.AgentSettings,
+    *,
+    reference_rows: int,
+    width: int,
+    time_window_records: int,
+    vector_width: int = 0,
 ) -> str | None:
     """Raise ``ConfigError`` when the reference plus one window exceed the share; a warning (or
-    None) about ``max_open_windows`` windows. ``width``: values per record (features, and each
-    vector's dimension)."""
+    None) about ``max_open_windows`` windows. ``width``: scalar features per record;
+    ``vector_width``: vector components per record (all its vectors' dimensions)."""
     share = settings.memory.bytes_for(SHARE)
-    reference_bytes = reference_rows * width * REFERENCE_VALUE_BYTES
-    one_window = window_records(settings.window, time_window_records) * width * WINDOW_VALUE_BYTES
+    reference_bytes = reference_rows * (width * REFERENCE_VALUE_BYTES + vector_width * VECTOR_VALUE_BYTES)
+    record_bytes = width * WINDOW_VALUE_BYTES + vector_width * 2 * VECTOR_VALUE_BYTES
+    one_window = window_records(settings.window, time_window_records) * record_bytes
     mib = 1024 * 1024
+    vectors = f" + {vector_width} vector components" if vector_width else ""
     if reference_bytes + one_window > share:
         raise tree.ConfigError(
-            f"the reference ({reference_rows} rows x {width} values ~ {reference_bytes / mib:.0f} MiB) and "
-            f"one open window ({one_window / mib:.0f} MiB) exceed their share of the memory budget "
+            f"the reference ({reference_rows} rows x {width} values{vectors} ~ "
+            f"{reference_bytes / mib:.0f} MiB) and one open window ({one_window / mib:.0f} MiB) exceed their "
+            "share of the memory budget "
             f"({share / mib:.0f} MiB of memory.budget_mib={settings.memory.budget_bytes / mib:.0f}): lower "
             "reference.max_rows or window.size (window.duration_s for time windows), or raise "
             "memory.budget_mib (and the container's memory limit)"
@@ -82,7 +103,7 @@ def check_windows_and_reference(
     fit = max(1, int((share - reference_bytes) // one_window))
     return (
         f"memory: only {fit} of window.max_open_windows={settings.window.max_open_windows} full windows "
-        f"({one_window / mib:.1f} MiB each at {width} values per record) fit beside the reference in "
-        f"{share / mib:.0f} MiB; more (model versions x segments) open at once could exceed the "
+        f"({one_window / mib:.1f} MiB each at {width} values{vectors} per record) fit beside the reference "
+        f"in {share / mib:.0f} MiB; more (model versions x segments) open at once could exceed the "
         "container's memory limit. Lower window.max_open_windows or window.size, or raise memory.budget_mib"
     )

@@ -69,3 +69,25 @@ def test_an_unreachable_audit_topic_loses_copies_counted_and_the_file_keeps_ever
     assert [e["index"] for e in audit.read_entries(tmp_path / "audit.jsonl")] == list(range(20))
     assert producer.lost == 20
     assert registry.get_sample_value("drift_agent_audit_copies_lost_total") == 20
+
+
+@pytest.mark.integration
+def test_copies_beyond_the_audit_share_of_memory_are_lost_counted_and_kept_in_the_file(
+    tmp_path: pathlib.Path, kafka_broker: broker.EmbeddedBroker, topic_name: str
+) -> None:
+    kafka_broker.create_topics([topic_name])
+    registry = prometheus_client.CollectorRegistry()
+    config = helpers.kafka_settings(kafka_broker.bootstrap_servers, "predictions")
+    # Room for short lines only: a copy that would not fit never enters the producer.
+    producer = audit_topic.AuditProducer(config, topic_name, registry=registry, buffer_bytes=400)
+    try:
+        with audit.AuditLog(tmp_path / "audit.jsonl", sink=producer.send) as log:
+            log.record("decision", severity="minor")
+            assert producer._producer is not None
+            producer._producer.flush(timeout=10)
+            assert producer.unacknowledged_bytes == 0  # the broker took it: its bytes were released
+            log.record("decision", severity="critical", why="x" * 1000)
+    finally:
+        producer.close()
+    assert registry.get_sample_value("drift_agent_audit_copies_lost_total") == 1
+    assert [e.get("severity") for e in audit.read_entries(tmp_path / "audit.jsonl")] == ["minor", "critical"]

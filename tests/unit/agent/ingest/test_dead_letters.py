@@ -49,6 +49,9 @@ def test_the_retry_buffer_is_bounded_in_bytes_as_well(topic_name: str) -> None:
     assert not dead_letters.flush(timeout_s=0.1)
     assert dead_letters.pending == 4 and dead_letters.dropped == 6  # 4 x 4.2 KB fit in 20 KB
     assert registry.get_sample_value("drift_agent_dlq_dropped_total", {"reason": records.OVERSIZE}) == 6
+    assert registry.get_sample_value("drift_agent_buffer_evicted_total", {"buffer": "dead_letters"}) == 6
+    held = registry.get_sample_value("drift_agent_buffer_bytes", {"buffer": "dead_letters"})
+    assert held is not None and 4 * 4000 < held <= 20_000
 
 
 def test_envelope_truncates_huge_originals_and_says_so() -> None:

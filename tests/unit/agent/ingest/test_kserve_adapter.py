@@ -189,6 +189,26 @@ def test_the_oldest_unjoined_event_is_evicted_when_full() -> None:
     assert adapter.pending == 1
 
 
+def test_the_oldest_unjoined_event_is_evicted_at_the_byte_bound() -> None:
+    first = payloads.message("unjoined_request")
+    second = payloads.message("unjoined_response", offset=1)
+    room = kserve.HALF_OVERHEAD_BYTES + kserve.HALF_BYTES_PER_RAW_BYTE * max(
+        len(first.value), len(second.value)
+    )
+    clock = ManualClock()
+    adapter = kserve.KServeAdapter(max_pending=100, max_bytes=room, clock=clock)
+    assert adapter.add(first) == []
+    assert adapter.add(second) == []
+    (evicted,) = adapter.expire()
+    assert evicted.reason == kserve.UNJOINED_REQUEST
+    assert "memory.budget_mib" in evicted.detail
+    assert (adapter.pending, adapter.evicted) == (1, 1)
+    assert 0 < adapter.held_bytes <= room
+    clock.now = 1000.0
+    assert len(adapter.expire()) == 1
+    assert adapter.held_bytes == 0
+
+
 def test_a_redelivered_request_is_joined_once() -> None:
     adapter = kserve.KServeAdapter()
     assert adapter.add(payloads.message("v1_binary_request")) == []

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from agent import settings as settings_mod
+from agent.ingest import records
 from agent.settings import budget, groups
 
 MIB = 1024 * 1024
@@ -53,3 +55,26 @@ def test_many_open_windows_that_could_not_fit_are_a_warning() -> None:
         settings_with(budget_mib=512), reference_rows=1000, width=2, time_window_records=100_000
     )
     assert small is None
+
+
+def test_vector_components_weigh_as_float32_not_as_python_values() -> None:
+    record = records.PredictionRecord(
+        "r", 1.0, "m", "1", {"a": 1.0, "b": 2.0}, 0.5, embeddings={"text": np.zeros(768, "<f4").tobytes()}
+    )
+    assert budget.width_of([record]) == (2, 768)
+    # 20 000 reference rows of a 768-d embedding fit the default budget; as 768 scalar features
+    # buffered as Python values, one window alone would not.
+    assert (
+        budget.check_windows_and_reference(
+            settings_with(), reference_rows=20_000, width=20, vector_width=768, time_window_records=100_000
+        )
+        is not None  # the 256 open windows warn, but it starts
+    )
+    with pytest.raises(settings_mod.ConfigError, match=r"\+ 768 vector components"):
+        budget.check_windows_and_reference(
+            settings_with(budget_mib=32),
+            reference_rows=20_000,
+            width=20,
+            vector_width=768,
+            time_window_records=1,
+        )
