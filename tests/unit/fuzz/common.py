@@ -14,6 +14,7 @@ from collections.abc import Collection
 from typing import Any, Final
 
 import hypothesis
+import numpy as np
 from hypothesis import strategies as st
 
 from agent.ingest import records
@@ -162,6 +163,14 @@ def check_prediction(result: object, reasons: Collection[str] = records.REJECT_R
     assert result.status in ("ok", "error"), result
     if result.segment is not None:
         assert all(isinstance(v, str) for v in result.segment.values()), result
+    if result.embeddings is not None:
+        # Vectors: non-empty, whole float32 components, every one finite; names unlike the features'.
+        assert result.embeddings, result
+        assert set(result.embeddings).isdisjoint(result.features), result
+        for name, vector in result.embeddings.items():
+            assert is_unicode(name), result
+            assert isinstance(vector, bytes) and vector and len(vector) % 4 == 0, result
+            assert np.isfinite(np.frombuffer(vector, dtype="<f4")).all(), result
 
 
 def check_label(result: object) -> None:

@@ -20,6 +20,7 @@ import json
 from typing import Any, Final
 
 import hypothesis
+import numpy as np
 from hypothesis import strategies as st
 
 from agent import settings
@@ -68,6 +69,9 @@ finite_floats: Final = st.floats(allow_nan=False, allow_infinity=False)
 int64s: Final = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 # Integers beyond 64 bits are left to the mutations: orjson reads them as floats (parsing.py).
 feature_values: Final = st.one_of(st.none(), st.booleans(), finite_floats, int64s, unicode_texts)
+# Vector components: finite and within float32 (beyond it a vector is rejected, not rounded to inf).
+float32s: Final = st.floats(min_value=-3.4e38, max_value=3.4e38) | st.integers(-(2**24), 2**24)
+vector_values: Final = st.lists(float32s, min_size=1, max_size=8)
 unit_floats: Final = st.floats(min_value=0.0, max_value=1.0)
 _OFFSETS: Final = st.timedeltas(
     min_value=-datetime.timedelta(hours=23, minutes=59), max_value=datetime.timedelta(hours=23, minutes=59)
@@ -96,7 +100,7 @@ def valid_predictions(draw: st.DrawFn) -> dict[str, Any]:
         "timestamp": draw(timestamps),
         "model_name": draw(non_empty_texts),
         "model_version": draw(non_empty_texts | int64s),
-        "features": draw(st.dictionaries(unicode_texts, feature_values, max_size=6)),
+        "features": draw(st.dictionaries(unicode_texts, feature_values | vector_values, max_size=6)),
         "prediction": draw(finite_floats | int64s | unicode_texts),
     }
     optional: dict[str, st.SearchStrategy[Any]] = {
@@ -106,6 +110,8 @@ def valid_predictions(draw: st.DrawFn) -> dict[str, Any]:
         "gpu_latency_ms": st.floats(min_value=0.0, max_value=1e9),
         "status": st.sampled_from(["ok", "error"]),
         "segment": st.dictionaries(unicode_texts, unicode_texts, max_size=3),
+        # Vectors by name (a name also under ``features`` is dropped below: one namespace).
+        "embeddings": st.dictionaries(unicode_texts, vector_values, max_size=3),
         # An unknown top-level field goes to ``extra``.
         "trace_id": json_values.filter(
             lambda v: is_unicode(json.dumps(v, ensure_ascii=False, allow_nan=True))
@@ -114,6 +120,8 @@ def valid_predictions(draw: st.DrawFn) -> dict[str, Any]:
     for name, strategy in optional.items():
         if draw(st.booleans()):
             record[name] = draw(strategy)
+    if "embeddings" in record:
+        record["embeddings"] = {k: v for k, v in record["embeddings"].items() if k not in record["features"]}
     return record
 
 
@@ -138,7 +146,11 @@ def near_valid(
     record = copy.deepcopy(draw(records_))
     replacement = draw(st.just(_DELETE) | json_values_long)
     container: dict[str, Any] = record
-    nested = [name for name in ("features", "probabilities", "segment") if isinstance(record.get(name), dict)]
+    nested = [
+        name
+        for name in ("features", "probabilities", "segment", "embeddings")
+        if isinstance(record.get(name), dict)
+    ]
     inside = draw(st.booleans())
     if nested and inside:
         container = record[draw(st.sampled_from(nested))]
@@ -180,7 +192,7 @@ def test_arbitrary_json_documents_give_a_record_or_a_rejection(document: Any, en
 
 
 record_shaped: Final = st.fixed_dictionaries(
-    {}, optional={name: json_values for name in (*PREDICTION_FIELDS, "label", "meta", "body")}
+    {}, optional={name: json_values for name in (*PREDICTION_FIELDS, "embeddings", "label", "meta", "body")}
 )
 
 
@@ -204,7 +216,12 @@ def test_valid_predictions_are_accepted_as_written(record: dict[str, Any]) -> No
     # As JSON reads them back: an escaped surrogate pair ("\ud800\udc00") is one character.
     written = json.loads(raw)
     assert result.request_id == written["request_id"]
-    assert result.features == written["features"]
+    vectors = {name: value for name, value in written["features"].items() if isinstance(value, list)}
+    vectors.update(written.get("embeddings") or {})
+    assert result.features == {k: v for k, v in written["features"].items() if k not in vectors}
+    assert {
+        name: np.frombuffer(v, dtype="<f4").tolist() for name, v in (result.embeddings or {}).items()
+    } == {name: np.asarray(value, dtype=np.float32).tolist() for name, value in vectors.items()}
     assert result.status == record.get("status", "ok")
     oversize = SMALL.parse_prediction(raw)
     if len(raw) > SMALL.max_bytes:
