@@ -29,10 +29,13 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import typing
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 import pydantic
 
 from detectors import base, multivariate, stattests
@@ -100,6 +103,10 @@ class _Comparison:
 
 
 ConfigT = TypeVar("ConfigT", bound=VectorDriftConfig)
+# (id of the reference array, detector, config) -> (a weak reference to that array, what _fit made).
+# Fitted references are read, never changed, so suites share them; an entry whose array is gone
+# is dropped at the next fit.
+_SHARED_FITS: dict[tuple[int, str, str], tuple[weakref.ref[window_mod.VectorArray], Any]] = {}
 FittedT = TypeVar("FittedT")
 
 
@@ -135,7 +142,7 @@ class _VectorDetector(base.Detector[ConfigT], base.NeedsReference, Generic[Confi
             if len(rows) < self.config.min_samples:
                 too_few.append(f"{name!r} has {len(rows)} complete reference rows")
                 continue
-            fitted[name] = (self._fit(rows, np.random.default_rng(self.config.seed)), rows.shape[1])
+            fitted[name] = (self._shared_fit(reference.vectors[name], rows), rows.shape[1])
         if too_few and self.config.vectors is not None:
             raise ValueError(
                 f"{self.name}: vector {', '.join(too_few)}; min_samples is {self.config.min_samples}"
@@ -231,6 +238,23 @@ class _VectorDetector(base.Detector[ConfigT], base.NeedsReference, Generic[Confi
             segment=window.segment,
             extras={key: float(value) for key, value in dimensions.items()},
         )
+
+    def _shared_fit(self, array: window_mod.VectorArray, rows: FloatArray) -> FittedT:
+        """``_fit`` once per reference array, detector and config, whatever the number of suites.
+
+        The agent builds one suite per (version, segment) key, each fitting the same reference
+        window: a 768-dimension vector's fitted reference is tens of MB, which up to
+        ``window.max_open_windows`` keys must not hold once each.
+        """
+        key = (id(array), self.name, self.config.model_dump_json())
+        found = _SHARED_FITS.get(key)
+        if found is not None and found[0]() is array:
+            return typing.cast(FittedT, found[1])
+        for stale in [k for k, (ref, _) in _SHARED_FITS.items() if ref() is None]:
+            del _SHARED_FITS[stale]
+        fitted = self._fit(rows, np.random.default_rng(self.config.seed))
+        _SHARED_FITS[key] = (weakref.ref(array), fitted)
+        return fitted
 
     @abc.abstractmethod
     def _fit(self, rows: FloatArray, rng: np.random.Generator) -> FittedT:
@@ -374,18 +398,20 @@ class VectorDomainClassifierDetector(_VectorDetector[VectorDomainClassifierConfi
 
 @dataclasses.dataclass(frozen=True)
 class _SortedReference:
-    sorted_rows: FloatArray  # each column sorted
+    sorted_rows: window_mod.VectorArray  # each column sorted
     norm: FloatArray  # per component: max(std, WASSERSTEIN_MIN_NORM), as Evidently norms
 
 
-def wasserstein_columns(sorted_reference: FloatArray, sorted_current: FloatArray) -> FloatArray:
+def wasserstein_columns(
+    sorted_reference: npt.NDArray[np.floating[Any]], sorted_current: npt.NDArray[np.floating[Any]]
+) -> FloatArray:
     """Wasserstein-1 distance of each column pair (columns sorted), as ``stattests.wasserstein`` does."""
     n_ref, n_cur = sorted_reference.shape[0], sorted_current.shape[0]
     if n_ref == n_cur:
-        return np.asarray(np.abs(sorted_reference - sorted_current).mean(axis=0))
+        return np.asarray(np.abs(sorted_reference - sorted_current).mean(axis=0, dtype=np.float64))
     ref_rows, cur_rows, widths = stattests.quantile_pairing(n_ref, n_cur)
     gaps = np.abs(sorted_reference[ref_rows] - sorted_current[cur_rows])
-    return np.asarray(widths @ gaps)
+    return np.asarray(widths @ gaps, dtype=np.float64)
 
 
 class VectorComponentDriftDetector(_VectorDetector[VectorComponentDriftConfig, _SortedReference]):
@@ -397,7 +423,8 @@ class VectorComponentDriftDetector(_VectorDetector[VectorComponentDriftConfig, _
     def _fit(self, rows: FloatArray, rng: np.random.Generator) -> _SortedReference:
         sample = multivariate.subsample(rows, self.config.max_samples, rng)
         norm = np.maximum(sample.std(axis=0), stattests.WASSERSTEIN_MIN_NORM)
-        return _SortedReference(np.sort(sample, axis=0), norm)
+        # Kept as float32, the window's type (rows came from float32: nothing is lost), at half the bytes.
+        return _SortedReference(np.sort(sample, axis=0).astype(np.float32), norm)
 
     def _compare(self, fitted: _SortedReference, rows: FloatArray, rng: np.random.Generator) -> _Comparison:
         current = np.sort(multivariate.subsample(rows, self.config.max_samples, rng), axis=0)

@@ -154,3 +154,26 @@ def test_wasserstein_of_every_column_matches_the_one_column_version(n_ref: int, 
     current = np.sort(rng.normal(0.3, 1.2, size=(n_cur, 5)), axis=0)
     expected = [stattests.wasserstein(reference[:, i], current[:, i]) for i in range(5)]
     np.testing.assert_allclose(vectors.wasserstein_columns(reference, current), expected, rtol=1e-12)
+
+
+def test_suites_fitted_on_one_reference_share_its_fitted_vectors() -> None:
+    """One suite per (version, segment) key: the fitted reference is held once, not once per suite."""
+    data = digits_mod.digits()
+    reference = data.reference()
+    config = suite.SuiteConfig(detectors={name: CPU.get(name, {}) for name in NAMES})
+    first, second = suite.DetectorSuite(config), suite.DetectorSuite(config)
+    first.set_reference(reference)
+    second.set_reference(reference)
+    for name in NAMES:
+        one, two = first.detectors[name], second.detectors[name]
+        assert isinstance(one, vectors._VectorDetector) and isinstance(two, vectors._VectorDetector)
+        assert one._fitted["digit"][0] is two._fitted["digit"][0], name
+    other = build("vector_component_drift", reference, component_threshold=0.3)
+    assert isinstance(other, vectors._VectorDetector)
+    shared = first.detectors["vector_component_drift"]
+    assert isinstance(shared, vectors._VectorDetector)
+    assert other._fitted["digit"][0] is not shared._fitted["digit"][0]  # another config fits anew
+    # The same verdicts as a detector fitted on its own copy of the reference.
+    alone = build("vector_component_drift", digits_mod.vector_window(data.images[data.reference_rows].copy()))
+    window = data.window(np.random.default_rng(6), share=0.3)
+    assert alone.update(window) == shared.update(window)
