@@ -32,6 +32,7 @@ from agent.observability import errors
 from agent.observability import metrics as metrics_mod
 from agent.pipeline import engine as engine_mod
 from agent.respond import idempotency
+from agent.runtime import acks
 from agent.runtime import table as table_mod
 from detectors import window as window_mod
 
@@ -68,6 +69,7 @@ class EvaluateStage:
         self._on_evaluation = on_evaluation
         self._on_decision = on_decision
         self._clock = clock
+        self._sends = acks.PendingSends()
         self._interval_s = streams.state_interval_s
         self.topics = frozenset({fragments_topic})
         self._consumer: source.KafkaSource | None = None
@@ -201,12 +203,13 @@ class EvaluateStage:
         if self._on_decision is not None:
             self._on_decision(model, decision, window)
         for request in decision.actions:
-            self._producer.send(
+            sent = self._producer.send(
                 self._actions_topic,
                 key=model.encode("utf-8"),
                 value=json.dumps(idempotency.request_to_json(request), sort_keys=True).encode("utf-8"),
                 partition=0,
             )
+            self._sends.add(sent)
             self.actions_sent += 1
 
     def tick(self, now: float) -> None:
@@ -222,19 +225,25 @@ class EvaluateStage:
         """Actions and changed states acknowledged, then the fragment offsets committed."""
         self._last_durable = self._clock()
         owned = {p.partition for p in consumer.assignment() if p.topic == self._fragments_topic}
-        for model, evaluator in self.evaluators.items():
-            partition = self._partition_of(model)
-            # A partition that moved away is the new owner's: writing to it could roll it back.
-            if evaluator.dirty and partition in owned:
-                self._state.put(model.encode("utf-8"), model_mod.encode_state(evaluator.state()), partition)
         try:
+            for model, evaluator in self.evaluators.items():
+                partition = self._partition_of(model)
+                # A partition that moved away is the new owner's: writing to it could roll it back.
+                if evaluator.dirty and partition in owned:
+                    encoded = model_mod.encode_state(evaluator.state())
+                    self._sends.add(self._state.put(model.encode("utf-8"), encoded, partition))
             self._producer.flush(timeout=30)
-        except kafka_errors.KafkaError as exc:
+        except kafka_errors.KafkaError as exc:  # a state over max_request_size raises in send()
+            failure: BaseException | None = exc
+            self._sends.take_failure()  # this checkpoint failed: its sends are judged no further
+        else:
+            failure = self._sends.take_failure()
+        if failure is not None:
             log.warning(
                 "the broker did not acknowledge actions or state (%s); fragment offsets stay "
                 "uncommitted and the windows are judged again, no decision is lost. Check the broker "
-                "if this repeats",
-                errors.describe(exc),
+                "if this repeats (a state over the topic's max.message.bytes: lower window.size)",
+                errors.describe(failure),
             )
             return False
         committed = consumer.commit(list(self._uncommitted.values()))

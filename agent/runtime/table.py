@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterable, Mapping
 
 import kafka
+from kafka.producer.future import FutureRecordMetadata
 
 from agent import settings as settings_mod
 from agent.ingest import source
@@ -79,8 +80,8 @@ class CompactedTable:
             consumer.close()
         return values
 
-    def put(self, key: bytes, value: bytes, partition: int) -> None:
-        self._producer.send(self.topic, key=key, value=value, partition=partition)
+    def put(self, key: bytes, value: bytes, partition: int) -> FutureRecordMetadata:
+        return self._producer.send(self.topic, key=key, value=value, partition=partition)
 
     def delete(self, key: bytes, partition: int) -> None:
         self._producer.send(self.topic, key=key, value=None, partition=partition)

@@ -10,6 +10,8 @@ keep the scale-out correct (co-partitioned inputs, fragments and state partition
 | ``<prefix>.windows`` | model | 1 | delete | closed windows while a model serves two versions (canary) |
 | ``<prefix>.canary`` | model | 1 | compact | the running canary's state, for the Lease holder |
 | ``<prefix>.training`` | model | 1 | delete | label-joined rows, for a retrain on the Lease holder |
+
+Every one is created with ``max.message.bytes`` = ``MAX_MESSAGE_BYTES`` (16 MiB).
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ from agent.ingest import source
 log = logging.getLogger(__name__)
 
 ADMIN_TIMEOUT_MS = 10_000
+# The largest message the agents write to an internal topic (their producer's max_request_size
+# too). A model's state carries its open windows: 1000 records of a 768-dim embedding are ~3 MB,
+# over Kafka's default limit of 1 MB, so the topics are created with this limit instead.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
 class TopologyError(RuntimeError):
@@ -60,7 +66,12 @@ class InternalTopics:
 
 def _wanted(topics: InternalTopics, config: settings_mod.StreamsSettings) -> list[kafka_admin.NewTopic]:
     def topic(name: str, partitions: int, configs: Mapping[str, str]) -> kafka_admin.NewTopic:
-        return kafka_admin.NewTopic(name, partitions, config.replication_factor, topic_configs=dict(configs))
+        return kafka_admin.NewTopic(
+            name,
+            partitions,
+            config.replication_factor,
+            topic_configs={"max.message.bytes": str(MAX_MESSAGE_BYTES), **configs},
+        )
 
     keep = {"cleanup.policy": "delete", "retention.ms": str(config.fragments_retention_ms)}
     return [
