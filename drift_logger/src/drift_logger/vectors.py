@@ -97,10 +97,11 @@ def _hold_tensor(torch: Any, field: str, name: str, value: Any, *, copy: bool, s
 def encode_record(record: dict[str, Any]) -> str:
     """A queued record as JSON text (sender thread).
 
-    A vector is written as a JSON list of its float32 values, each with 9 significant digits
-    (``%.9g``): exactly enough for every float32 to read back as itself, as the agent stores
-    it (a float64 array is rounded to float32 here: 0.1 is written 0.100000001). That is ~2x
-    faster than ``json.dumps`` on a list of floats (shortest repr of a double) and ~30% shorter.
+    A vector is written as a JSON list of its float32 values (a float64 array is rounded to
+    float32 here, as the agent stores it), each as text that reads back as exactly that float32:
+    by orjson when installed (the shortest such text; ~20 us for 768 values), else with 9
+    significant digits (``%.9g``: 0.1 is written 0.100000001), still ~2x faster than
+    ``json.dumps`` on a list of floats and ~30% shorter.
     """
     features = record.get("features") or {}
     if not (any(map(_is_held_array, features.values())) or "embeddings" in record):
@@ -146,29 +147,53 @@ def _object_text(values: dict[str, Any]) -> str:
     return text[:-1] + ("," if scalars else "") + ",".join(arrays) + "}"
 
 
+def _fast_json() -> Any:
+    """orjson when installed (the ``fast`` extra), imported on the sender thread at its first
+    vector, so importing the logger still loads only the standard library; else None."""
+    global _orjson_module  # noqa: PLW0603 - resolved once, on first use
+    if _orjson_module is _UNRESOLVED:
+        try:
+            import orjson  # noqa: PLC0415
+
+            _orjson_module = orjson
+        except ImportError:
+            _orjson_module = None
+    return _orjson_module
+
+
+_UNRESOLVED: Final = object()
+_orjson_module: Any = _UNRESOLVED
+
+
 def _vector_text(value: Any) -> str:
-    numbers = _float32_list(value)
+    host = _float32_array(value)
+    _orjson = _fast_json()
+    if _orjson is not None and bool(host.size) and bool(sys.modules["numpy"].isfinite(host).all()):
+        # orjson writes a float32 array natively, each value the shortest text that reads back as
+        # that float32: ~20 us for 768 values against ~300 us below (it writes NaN as null, so
+        # a vector with one goes the slow way, where the agent refuses it as non-finite).
+        text: str = _orjson.dumps(host, option=_orjson.OPT_SERIALIZE_NUMPY).decode()
+        return text
+    numbers: list[float] = host.tolist()
     text = ",".join(map("%.9g".__mod__, numbers))
     if "n" in text:  # nan or inf: a finite number in %g has digits, ".", "-", "+" and "e" only
         text = ",".join(_NON_FINITE.get(number, number) for number in text.split(","))
     return f"[{text}]"
 
 
-def _float32_list(value: Any) -> list[float]:
-    """The vector's values as float32 widened to Python floats, copied to the host if need be."""
+def _float32_array(value: Any) -> Any:
+    """The vector as a float32 numpy array on the host (copied there if need be)."""
     if type(value) is DeviceTensor:
         torch: Any = sys.modules["torch"]
         with torch.cuda.stream(value.stream):  # ordered after the kernels that produced it
             value = value.tensor.to("cpu")
     numpy: Any = sys.modules.get("numpy")
     if numpy is not None and isinstance(value, numpy.ndarray):
-        numbers: list[float] = value.astype("<f4", copy=False).tolist()
-        return numbers
+        return numpy.ascontiguousarray(value, dtype="<f4")
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(value, torch.Tensor):
-        # numpy's tolist is faster than torch's; numpy is loaded whenever torch is.
-        numbers = value.to(device="cpu", dtype=torch.float32).numpy().tolist()
-        return numbers
+        # Through numpy (loaded whenever torch is): its tolist, and orjson, read numpy arrays.
+        return value.to(device="cpu", dtype=torch.float32).contiguous().numpy()
     raise TypeError(f"cannot write a {type(value).__name__} as a vector; log numpy arrays, tensors or lists")
 
 

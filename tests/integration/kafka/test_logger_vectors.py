@@ -1,9 +1,10 @@
 """Vectors from the logger to a real broker (Tansu on loopback), read back by the agent's parser.
 
 Each number on the wire stands for the float32 the agent will store: a float64 array is rounded
-to float32 by the sender, which writes each float32 with 9 significant digits (0.1 arrives as
-0.100000001). Read back as float32, the numbers are exactly the array's float32 values, and the
-parser's float32 bytes equal the array's.
+to float32 by the sender, which writes each float32 as the shortest text that reads back as it
+(orjson, the `fast` extra) or with 9 significant digits (0.1 arrives as 0.100000001). Read back
+as float32, the numbers are exactly the array's float32 values, and the parser's float32 bytes
+equal the array's.
 """
 
 from __future__ import annotations
@@ -18,19 +19,10 @@ import torch
 import drift_logger
 from agent.ingest import parsing, records
 from demo import broker
+from drift_logger import vectors as vectors_mod
 from tests.support.logger import helpers
 
 pytestmark = pytest.mark.integration
-
-
-class WatchedArray(np.ndarray[Any, Any]):
-    """A float32 array that remembers which threads turned it into a list."""
-
-    tolist_threads: list[threading.Thread]
-
-    def tolist(self) -> Any:
-        WatchedArray.tolist_threads.append(threading.current_thread())
-        return super().tolist()
 
 
 def make_logger(bootstrap: str, topic: str) -> drift_logger.PredictionLogger:
@@ -71,23 +63,36 @@ def test_vectors_arrive_as_float32_lists_the_agent_parses(
     assert parsed.features == {"amount": 3.5, "score": 0.25, "count": 4}
 
 
-def test_only_the_sender_thread_turns_an_array_into_a_list(
-    kafka_broker: broker.EmbeddedBroker, topic_name: str
+@pytest.mark.parametrize("writer", ["orjson", "standard library"])
+def test_only_the_sender_thread_converts_an_array(
+    kafka_broker: broker.EmbeddedBroker, topic_name: str, monkeypatch: pytest.MonkeyPatch, writer: str
 ) -> None:
+    if writer == "standard library":  # the logger without its `fast` extra
+        monkeypatch.setattr(vectors_mod, "_orjson_module", None)
+    # Every vector reaches the wire through _float32_array (to the host, as float32): record who
+    # calls it.
+    converted_on: list[threading.Thread] = []
+    original = vectors_mod._float32_array
+
+    def watched(value: Any) -> Any:
+        converted_on.append(threading.current_thread())
+        return original(value)
+
+    monkeypatch.setattr(vectors_mod, "_float32_array", watched)
     bootstrap = kafka_broker.bootstrap_servers
-    WatchedArray.tolist_threads = []
     logger = make_logger(bootstrap, topic_name)
-    vectors = [np.full(64, i, dtype=np.float32).view(WatchedArray) for i in range(20)]
+    vectors = [np.full(64, i + 0.1, dtype=np.float64) for i in range(20)]
     for i, vector in enumerate(vectors):
         with logger.request(features={"x": float(i)}, request_id=f"r{i}") as req:
             req.prediction = i % 2
             req.embeddings = {"e": vector}
     assert logger.close(timeout_s=30)
 
-    assert len(WatchedArray.tolist_threads) == 20
-    assert all(thread is logger.sender_thread for thread in WatchedArray.tolist_threads)
+    assert len(converted_on) == 20
+    assert all(thread is logger.sender_thread for thread in converted_on)
     found = {obj["request_id"]: obj for obj, _ in helpers.read_records(bootstrap, topic_name, 20)}
-    assert found["r7"]["embeddings"]["e"] == [7.0] * 64
+    written = np.asarray(found["r7"]["embeddings"]["e"], dtype=np.float32)
+    np.testing.assert_array_equal(written, np.full(64, 7.1, dtype=np.float32))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
