@@ -158,7 +158,6 @@ def child(mode: str, case: Case) -> dict[str, float]:
     """One case in this process: generate in batches, time the agent apart from the generator."""
     clock = [T0]
     path = AgentPath(case, clock) if mode == "agent" else None
-    process.tune_gc()  # as the agent does once it is built
     stream = messages(case)
     generate_s = agent_s = 0.0
     rss_half = 0
@@ -262,6 +261,7 @@ def main(argv: list[str]) -> int:
     if mode not in ("agent", "baseline"):
         raise SystemExit(f"mode must be agent or baseline, got {mode!r}")
     case = Case(int(width), int(embedding_dim), int(count), bool(int(labels)))
+    process.tune_gc()  # as the agent does once it is built (here, in the case's own process)
     print(json.dumps(child(mode, case)))
     return 0
 
