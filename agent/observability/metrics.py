@@ -17,8 +17,10 @@ PREFIX = "drift_agent_"
 # Batches are tens of milliseconds when healthy and seconds when a detector is slow.
 BATCH_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 LABEL_JOIN_OUTCOMES = ("joined", "orphan", "late", "expired", "duplicate")
-# Buffers bounded in bytes by memory.budget_mib (agent/settings/groups.py MEMORY_SHARES).
-BOUNDED_BUFFERS = ("label_join", "dead_letters", "kserve", "retrain", "audit")
+# Buffers whose evictions are counted here (all are bounded by memory.budget_mib, MEMORY_SHARES in
+# agent/settings/groups.py; the KServe pairing dead-letters what it evicts, drift_agent_dlq_total,
+# and a lost audit copy is in drift_agent_audit_copies_lost_total).
+BOUNDED_BUFFERS = ("label_join", "dead_letters")
 NO_SEGMENT = "all"
 
 

@@ -23,4 +23,5 @@ EXPECTED_ALERTS = {
     "DriftAgentDetectorErrors",
     "DriftAgentAuditCopiesLost",
     "DriftAgentWindowKeysEvicted",
+    "DriftAgentBufferEvicting",
 }
