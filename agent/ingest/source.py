@@ -312,6 +312,15 @@ class KafkaSource:
         self._next_offset.pop(partition, None)
         self._reset.add(partition)
 
+    def rewind(self, partition: Partition, offset: int) -> None:
+        """Between polls (not from an assignment hook): the next polls read ``partition`` again
+        from ``offset`` (the client discards what it had fetched beyond it)."""
+        consumer = self._consumer
+        if consumer is None:
+            return
+        consumer.seek(kafka.TopicPartition(partition.topic, partition.partition), offset)
+        self._next_offset.pop(partition, None)
+
     def pause(self, partitions: Sequence[Partition]) -> None:
         """Stop fetching these partitions (until ``resume``); their records wait in Kafka."""
         consumer = self._consumer

@@ -225,12 +225,14 @@ class EvaluateStage:
         """Actions and changed states acknowledged, then the fragment offsets committed."""
         self._last_durable = self._clock()
         owned = {p.partition for p in consumer.assignment() if p.topic == self._fragments_topic}
+        written: list[model_mod.ModelEvaluator] = []
         try:
             for model, evaluator in self.evaluators.items():
                 partition = self._partition_of(model)
                 # A partition that moved away is the new owner's: writing to it could roll it back.
                 if evaluator.dirty and partition in owned:
                     encoded = model_mod.encode_state(evaluator.state())
+                    written.append(evaluator)
                     self._sends.add(self._state.put(model.encode("utf-8"), encoded, partition))
             self._producer.flush(timeout=30)
         except kafka_errors.KafkaError as exc:  # a state over max_request_size raises in send()
@@ -245,6 +247,10 @@ class EvaluateStage:
                 "if this repeats (a state over the topic's max.message.bytes: lower window.size)",
                 errors.describe(failure),
             )
+            # The states in memory are still the truth: the next checkpoint writes them again
+            # before it commits anything.
+            for evaluator in written:
+                evaluator.dirty = True
             return False
         committed = consumer.commit(list(self._uncommitted.values()))
         if committed:

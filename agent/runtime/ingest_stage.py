@@ -22,6 +22,7 @@ from agent import settings as settings_mod
 from agent.ingest import dead_letters, fragments, source, worker
 from agent.observability import errors
 from agent.observability import metrics as metrics_mod
+from agent.runtime import acks
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,11 @@ class IngestStage:
             max_wait_s=kafka_settings.dead_letter_max_wait_s,
             max_pending_bytes=dead_letter_bytes,
         )
-        # The last message per partition since the last commit: all a commit needs.
+        # The last message per partition since the last commit: all a commit needs; and the first,
+        # where a checkpoint that failed reads the partition again from.
         self._uncommitted: dict[tuple[str, int], source.RawMessage] = {}
+        self._first_uncommitted: dict[tuple[str, int], int] = {}
+        self._sends = acks.PendingSends()
         self._last_durable = clock()
         self.records = 0
         self.fragments_sent = 0
@@ -68,7 +72,9 @@ class IngestStage:
     def handle(self, message: source.RawMessage) -> None:
         for rejected in self._worker.add(message):
             self.dlq.send(rejected, message)
-        self._uncommitted[(message.topic, message.partition)] = message
+        where = (message.topic, message.partition)
+        self._uncommitted[where] = message
+        self._first_uncommitted.setdefault(where, message.offset)
         self.records += 1
 
     def due(self) -> bool:
@@ -80,12 +86,13 @@ class IngestStage:
         for fragment in self._worker.take():
             # Wide records and embeddings: one fragment may take several messages (in order).
             for value in fragments.encode_bounded(fragment):
-                self._producer.send(
+                future = self._producer.send(
                     self._topic,
                     key=fragment.model.encode("utf-8"),
                     value=value,
                     partition=fragments.partition_for(fragment.model, self._partitions),
                 )
+                self._sends.add(future)
                 sent += 1
         self.fragments_sent += sent
         return sent
@@ -95,15 +102,21 @@ class IngestStage:
         self._last_durable = self._clock()
         for unjoined in self._worker.expire():
             self.dlq.send(unjoined, None)
-        self.publish()
         try:
+            self.publish()
             self._producer.flush(timeout=30)
         except kafka_errors.KafkaError as exc:
+            failure: BaseException | None = exc
+            self._sends.take_failure()  # this checkpoint failed: its sends are judged no further
+        else:
+            failure = self._sends.take_failure()
+        if failure is not None:
             log.warning(
                 "the broker did not acknowledge window fragments (%s); input offsets stay uncommitted "
                 "and the records are read again, nothing is lost. Check the broker if this repeats",
-                errors.describe(exc),
+                errors.describe(failure),
             )
+            self._read_again(consumer)
             return False
         if not self.dlq.flush(timeout_s=10.0):
             log.warning(
@@ -117,7 +130,20 @@ class IngestStage:
         committed = consumer.commit(list(self._uncommitted.values()))
         if committed:
             self._uncommitted = {}
+            self._first_uncommitted = {}
         return committed
+
+    def _read_again(self, consumer: source.KafkaSource) -> None:
+        """Rewind to the first record since the last commit: the buffered work of this checkpoint
+        was handed to the producer and may be lost, so it is done again (fragments that did arrive
+        come twice; the evaluator drops entries at positions it has counted)."""
+        owned = set(consumer.assignment())
+        for (topic, partition), offset in self._first_uncommitted.items():
+            where = source.Partition(topic, partition)
+            if where in owned:  # one that moved is re-read by its new owner from the last commit
+                consumer.rewind(where, offset)
+        self._uncommitted = {}
+        self._first_uncommitted = {}
 
     def revoked(self, partitions: Sequence[source.Partition], consumer: source.KafkaSource) -> None:
         # Publish what was ingested from them; their offsets are the new owner's now (it re-reads
