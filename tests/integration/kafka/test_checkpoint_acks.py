@@ -11,10 +11,9 @@ import prometheus_client
 import pytest
 from kafka import errors as kafka_errors
 
-from agent import settings
-from agent.ingest import parsing, source, worker
+from agent.ingest import source
 from agent.observability import metrics
-from agent.runtime import acks, ingest_stage
+from agent.runtime import acks
 from demo import broker
 from tests.infra import kafka as kafka_infra
 from tests.support.kafka import helpers
@@ -77,21 +76,7 @@ def test_the_ingest_stage_reads_again_what_a_failed_checkpoint_held(
             retries=0,
         )
         producer.send(fragments_topic, b"warm-up", partition=0).get(timeout=10)  # metadata known
-        stage = ingest_stage.IngestStage(
-            kafka_settings=config,
-            streams=settings.StreamsSettings(),
-            fragments_topic=fragments_topic,
-            fragment_partitions=1,
-            ingest=worker.IngestWorker(
-                parser=parsing.RecordParser(),
-                labels_topic=None,
-                join=None,
-                producer="test",
-                max_fragment_records=1000,
-            ),
-            producer=producer,
-            metrics=agent_metrics,
-        )
+        stage = helpers.ingest_stage_of(config, producer, agent_metrics, fragments_topic=fragments_topic)
         kafka_source = source.KafkaSource(config, metrics=agent_metrics)
         try:
             first = helpers.poll_until(kafka_source, 30)

@@ -10,11 +10,9 @@ import kafka
 import prometheus_client
 import pytest
 
-from agent import settings
 from agent.ingest import dead_letters as dlq
-from agent.ingest import parsing, records, source, worker
+from agent.ingest import parsing, records, source
 from agent.observability import metrics
-from agent.runtime import ingest_stage
 from demo import broker, processes
 from tests.infra import kafka as kafka_infra
 from tests.support.kafka import helpers
@@ -153,20 +151,8 @@ def test_an_unwritable_dead_letter_topic_stops_holding_back_commits_after_max_wa
     # rejected record can never be made durable.
     nowhere = config.model_copy(update={"bootstrap_servers": f"127.0.0.1:{processes.free_port()}"})
     producer = kafka.KafkaProducer(bootstrap_servers=bootstrap)
-    stage = ingest_stage.IngestStage(
-        kafka_settings=nowhere,
-        streams=settings.StreamsSettings(),
-        fragments_topic=f"{topic_name}.fragments",
-        fragment_partitions=1,
-        ingest=worker.IngestWorker(
-            parser=parsing.RecordParser(),
-            labels_topic=None,
-            join=None,
-            producer="a",
-            max_fragment_records=100,
-        ),
-        producer=producer,
-        metrics=agent_metrics,
+    stage = helpers.ingest_stage_of(
+        nowhere, producer, agent_metrics, fragments_topic=f"{topic_name}.fragments"
     )
     kafka_source = source.KafkaSource(config, metrics=agent_metrics)
     try:

@@ -16,11 +16,9 @@ import prometheus_client
 import pytest
 from sklearn.datasets import load_digits
 
-from agent import settings
-from agent.ingest import fragments, parsing, records, source, worker
+from agent.ingest import fragments, parsing, records, source
 from agent.observability import metrics
 from agent.pipeline import reference, reference_files
-from agent.runtime import ingest_stage
 from demo import broker
 from tests.infra import kafka as kafka_infra
 from tests.support.kafka import helpers
@@ -91,16 +89,8 @@ def test_a_vector_of_the_wrong_dimension_is_dead_lettered_and_good_ones_reach_th
     config = helpers.kafka_settings(bootstrap, topic_name)
     fragments_topic = f"{topic_name}.fragments"
     producer = kafka.KafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    stage = ingest_stage.IngestStage(
-        kafka_settings=config,
-        streams=settings.StreamsSettings(),
-        fragments_topic=fragments_topic,
-        fragment_partitions=1,
-        ingest=worker.IngestWorker(
-            parser=parser, labels_topic=None, join=None, producer="a", max_fragment_records=100
-        ),
-        producer=producer,
-        metrics=agent_metrics,
+    stage = helpers.ingest_stage_of(
+        config, producer, agent_metrics, fragments_topic=fragments_topic, parser=parser
     )
     kafka_source = source.KafkaSource(config, metrics=agent_metrics)
     try:

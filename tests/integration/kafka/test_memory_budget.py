@@ -17,9 +17,8 @@ import prometheus_client
 import pytest
 
 from agent import settings
-from agent.ingest import label_join, parsing, source, worker
+from agent.ingest import label_join, source, worker
 from agent.observability import metrics
-from agent.runtime import ingest_stage
 from demo import broker
 from tests.infra import kafka as kafka_infra
 from tests.support.kafka import helpers
@@ -79,20 +78,14 @@ def test_wide_records_with_labels_stay_within_the_joins_byte_bound(
     producer = kafka.KafkaProducer(
         bootstrap_servers=bootstrap, max_request_size=16 * 1024 * 1024
     )  # as app.py
-    stage = ingest_stage.IngestStage(
-        kafka_settings=config,
-        streams=settings.StreamsSettings(),
+    stage = helpers.ingest_stage_of(
+        config,
+        producer,
+        agent_metrics,
         fragments_topic=f"{topic_name}.fragments",
-        fragment_partitions=1,
-        ingest=worker.IngestWorker(
-            parser=parsing.RecordParser(),
-            labels_topic=labels_topic,
-            join=join,
-            producer="a",
-            max_fragment_records=500,
-        ),
-        producer=producer,
-        metrics=agent_metrics,
+        labels_topic=labels_topic,
+        join=join,
+        max_fragment_records=500,
     )
     kafka_source = source.KafkaSource(config, metrics=agent_metrics)
     tracemalloc.start()

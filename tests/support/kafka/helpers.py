@@ -7,8 +7,12 @@ import time
 import uuid
 from typing import Any
 
+import kafka
+
 from agent import settings
-from agent.ingest import source
+from agent.ingest import label_join, parsing, source, worker
+from agent.observability import metrics as metrics_mod
+from agent.runtime import ingest_stage
 
 
 def kafka_settings(bootstrap_servers: str, topic: str, **overrides: Any) -> settings.KafkaSettings:
@@ -54,3 +58,32 @@ def prediction_json(index: int, *, n_features: int = 3, version: str = "v1") -> 
         "latency_ms": 12.5,
     }
     return json.dumps(record).encode()
+
+
+def ingest_stage_of(
+    config: settings.KafkaSettings,
+    producer: kafka.KafkaProducer,
+    agent_metrics: metrics_mod.AgentMetrics,
+    *,
+    fragments_topic: str,
+    parser: parsing.RecordParser | None = None,
+    labels_topic: str | None = None,
+    join: label_join.LabelJoin | None = None,
+    max_fragment_records: int = 100,
+) -> ingest_stage.IngestStage:
+    """The ingest stage an agent runs, on one fragments partition, with its own worker."""
+    return ingest_stage.IngestStage(
+        kafka_settings=config,
+        streams=settings.StreamsSettings(),
+        fragments_topic=fragments_topic,
+        fragment_partitions=1,
+        ingest=worker.IngestWorker(
+            parser=parser if parser is not None else parsing.RecordParser(),
+            labels_topic=labels_topic,
+            join=join,
+            producer="a",
+            max_fragment_records=max_fragment_records,
+        ),
+        producer=producer,
+        metrics=agent_metrics,
+    )
