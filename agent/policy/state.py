@@ -153,6 +153,7 @@ class Decision:
                     "idempotency_key": a.idempotency_key,
                     "severity": a.severity,
                     "reason": a.reason,
+                    "model_version": a.model_version,
                 }
                 for a in self.actions
             ],

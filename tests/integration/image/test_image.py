@@ -45,6 +45,27 @@ def container(image: image_infra.Image) -> Iterator[image_infra.Container]:
         yield made
 
 
+_QUANTITY_UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "": 1}
+
+
+def _quantity(text: str) -> int:
+    """A Kubernetes binary quantity ("1Gi", "512Mi", "1048576") in units of 1."""
+    number = text.rstrip("KMGTi")
+    return int(number) * _QUANTITY_UNITS[text[len(number) :]]
+
+
+def _env_value(entry: chart.Doc, container: chart.Doc) -> str:
+    """What the kubelet puts in an env var: its value, or the container's own resource field
+    (``resourceFieldRef``, divided by its divisor and rounded up, as the kubelet does)."""
+    if "value" in entry:
+        return str(entry["value"])
+    field = entry["valueFrom"]["resourceFieldRef"]  # the only kind the chart uses (KeyError otherwise)
+    kind, _, resource = field["resource"].partition(".")
+    amount = _quantity(str(container["resources"][kind][resource]))
+    divisor = _quantity(str(field.get("divisor", "1")))
+    return str(-(-amount // divisor))
+
+
 def _agent_container(docs: list[chart.Doc]) -> tuple[chart.Doc, chart.Doc]:
     pod = chart.only(docs, "Deployment")["spec"]["template"]["spec"]
     return pod, chart.container(pod, "drift-agent")
@@ -160,7 +181,8 @@ def test_the_charts_container_runs_read_only_becomes_ready_and_drains_on_sigterm
     docs = chart.render(values)
     pod, agent = _agent_container(docs)
     mounts = _volumes_on_disk(docs, pod, tmp_path / "volumes")
-    env = {entry["name"]: entry["value"] for entry in agent["env"]}
+    env = {entry["name"]: _env_value(entry, agent) for entry in agent["env"]}
+    assert env["DRIFT_AGENT_MEMORY__CONTAINER_LIMIT_MIB"] == "1024"  # the chart's 1Gi limit
     log_path = tmp_path / "agent.log"
     with log_path.open("wb") as log:
         running = container.start(
