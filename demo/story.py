@@ -605,6 +605,9 @@ class Story:
             actions_base.OutcomeStatus.SKIPPED,
             lambda skipped: f"alert skipped: {skipped.outcome.message[:60]}",
         )
+        self._end_shift()
+        # Judged over the whole time the file was in force, up to the moment it goes: once it is
+        # gone, an earlier incident's RESOLVE may rightly go out.
         sent = [
             d
             for d in self.observer.actions_since(event.injected_at)
@@ -615,9 +618,10 @@ class Story:
         event.passed = bool(event.detected_at and event.acted_at and not sent)
         if sent:
             event.notes.append(
-                f"actions went through despite the override: {[d.request.kind.value for d in sent]}"
+                "actions went through despite the override: "
+                f"{[(d.request.kind.value, d.request.incident_id) for d in sent]}"
             )
-        self._end_shift()
+        event.lifted_at = time.time()
         (self.state / "overrides.yaml").unlink()
         # As after the edit: the watcher re-reads the file every second. The next scenario must
         # not start while the mute is still in force.

@@ -37,6 +37,9 @@ class Event:
     acted_at: float | None = None
     action_detail: str = ""
     recovered_at: float | None = None
+    # When the story took its change back (the override file removed): what happens after it is no
+    # longer the scenario's doing.
+    lifted_at: float | None = None
     # Canary traffic percentages the server served for the candidate, in order.
     steps: list[int] = dataclasses.field(default_factory=list)
     passed: bool = False

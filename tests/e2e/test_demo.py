@@ -147,10 +147,13 @@ def test_override_mutes_alerts_and_freezes_actions(result: story.StoryResult) ->
     override = event(result, "override")
     assert override.detected_at is not None  # detection goes on while muted
     assert override.action_detail.startswith("alert skipped")
+    assert override.lifted_at is not None
+    # Until the file is removed; after it, an earlier incident may rightly send its RESOLVE.
     acted = [
-        done.request.kind.value
-        for done in during(result, "override")
-        if done.outcome.status == actions_base.OutcomeStatus.SUCCEEDED
+        (done.request.kind.value, done.request.incident_id)
+        for at, done in result.actions
+        if override.injected_at <= at < override.lifted_at
+        and done.outcome.status == actions_base.OutcomeStatus.SUCCEEDED
         and done.request.kind != actions_base.ActionKind.LOG
     ]
     assert acted == []
