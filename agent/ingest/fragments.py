@@ -18,7 +18,6 @@ would otherwise make a fragment of 2000 records several MiB, which a broker with
 
 from __future__ import annotations
 
-import math
 import zlib
 from typing import Final
 
@@ -69,25 +68,43 @@ def encode(fragment: Fragment) -> bytes:
     return _ENCODER.encode(fragment)
 
 
+# Parts are sized from the fragment's first entry with this much of the bound to spare, so that
+# entries a little larger than the first rarely push a part over it (which costs a re-encoding).
+_PART_FILL: Final = 0.8
+
+
 def encode_bounded(fragment: Fragment, max_bytes: int = MAX_MESSAGE_BYTES) -> list[bytes]:
     """``fragment`` as messages of at most ``max_bytes`` each, its entries in order across them.
 
-    Split into as many equal runs of entries as the first encoding says, then halved again where a
-    run is still over; an entry over the bound on its own travels alone (the input it came from was
-    within ``kafka.max_message_bytes``).
+    The entries are cut into parts sized from the first entry's encoding, and each part is encoded
+    once; a part that is still over the bound is halved and encoded again. An entry over the bound
+    on its own travels alone (the input it came from was within ``kafka.max_message_bytes``). At
+    200 features, encoding is a tenth of the ingest stage's CPU: encoding a large fragment whole
+    before cutting it would double that.
     """
-    raw = _ENCODER.encode(fragment)
     entries = fragment.entries
+    if len(entries) <= 1:
+        return [_ENCODER.encode(fragment)]
+    per_part = max(1, int(max_bytes * _PART_FILL) // len(_ENCODER.encode(entries[0])))
+    if per_part >= len(entries):
+        return _encode_part(fragment, max_bytes)
+    encoded: list[bytes] = []
+    for start in range(0, len(entries), per_part):
+        part = msgspec.structs.replace(fragment, entries=entries[start : start + per_part])
+        encoded.extend(_encode_part(part, max_bytes))
+    return encoded
+
+
+def _encode_part(part: Fragment, max_bytes: int) -> list[bytes]:
+    raw = _ENCODER.encode(part)
+    entries = part.entries
     if len(raw) <= max_bytes or len(entries) <= 1:
         return [raw]
-    # At least two parts: the encoding is over the bound and holds at least two entries.
-    parts = min(len(entries), math.ceil(len(raw) / max_bytes))
-    size = math.ceil(len(entries) / parts)
-    encoded: list[bytes] = []
-    for start in range(0, len(entries), size):
-        part = msgspec.structs.replace(fragment, entries=entries[start : start + size])
-        encoded.extend(encode_bounded(part, max_bytes))
-    return encoded
+    half = len(entries) // 2
+    return [
+        *_encode_part(msgspec.structs.replace(part, entries=entries[:half]), max_bytes),
+        *_encode_part(msgspec.structs.replace(part, entries=entries[half:]), max_bytes),
+    ]
 
 
 def decode(raw: bytes) -> Fragment:

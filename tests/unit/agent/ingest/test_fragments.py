@@ -189,3 +189,22 @@ def test_a_fragment_within_the_bound_is_one_message_and_a_lone_large_entry_trave
         fragments.Fragment(fragments.FORMAT, "churn", large, {}, "a"), max_bytes=3000
     )
     assert [len(fragments.decode(message).entries) for message in messages] == [1, 1, 1]
+
+
+def test_entries_larger_than_the_first_still_keep_every_part_within_the_bound() -> None:
+    # Parts are sized from the first entry: here it is the smallest by far, so the first cut is
+    # over the bound and must be halved until it fits.
+    entries = [fragments.Entry(record(0), 0, fragments.PREDICTIONS, 0, 0)] + [
+        fragments.Entry(embedded(i, 256), i, fragments.PREDICTIONS, 0, i) for i in range(1, 40)
+    ]
+    fragment = fragments.Fragment(fragments.FORMAT, "churn", entries, {0: 1.0}, "agent-0")
+    messages = fragments.encode_bounded(fragment, max_bytes=8_000)
+    assert len(messages) > 1
+    assert all(len(message) <= 8_000 for message in messages)
+    parts = [fragments.decode(message).entries for message in messages]
+    assert [entry for part in parts for entry in part] == entries
+    # Each message is the plain encoding of a fragment of its entries: nothing else on the wire.
+    assert messages == [
+        fragments.encode(fragments.Fragment(fragments.FORMAT, "churn", part, {0: 1.0}, "agent-0"))
+        for part in parts
+    ]
