@@ -606,6 +606,13 @@ class Story:
             lambda skipped: f"alert skipped: {skipped.outcome.message[:60]}",
         )
         self._end_shift()
+        ended_at = time.time()
+        self.say(f"[{event.name}] inputs back to normal; the override is lifted once the model is healthy")
+        # On-call lifts the override once the model is healthy again. Lifted any earlier, what the
+        # shift did to accuracy (seen only as its labels come) would be told, or remediated, in
+        # the next scenario's time.
+        if not self.observer.wait_for(lambda: self.observer.healthy_since(ended_at)):
+            event.notes.append(f"no healthy windows {WAIT_S:.0f}s after the inputs went back")
         # Judged over the whole time the file was in force, up to the moment it goes: once it is
         # gone, an earlier incident's RESOLVE may rightly go out.
         sent = [

@@ -139,6 +139,19 @@ class Observer:
                 return at, done
         return None
 
+    def healthy_since(self, moment: float) -> bool:
+        """Whether traffic served wholly after ``moment`` has been judged healthy: an unlabelled
+        window without data drift and a labelled one without a performance drop (labels lag the
+        traffic: the second comes last)."""
+        healthy: set[bool] = set()
+        for _, evaluation in self.evaluations:
+            family = "performance" if evaluation.labelled else "data_drift"
+            if served_wholly_after(evaluation.window, moment) and not any(
+                result.drifted for result in evaluation.results if result.family.value == family
+            ):
+                healthy.add(evaluation.labelled)
+        return healthy == {True, False}
+
     def actions_since(self, after: float) -> list[executor.Executed]:
         return [done for at, done in self.actions if at >= after]
 
@@ -149,3 +162,8 @@ class Observer:
 def served_after(window: window_mod.Window, moment: float) -> bool:
     stamps = window.timestamps
     return stamps is not None and len(stamps) > 0 and float(np.max(stamps)) >= moment
+
+
+def served_wholly_after(window: window_mod.Window, moment: float) -> bool:
+    stamps = window.timestamps
+    return stamps is not None and len(stamps) > 0 and float(np.min(stamps)) >= moment
