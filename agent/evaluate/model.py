@@ -58,7 +58,8 @@ class ModelState(msgspec.Struct, gc=False):
 
 
 _DECODER = msgspec.msgpack.Decoder(ModelState)
-_ENCODER = msgspec.msgpack.Encoder()
+# Open windows hold records decoded from fragments, whose features are ``FeatureRow``s.
+_ENCODER = msgspec.msgpack.Encoder(enc_hook=records.encode_hook)
 
 
 def settings_text(group: Any) -> str:

@@ -38,7 +38,7 @@ ENTRY_OVERHEAD_BYTES: Final = 320
 UNBOUNDED_BYTES: Final = 1 << 62
 BUFFER_NAME: Final = "label_join"
 
-_encoder = msgspec.msgpack.Encoder()
+_encoder = msgspec.msgpack.Encoder(enc_hook=records_mod.encode_hook)
 _decoder = msgspec.msgpack.Decoder(records_mod.PredictionRecord)
 
 

@@ -401,7 +401,9 @@ class RecordParser:
             embeddings,
         )
 
-    def _features(self, features: Any, embeddings: object) -> tuple[dict[str, Any], dict[str, bytes] | None]:
+    def _features(
+        self, features: Any, embeddings: object
+    ) -> tuple[Mapping[str, Any], dict[str, bytes] | None]:
         """The scalar features, and the vectors (None without any), checked."""
         if type(features) is not dict:
             features = self._check.features_object(features)

@@ -190,13 +190,13 @@ class ShapeLearner:
 
 
 def split(
-    features: dict[str, Any],
+    features: Mapping[str, Any],
     embeddings: object,
     features_path: str,
     shapes: VectorShapes | None,
     *,
     floats: bool = False,
-) -> tuple[dict[str, Any], dict[str, bytes] | None]:
+) -> tuple[Mapping[str, Any], dict[str, bytes] | None]:
     """Scalar features apart from vectors: lists under ``features`` and the ``embeddings`` object.
 
     Returns the scalar features (``features`` itself when it held no list) and name -> float32
@@ -204,14 +204,15 @@ def split(
     ``floats``: every vector element is known to be a finite float already (``to_bytes``).
     """
     vectors: dict[str, bytes] = {}
-    scalars = features
+    scalars: Mapping[str, Any] = features
     if not VECTOR_TYPES.isdisjoint(map(type, features.values())):
-        scalars = {}
+        only_scalars: dict[str, Any] = {}
         for name, value in features.items():
             if type(value) in VECTOR_TYPES:
                 vectors[name] = to_bytes(value, f"{features_path}.{name}", floats=floats)
             else:
-                scalars[name] = value
+                only_scalars[name] = value
+        scalars = only_scalars
     if embeddings is not None:
         if not isinstance(embeddings, Mapping):
             raise field_checks.FieldError(

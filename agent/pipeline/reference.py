@@ -31,8 +31,8 @@ import json
 import logging
 import math
 import operator
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Final, Literal
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Final, Literal, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -95,7 +95,7 @@ class FeatureSchema:
             if record.embeddings:
                 for name, vector in record.embeddings.items():
                     dimensions.setdefault(name, vectors_mod.dimension(vector))
-            for name, value in record.features.items():
+            for name, value in records_mod.feature_dict(record.features).items():
                 if value is None:
                     categorical.setdefault(name, False)
                 elif type(value) not in _NUMBER_TYPES:
@@ -291,6 +291,8 @@ def _rows(
     feature_maps: list[Mapping[str, records_mod.FeatureValue]], names: tuple[str, ...]
 ) -> tuple[list[tuple[Any, ...]], bool]:
     """The values of ``names`` per record; the flag says whether every record had all of them."""
+    if feature_maps and all(type(features) is records_mod.FeatureRow for features in feature_maps):
+        return _row_values(cast("list[records_mod.FeatureRow]", feature_maps), names)
     # One C-level itemgetter call per record instead of one dict lookup per feature: the fast
     # path when every record carries every schema feature (the usual case).
     if len(names) == 1:
@@ -304,6 +306,39 @@ def _rows(
         return list(map(getter, feature_maps)), True
     except KeyError:
         return [tuple(features.get(name) for name in names) for features in feature_maps], False
+
+
+def _row_values(
+    rows: list[records_mod.FeatureRow], names: tuple[str, ...]
+) -> tuple[list[tuple[Any, ...]], bool]:
+    """``_rows`` of records decoded from fragments: their values taken as they are when their layout
+    is the schema's order (the usual case), else picked by position; None where a name is lacking."""
+    pickers: dict[records_mod.FeatureLayout, Callable[[tuple[Any, ...]], tuple[Any, ...]]] = {}
+    complete = True
+    values: list[tuple[Any, ...]] = []
+    for row in rows:
+        picker = pickers.get(row.layout)
+        if picker is None:
+            picker, has_all = _position_picker(row.layout, names)
+            pickers[row.layout] = picker
+            complete = complete and has_all
+        values.append(picker(row.ordered_values))
+    return values, complete
+
+
+def _position_picker(
+    layout: records_mod.FeatureLayout, names: tuple[str, ...]
+) -> tuple[Callable[[tuple[Any, ...]], tuple[Any, ...]], bool]:
+    """What takes ``names``' values from a row of ``layout``, and whether the layout has them all."""
+    if layout.names == names:
+        return (lambda values: values), True
+    positions = [layout.positions.get(name) for name in names]
+    if any(position is None for position in positions):
+        return (lambda values: tuple(None if at is None else values[at] for at in positions)), False
+    if len(positions) == 1:
+        only = positions[0]
+        return (lambda values: (values[only],)), True
+    return operator.itemgetter(*positions), True
 
 
 def _numeric_matrix(rows: list[tuple[Any, ...]], width: int, stats: ColumnStats) -> window_mod.FloatArray:

@@ -67,7 +67,7 @@ def row_of(record: records.PredictionRecord, label: int | float | str) -> datase
     return dataset.TrainingRow(
         request_id=record.request_id,
         timestamp=record.timestamp,
-        features=dict(record.features),
+        features=records.feature_dict(record.features),
         label=label,
         segment=dict(record.segment) if record.segment else None,
         served_prediction=record.prediction,

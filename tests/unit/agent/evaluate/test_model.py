@@ -66,7 +66,8 @@ def fragment_batches(lines: list[bytes], batch: int) -> list[fragments.Fragment]
         if (index + 1) % batch == 0:
             out.extend(ingest.take())
     out.extend(ingest.take())
-    return out
+    # As the evaluate stage receives them: through the wire, features as rows of a shared layout.
+    return [fragments.decode(fragments.encode(fragment)) for fragment in out]
 
 
 def evaluator(config: settings_mod.AgentSettings, clock: Clock) -> model_mod.ModelEvaluator:

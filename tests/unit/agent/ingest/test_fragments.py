@@ -34,6 +34,68 @@ def test_a_fragment_of_another_format_or_no_fragment_at_all_is_refused() -> None
         fragments.decode(msgspec.msgpack.encode({"hello": "world"}))
 
 
+def with_features(index: int, features: dict[str, records.WireFeatureValue]) -> records.PredictionRecord:
+    return msgspec.structs.replace(record(index), features=features)
+
+
+def test_records_with_other_feature_names_read_back_as_they_were_and_share_layouts() -> None:
+    feature_sets: list[dict[str, records.WireFeatureValue]] = [
+        {"x": 1, "y": 0.5, "c": "red"},
+        {"c": "blue", "x": 2, "y": 1.5},  # the same names in another order
+        {"x": 3},  # some lacking
+        {},
+        {"x": 4, "y": None, "c": "red", "extra": True},  # one more
+        {"x": 5, "y": 2.5, "z": "z"},  # as many names, not the same ones
+        {"x": 6, "y": 3.5, "c": "red"},
+    ]
+    entries = [
+        fragments.Entry(with_features(i, features), i, fragments.PREDICTIONS, 0, i)
+        for i, features in enumerate(feature_sets)
+    ]
+    fragment = fragments.Fragment(fragments.FORMAT, "churn", entries, {0: 1.0}, "agent-0")
+    raw = fragments.encode(fragment)
+    back = fragments.decode(raw)
+    assert back == fragment
+    assert [dict(entry.record.features) for entry in back.entries] == feature_sets
+    assert all(type(entry.record.features) is records.FeatureRow for entry in back.entries)
+    # Each distinct set of names travels once per message.
+    assert len(msgspec.msgpack.decode(raw)[5]) == 5
+    layouts = [
+        entry.record.features.layout
+        for entry in back.entries
+        if isinstance(entry.record.features, records.FeatureRow)
+    ]
+    assert layouts[0] is layouts[1] is layouts[6]
+    # Another message naming the same features decodes onto the same layout object.
+    again = fragments.decode(fragments.encode(fragment)).entries[0].record.features
+    assert isinstance(again, records.FeatureRow) and again.layout is layouts[0]
+
+
+def test_fragments_written_with_a_dict_per_record_by_earlier_agents_are_still_read() -> None:
+    entries = [fragments.Entry(record(i), i, fragments.PREDICTIONS, 0, i) for i in range(3)]
+    earlier = fragments.Fragment(fragments.FORMAT_DICT_FEATURES, "churn", entries, {0: 1.0}, "old-agent")
+    back = fragments.decode(msgspec.msgpack.encode(earlier))
+    assert back == earlier
+    assert type(back.entries[0].record.features) is dict
+
+
+def test_a_fragment_whose_layout_number_or_value_count_does_not_fit_is_refused() -> None:
+    entries = [fragments.Entry(record(i), i, fragments.PREDICTIONS, 0, i) for i in range(2)]
+    wire = msgspec.msgpack.decode(
+        fragments.encode(fragments.Fragment(fragments.FORMAT, "churn", entries, {}, "a"))
+    )
+    wire[2][1][0][4] = 7  # the second record names a layout the message does not carry
+    with pytest.raises(fragments.FragmentError, match="not a window fragment"):
+        fragments.decode(msgspec.msgpack.encode(wire))
+    wire[2][1][0][4] = -1  # nor a negative one (Python would read the last)
+    with pytest.raises(fragments.FragmentError, match="not a window fragment"):
+        fragments.decode(msgspec.msgpack.encode(wire))
+    wire[2][1][0][4] = 0
+    wire[2][1][0][5] = wire[2][1][0][5][:-1]  # one value short of its layout
+    with pytest.raises(fragments.FragmentError, match="not a window fragment"):
+        fragments.decode(msgspec.msgpack.encode(wire))
+
+
 def test_a_model_always_lands_in_the_same_partition() -> None:
     # CRC-32, not Python's per-process string hash: every agent computes the same partition.
     assert fragments.partition_for("churn", 12) == zlib.crc32(b"churn") % 12 == 0

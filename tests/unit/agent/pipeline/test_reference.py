@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from agent import settings
-from agent.ingest import parsing, records
+from agent.ingest import fragments, parsing, records
 from agent.pipeline import reference, reference_files
 
 
@@ -133,6 +133,49 @@ def test_to_window_of_no_records() -> None:
     schema = reference.FeatureSchema(("x", "c"), ("numeric", "categorical"))
     window = reference.to_window([], schema)
     assert window.size == 0 and window.features["x"].dtype == np.float64 and window.predictions is None
+
+
+def through_a_fragment(items: list[records.PredictionRecord]) -> list[records.PredictionRecord]:
+    """The records as the evaluate stage gets them: features as rows of shared layouts."""
+    entries = [fragments.Entry(item, i, fragments.PREDICTIONS, 0, i) for i, item in enumerate(items)]
+    fragment = fragments.Fragment(fragments.FORMAT, "m", entries, {}, "agent-0")
+    decoded = [entry.record for entry in fragments.decode(fragments.encode(fragment)).entries]
+    assert all(type(item.features) is records.FeatureRow for item in decoded)
+    return decoded
+
+
+@pytest.mark.parametrize(
+    "names",
+    [("x", "y", "c"), ("c", "x"), ("y",), ("x", "y", "c", "never_sent")],
+    ids=["layout-order", "reordered", "one", "one-never-sent"],
+)
+def test_rows_decoded_from_a_fragment_make_the_same_window_as_dicts(names: tuple[str, ...]) -> None:
+    feature_sets: list[dict[str, records.FeatureValue]] = [
+        {"x": 1.0, "y": 2, "c": "red"},
+        {"x": 2.0, "y": 3, "c": "blue"},
+        {"y": 4, "c": "red", "x": 3.0},  # the same names in another order
+        {"x": "abc", "y": True, "c": 3},  # a string where a number goes, a number where a category
+        {"x": 5.0},  # lacking
+        {"x": 6.0, "y": None, "c": "red", "unknown": 1.0},
+    ]
+    kinds: tuple[reference.Kind, ...] = tuple(
+        reference.CATEGORICAL if name == "c" else reference.NUMERIC for name in names
+    )
+    schema = reference.FeatureSchema(names, kinds)
+    items = [rec(i, features) for i, features in enumerate(feature_sets)]
+    for subset in (items, items[:3]):  # mixed layouts, and the fast path of one layout
+        by_dict, by_row = reference.ColumnStats(), reference.ColumnStats()
+        expected = reference.to_window(subset, schema, stats=by_dict)
+        got = reference.to_window(through_a_fragment(subset), schema, stats=by_row)
+        assert list(got.features) == list(expected.features) == list(names)
+        for name in names:
+            np.testing.assert_array_equal(got.features[name], expected.features[name])
+            assert got.features[name].dtype == expected.features[name].dtype
+        assert got.fields == expected.fields
+        assert (by_row.type_mismatches, by_row.unknown_features) == (
+            by_dict.type_mismatches,
+            by_dict.unknown_features,
+        )
 
 
 # -- collector ----------------------------------------------------------------------------------------
