@@ -94,6 +94,7 @@ class Stages:
                 kserve_adapter=_kserve_adapter(settings),
                 wall_clock=agent.clock,
                 max_future_skew_s=settings.kafka.max_future_skew_s,
+                fragment_format=settings.streams.fragment_format,
             ),
             producer=self.producer,
             metrics=metrics,

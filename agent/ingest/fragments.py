@@ -34,8 +34,10 @@ from agent.ingest import records
 
 FORMAT = 2
 # Written by earlier agents (each record's features as a dict); still read, so that fragments
-# left in the topic across an upgrade are counted.
+# left in the topic across an upgrade are counted, and written on request
+# (``streams.fragment_format``) while agents that read nothing else still run.
 FORMAT_DICT_FEATURES: Final = 1
+FORMATS: Final = (FORMAT_DICT_FEATURES, FORMAT)
 # Under Kafka's default message.max.bytes (1048588) with room for the record's key and headers:
 # the fragments topic then needs no broker or topic configuration.
 MAX_MESSAGE_BYTES: Final = 1_000_000
@@ -153,6 +155,8 @@ class _LayoutTable:
     def values(
         self, features: Mapping[str, records.WireFeatureValue]
     ) -> tuple[int, tuple[records.WireFeatureValue, ...]]:
+        if type(features) is records.FeatureRow:  # a decoded record written again: its row as it is
+            return self._number(features.layout.names), features.ordered_values
         last = self._last
         if last is not None and len(features) == last[1]:
             # As many names, and every one of the layout's present: the same set, whatever the order.
@@ -161,13 +165,17 @@ class _LayoutTable:
             except KeyError:
                 pass
         names = tuple(features)
+        number = self._number(names)
+        picker = _picker(names)
+        self._last = (number, len(names), picker)
+        return number, picker(features)
+
+    def _number(self, names: tuple[str, ...]) -> int:
         number = self._numbers.get(names)
         if number is None:
             number = self._numbers[names] = len(self.layouts)
             self.layouts.append(names)
-        picker = _picker(names)
-        self._last = (number, len(names), picker)
-        return number, picker(features)
+        return number
 
 
 def _to_wire(fragment: Fragment) -> _WireFragment:
@@ -232,8 +240,16 @@ _DECODER = msgspec.msgpack.Decoder(_WireFragment)
 _DICT_FEATURES_DECODER = msgspec.msgpack.Decoder(Fragment)
 
 
+_DICT_FEATURES_ENCODER = msgspec.msgpack.Encoder(enc_hook=records.encode_hook)
+
+
 def encode(fragment: Fragment) -> bytes:
-    return _ENCODER.encode(_to_wire(fragment))
+    """``fragment`` in its own format (``fragment.format``, one of ``FORMATS``)."""
+    if fragment.format == FORMAT:
+        return _ENCODER.encode(_to_wire(fragment))
+    if fragment.format == FORMAT_DICT_FEATURES:
+        return _DICT_FEATURES_ENCODER.encode(fragment)
+    raise ValueError(f"fragment format {fragment.format}: this agent writes formats {FORMATS}")
 
 
 # Parts are sized from the fragment's first entry with this much of the bound to spare, so that

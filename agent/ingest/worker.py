@@ -40,9 +40,13 @@ class IngestWorker:
         kserve_adapter: kserve.KServeAdapter | None = None,
         wall_clock: Callable[[], float] | None = None,
         max_future_skew_s: float | None = None,
+        fragment_format: int = fragments.FORMAT,
     ) -> None:
         """``wall_clock`` and ``max_future_skew_s``: records stamped further ahead are rejected
-        (None: no check, as in replay, where event time is the only clock)."""
+        (None: no check, as in replay, where event time is the only clock). ``fragment_format``: how
+        the fragments are written (``fragments.FORMATS``)."""
+        if fragment_format not in fragments.FORMATS:
+            raise ValueError(f"fragment_format must be one of {fragments.FORMATS}, got {fragment_format}")
         if max_fragment_records < 1:
             raise ValueError(f"max_fragment_records must be >= 1, got {max_fragment_records}")
         self._parser = parser
@@ -53,6 +57,7 @@ class IngestWorker:
         self._kserve = kserve_adapter
         self._wall_clock = wall_clock
         self._max_future_skew_s = max_future_skew_s
+        self._format = fragment_format
         self._pending: dict[str, list[fragments.Entry]] = {}
         self._watermarks: dict[int, float] = {}
         self.counts = IngestCounts()
@@ -186,7 +191,7 @@ class IngestWorker:
             for start in range(0, len(entries), self._max_records):
                 chunk = entries[start : start + self._max_records]
                 taken.append(
-                    fragments.Fragment(fragments.FORMAT, model, chunk, dict(self._watermarks), self._producer)
+                    fragments.Fragment(self._format, model, chunk, dict(self._watermarks), self._producer)
                 )
         self._pending = {}
         return taken

@@ -27,9 +27,18 @@ def test_a_fragment_round_trips_with_ints_kept_apart_from_floats() -> None:
 
 
 def test_a_fragment_of_another_format_or_no_fragment_at_all_is_refused() -> None:
-    fragment = fragments.Fragment(fragments.FORMAT + 1, "churn", [], {}, "agent-0")
-    with pytest.raises(fragments.FragmentError, match="format"):
-        fragments.decode(fragments.encode(fragment))
+    entries = [fragments.Entry(record(0), 0, fragments.PREDICTIONS, 0, 0)]
+    for written in fragments.FORMATS:
+        wire = msgspec.msgpack.decode(
+            fragments.encode(fragments.Fragment(written, "churn", entries, {}, "agent-0"))
+        )
+        wire[0] = 3  # a format from a later agent, laid out as either of ours
+        with pytest.raises(
+            fragments.FragmentError, match="fragment format 3; this agent reads formats 1 and 2"
+        ):
+            fragments.decode(msgspec.msgpack.encode(wire))
+    with pytest.raises(ValueError, match="writes formats"):
+        fragments.encode(fragments.Fragment(3, "churn", entries, {}, "agent-0"))
     with pytest.raises(fragments.FragmentError, match="not a window fragment"):
         fragments.decode(msgspec.msgpack.encode({"hello": "world"}))
 
@@ -71,12 +80,24 @@ def test_records_with_other_feature_names_read_back_as_they_were_and_share_layou
     assert isinstance(again, records.FeatureRow) and again.layout is layouts[0]
 
 
-def test_fragments_written_with_a_dict_per_record_by_earlier_agents_are_still_read() -> None:
+def test_fragments_with_a_dict_per_record_are_read_and_written_for_earlier_agents() -> None:
     entries = [fragments.Entry(record(i), i, fragments.PREDICTIONS, 0, i) for i in range(3)]
     earlier = fragments.Fragment(fragments.FORMAT_DICT_FEATURES, "churn", entries, {0: 1.0}, "old-agent")
-    back = fragments.decode(msgspec.msgpack.encode(earlier))
+    # What an agent built before format 2 wrote, and read with (one decoder, a dict per record).
+    written_before = msgspec.msgpack.encode(earlier)
+    read_before = msgspec.msgpack.Decoder(fragments.Fragment)
+    back = fragments.decode(written_before)
     assert back == earlier
     assert type(back.entries[0].record.features) is dict
+    # streams.fragment_format: 1 writes what such an agent reads, rows decoded here included.
+    rows = fragments.decode(fragments.encode(msgspec.structs.replace(earlier, format=fragments.FORMAT)))
+    assert type(rows.entries[0].record.features) is records.FeatureRow
+    rewritten = fragments.encode(msgspec.structs.replace(rows, format=fragments.FORMAT_DICT_FEATURES))
+    assert rewritten == written_before
+    assert read_before.decode(rewritten) == earlier
+    # ...and an agent before format 2 cannot read format 2: the reason the setting exists.
+    with pytest.raises(msgspec.DecodeError):
+        read_before.decode(fragments.encode(msgspec.structs.replace(earlier, format=fragments.FORMAT)))
 
 
 def test_a_fragment_whose_layout_number_or_value_count_does_not_fit_is_refused() -> None:
@@ -270,3 +291,22 @@ def test_entries_larger_than_the_first_still_keep_every_part_within_the_bound() 
         fragments.encode(fragments.Fragment(fragments.FORMAT, "churn", part, {0: 1.0}, "agent-0"))
         for part in parts
     ]
+
+
+def test_the_worker_writes_the_fragment_format_it_is_given() -> None:
+    def worker_of(fragment_format: int) -> worker.IngestWorker:
+        return worker.IngestWorker(
+            parser=parsing.RecordParser(),
+            labels_topic=None,
+            join=None,
+            producer="agent-0",
+            max_fragment_records=10,
+            fragment_format=fragment_format,
+        )
+
+    for fragment_format in fragments.FORMATS:
+        ingest = worker_of(fragment_format)
+        ingest.add_prediction(record(0), 0, 0)
+        assert [fragment.format for fragment in ingest.take()] == [fragment_format]
+    with pytest.raises(ValueError, match="fragment_format must be one of"):
+        worker_of(3)
