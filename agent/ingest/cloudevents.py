@@ -118,7 +118,9 @@ def decode_event(message: source.RawMessage) -> CloudEvent:
 
 def _json_body(raw: bytes, what: str) -> Any:
     try:
-        return json.loads(raw)
+        # Decoded as UTF-8 first: ``json.loads`` of bytes would let a raw surrogate (b"\xed\xa0\x80",
+        # not UTF-8) through as a lone surrogate in a string, which no encoder downstream takes.
+        return json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError) as exc:
         raise BadEventError(records.MALFORMED_JSON, f"{what}: not valid JSON: {exc}") from exc
 

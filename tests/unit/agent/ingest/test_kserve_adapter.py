@@ -248,3 +248,20 @@ def test_a_response_with_an_error_status_is_rejected_as_such() -> None:
 def test_settings_refuse_duplicate_feature_names() -> None:
     with pytest.raises(pydantic.ValidationError, match="feature_names must be distinct"):
         kserve.KServeSettings(feature_names=["a", "a"])
+
+
+def test_a_body_that_is_not_utf8_is_malformed_json_never_a_lone_surrogate() -> None:
+    # b"\xed\xa0\x80" is a UTF-16 surrogate written as if it were UTF-8: json.loads of the bytes
+    # would read it as "\ud800" (found by tests/unit/fuzz/test_fuzz_kserve.py).
+    headers = (
+        ("ce_specversion", b"1.0"),
+        ("ce_id", b"a"),
+        ("ce_type", cloudevents.RESPONSE_TYPE.encode()),
+        ("ce_time", b"2023-01-30T10:45:00Z"),
+        ("ce_inferenceservicename", b"fraud"),
+    )
+    value = b'{"outputs": [{"name": "label", "shape": [1], "datatype": "FP32", "data": ["\xed\xa0\x80"]}]}'
+    result = kserve.KServeAdapter().add(source.RawMessage("kserve-events", 0, 0, value, 0, None, headers))
+    assert isinstance(result, records.Rejected)
+    assert result.reason == records.MALFORMED_JSON
+    assert "can't decode byte 0xed" in result.detail
