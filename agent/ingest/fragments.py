@@ -151,12 +151,17 @@ class _LayoutTable:
         self._numbers: dict[tuple[str, ...], int] = {}
         # The layout of the previous record: records of one model nearly always share it.
         self._last: tuple[int, int, _Picker] | None = None
+        self._last_row_layout: records.FeatureLayout | None = None
+        self._last_row_number = 0
 
     def values(
         self, features: Mapping[str, records.WireFeatureValue]
     ) -> tuple[int, tuple[records.WireFeatureValue, ...]]:
-        if type(features) is records.FeatureRow:  # a decoded record written again: its row as it is
-            return self._number(features.layout.names), features.ordered_values
+        if type(features) is records.FeatureRow:  # a row (parsed, or decoded): its values as they are
+            layout = features.layout
+            if layout is not self._last_row_layout:  # hashing 200 names is 1 us: once per layout
+                self._last_row_layout, self._last_row_number = layout, self._number(layout.names)
+            return self._last_row_number, features.ordered_values
         last = self._last
         if last is not None and len(features) == last[1]:
             # As many names, and every one of the layout's present: the same set, whatever the order.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -104,9 +105,15 @@ def generated(count: int, seed: int) -> list[dict[str, Any]]:
 
 
 def field_values(record: records.PredictionRecord) -> list[tuple[type, Any]]:
-    # Types too: 12 == 12.0, but a record must carry a float latency, not an int.
+    # Types too: 12 == 12.0, but a record must carry a float latency, not an int. The features
+    # may be a dict or a row (the typed tier's learned names): the same names and typed values.
     values = [getattr(record, field.name) for field in msgspec.structs.fields(record)]
-    return [(type(value), value) for value in values]
+    return [
+        (Mapping, {name: (type(item), item) for name, item in value.items()})
+        if isinstance(value, Mapping) and field == "features"
+        else (type(value), value)
+        for field, value in zip(record.__struct_fields__, values, strict=True)
+    ]
 
 
 @pytest.fixture
@@ -245,3 +252,124 @@ def test_labels_are_decoded_the_same_way(parser: parsing.RecordParser) -> None:
     assert isinstance(nan, records.Rejected) and nan.reason == records.NON_FINITE
     label = parser.parse_label(b'{"request_id": "r", "timestamp": 1, "label": 2}')
     assert isinstance(label, records.LabelRecord) and label.label == 2
+
+
+# -- learned feature names: rows instead of dicts ----------------------------------------------------
+
+
+def with_features(features: dict[str, Any], request: int = 1) -> bytes:
+    return json.dumps({**usual_record(), "request_id": f"r-{request}", "features": features}).encode()
+
+
+def test_records_with_names_already_seen_come_as_rows_in_the_first_records_order(
+    parser: parsing.RecordParser,
+) -> None:
+    first = parser.parse_prediction(with_features({"a": 1.5, "b": "x", "c": True, "d": None, "e": 3}))
+    assert isinstance(first, records.PredictionRecord)
+    assert type(first.features) is dict  # nothing learned yet
+    # The same names in another order, other values and types: a row in the first record's order.
+    reordered = with_features({"e": "y", "d": 2, "c": False, "b": 0.5, "a": None}, 2)
+    second = parser.parse_prediction(reordered)
+    assert isinstance(second, records.PredictionRecord)
+    assert isinstance(second.features, records.FeatureRow)
+    assert second.features.layout.names == ("a", "b", "c", "d", "e")
+    assert second.features.ordered_values == (None, 0.5, False, 2, "y")
+    assert [type(value) for value in second.features.ordered_values] == [type(None), float, bool, int, str]
+    full = parser.parse_prediction_obj(json.loads(reordered))
+    assert isinstance(full, records.PredictionRecord)
+    assert field_values(second) == field_values(full)
+    # One name fewer, or one more: a dict, as before.
+    for features in (
+        {"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0},
+        {"a": 1, "b": 2, "c": 3, "d": 4, "e": 5, "f": 6},
+    ):
+        other = parser.parse_prediction(with_features(features, 3))
+        assert isinstance(other, records.PredictionRecord)
+        assert type(other.features) is dict and other.features == features
+
+
+def test_a_stream_of_changing_names_parses_as_a_fresh_parser_would() -> None:
+    """Three models with their own names share the stream, names shuffled now and then, one
+    missing or one more now and then: every record parsed by one long-lived parser (learning,
+    switching, failing and forgetting) equals the same record parsed by a parser that has learned
+    nothing."""
+    rng = random.Random(5)
+    name_sets = [[f"s{kind}_{index}" for index in range(rng.randint(1, 12))] for kind in range(3)]
+    values: list[Any] = [0.25, -3, "cat", True, None, 1e300, 7]
+    learning = parsing.RecordParser()
+    rows = 0
+    for _ in range(3000):
+        kind = rng.randrange(3)
+        names = list(name_sets[kind])
+        if rng.random() < 0.3:
+            rng.shuffle(names)
+        if rng.random() < 0.05:
+            names = names[1:]
+        if rng.random() < 0.05:
+            names.append(f"extra{rng.randrange(20)}")
+        features = {name: rng.choice(values) for name in names}
+        raw = json.dumps({**usual_record(), "model_name": f"m{kind}", "features": features}).encode()
+        got = learning.parse_prediction(raw)
+        fresh = parsing.RecordParser().parse_prediction(raw)
+        assert isinstance(got, records.PredictionRecord) and isinstance(fresh, records.PredictionRecord)
+        assert type(fresh.features) is dict
+        assert field_values(got) == field_values(fresh), raw
+        rows += isinstance(got.features, records.FeatureRow)
+    assert rows > 2400, rows  # the learned names took most records, or the comparison proves little
+
+
+def with_model(model: str, features: dict[str, Any]) -> bytes:
+    return json.dumps({**usual_record(), "model_name": model, "features": features}).encode()
+
+
+def test_learned_names_are_bounded_and_names_no_struct_can_carry_are_not_learned() -> None:
+    layouts = typed_decode.LearnedLayouts({name: name for name in parsing.PREDICTION_FIELDS})
+    for kind in range(typed_decode.MAX_LEARNED_LAYOUTS + 10):
+        for _ in range(2):
+            decoded = layouts.decode(with_model(f"m{kind}", {f"n{kind}": 1.0}))
+            assert decoded is not None
+    assert len(layouts) == typed_decode.MAX_LEARNED_LAYOUTS
+    # Models whose names were learned get rows; those past the bound keep dicts.
+    for kind in (0, typed_decode.MAX_LEARNED_LAYOUTS - 1, typed_decode.MAX_LEARNED_LAYOUTS):
+        decoded = layouts.decode(with_model(f"m{kind}", {f"n{kind}": 2.0}))
+        assert decoded is not None
+        learned = kind < typed_decode.MAX_LEARNED_LAYOUTS
+        assert isinstance(decoded[1], records.FeatureRow) is learned, kind
+        assert dict(decoded[1]) == {f"n{kind}": 2.0}
+
+    parser = parsing.RecordParser()
+    for request in range(3):  # names msgspec cannot give a struct field: dicts, every time
+        record = parser.parse_prediction(with_features({'say "hi"': 1.0, "back\\slash": 2.0}, request))
+        assert isinstance(record, records.PredictionRecord)
+        assert type(record.features) is dict
+        assert record.features == {'say "hi"': 1.0, "back\\slash": 2.0}
+
+
+def test_models_sharing_a_topic_each_keep_their_rows() -> None:
+    layouts = typed_decode.LearnedLayouts({name: name for name in parsing.PREDICTION_FIELDS})
+    kinds = []
+    for request in range(20):
+        model = "fraud" if request % 2 else "churn"
+        decoded = layouts.decode(
+            with_model(model, {f"{model}_{index}": float(request) for index in range(3)})
+        )
+        assert decoded is not None
+        kinds.append(type(decoded[1]))
+    assert kinds[:2] == [dict, dict] and set(kinds[2:]) == {records.FeatureRow}
+
+
+def test_a_model_whose_names_keep_changing_goes_back_to_dicts_until_they_repeat() -> None:
+    layouts = typed_decode.LearnedLayouts({name: name for name in parsing.PREDICTION_FIELDS})
+    # A new name in every record: each set is learned until the bound, then each record fails the
+    # model's learned names, and after MAX_MISSES failures in a row they are no longer tried.
+    for request in range(typed_decode.MAX_LEARNED_LAYOUTS + typed_decode.MAX_MISSES):
+        features = {"a": 1.0, f"x{request}": 2.0}
+        decoded = layouts.decode(with_model("fraud", features))
+        assert decoded is not None and type(decoded[1]) is dict and decoded[1] == features
+    assert len(layouts) == typed_decode.MAX_LEARNED_LAYOUTS
+    assert "fraud" not in layouts._by_model and layouts._last is None
+    # Names learned before come again: the next record of them is a row.
+    assert layouts.decode(with_model("fraud", {"a": 1.0, "x3": 2.0})) is not None
+    decoded = layouts.decode(with_model("fraud", {"x3": 5.0, "a": 4.0}))
+    assert decoded is not None and isinstance(decoded[1], records.FeatureRow)
+    assert decoded[1].ordered_values == (4.0, 5.0)
