@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import kafka
 from kafka import errors as kafka_errors
@@ -203,13 +203,44 @@ class _RebalanceListener(kafka.ConsumerRebalanceListener):  # type: ignore[misc]
         return events
 
 
-class KafkaSource:
-    """Consumer-group source of raw prediction (and label) records.
+class Source(Protocol):
+    """What the stages need from the consumer-group source, whichever client reads Kafka."""
 
-    ``on_revoked`` / ``on_assigned`` run on the caller's thread, inside the ``poll_batch``
-    that follows a rebalance. By then the revoked partitions belong to another member:
-    ``commit`` leaves them out (the new owner re-reads from the last commit: at least once),
-    and the pipeline drops whatever per-partition state it keeps.
+    settings: settings.KafkaSettings
+    group_id: str
+    topics: list[str]
+
+    @property
+    def ready(self) -> bool: ...
+
+    def status(self) -> str: ...
+
+    def assignment(self) -> list[Partition]: ...
+
+    def committed(self, partition: Partition) -> int | None: ...
+
+    def seek(self, partition: Partition, offset: int) -> None: ...
+
+    def rewind(self, partition: Partition, offset: int) -> None: ...
+
+    def pause(self, partitions: Sequence[Partition]) -> None: ...
+
+    def resume(self, partitions: Sequence[Partition]) -> None: ...
+
+    def poll_batch(self) -> list[RawMessage]: ...
+
+    def commit(self, batch: Sequence[RawMessage]) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class GroupSource:
+    """What the sources share, whichever client they drive: settings, hooks, commits, lag, health.
+
+    ``on_revoked`` / ``on_assigned`` run on the caller's thread, inside the ``poll_batch`` that
+    follows (kafka-python) or runs (librdkafka) a rebalance. Revoked partitions may already belong
+    to another member: ``commit`` leaves them out (the new owner re-reads from the last commit: at
+    least once), and the pipeline drops whatever per-partition state it keeps.
     """
 
     def __init__(
@@ -222,7 +253,6 @@ class KafkaSource:
         on_assigned: PartitionsHook | None = None,
         lag_refresh_s: float = LAG_REFRESH_S,
         commit_timeout_s: float = COMMIT_TIMEOUT_S,
-        bootstrap_timeout_s: float = BOOTSTRAP_TIMEOUT_S,
         topics: Sequence[str] | None = None,
         group_id: str | None = None,
         export_gauges: bool = True,
@@ -234,16 +264,11 @@ class KafkaSource:
         self.on_assigned = on_assigned
         self.lag_refresh_s = lag_refresh_s
         self.commit_timeout_s = commit_timeout_s
-        self.bootstrap_timeout_s = bootstrap_timeout_s
         # The input topics by default; the evaluate and act stages read the internal ones.
         self.topics = list(topics) if topics is not None else input_topics(kafka_settings)
         self.group_id = group_id if group_id is not None else kafka_settings.group_id
         # Validate now: a bad TLS path or missing password file is a config error, not an outage.
         self._connection = connection_config(kafka_settings)
-        self._backoff = Backoff(
-            kafka_settings.reconnect_backoff_initial_s, kafka_settings.reconnect_backoff_max_s, clock
-        )
-        self._consumer: kafka.KafkaConsumer | None = None
         self._connected = False
         self._last_error: str | None = None
         self._next_offset: dict[Partition, int] = {}
@@ -251,15 +276,165 @@ class KafkaSource:
         self._lag_refreshed_at: float | None = None
         # Replaced as a whole (copy on write): the /metrics thread reads it while the loop runs.
         self._lag: Mapping[Partition, int] = {}
-        self._listener = _RebalanceListener()
-        # Partitions sought during the rebalance hooks of the poll in hand (its records are stale).
-        self._reset: set[Partition] = set()
         self._closed = False
         if metrics is not None and export_gauges:
             collectors.register_gauge(metrics.registry, collectors.CONSUMER_LAG, self._lag_samples)
             collectors.register_gauge(
                 metrics.registry, collectors.KAFKA_CONNECTED, collectors.flag(lambda: self._connected)
             )
+
+    @property
+    def ready(self) -> bool:
+        raise NotImplementedError
+
+    def status(self) -> str:
+        """One line for ``/readyz``: why the source is not ready (or ``ok``)."""
+        if self._closed:
+            return "kafka source closed"
+        if not self._created:
+            return self._not_created()
+        if not self._connected:
+            reason = f" ({self._last_error})" if self._last_error else ""
+            return f"no connection to kafka brokers {self.settings.bootstrap_servers}{reason}; reconnecting"
+        if not self.ready:
+            return f"joining consumer group {self.group_id!r}"
+        return "ok"
+
+    def commit(self, batch: Sequence[RawMessage]) -> bool:
+        """Commit offset+1 of the last record per partition in ``batch``; False when it failed.
+
+        A failure is not fatal: the records come back after a restart or rebalance (at least
+        once). Offsets never move backwards through this method, and partitions that moved to
+        another member are left out (that is not a failure).
+        """
+        if not self._created or not batch:
+            return not batch
+        offsets = self._offsets_to_commit(batch, self._owned())
+        if not offsets:
+            return True
+        failure = self._send_commit(offsets)
+        if failure is not None:
+            log.warning(
+                "offset commit failed (%s); the records since the last commit are read again, nothing "
+                "is lost. A rebalance causes this once; check the broker if it repeats",
+                errors.describe(failure),
+            )
+            self._count_commit(False)
+            return False
+        self._committed.update(offsets)
+        self._count_commit(True)
+        return True
+
+    # -- what each client provides ----------------------------------------------------------
+
+    @property
+    def _created(self) -> bool:
+        raise NotImplementedError
+
+    def _not_created(self) -> str:
+        raise NotImplementedError
+
+    def _owned(self) -> Iterable[Partition]:
+        raise NotImplementedError
+
+    def _send_commit(self, offsets: Mapping[Partition, int]) -> BaseException | None:
+        """Commit ``offsets`` synchronously; the error, or None once the broker took them."""
+        raise NotImplementedError
+
+    # -- shared internals -------------------------------------------------------------------
+
+    def _offsets_to_commit(
+        self, batch: Sequence[RawMessage], owned: Iterable[Partition]
+    ) -> dict[Partition, int]:
+        """offset + 1 of the last record per partition of ``batch`` that this member still owns,
+        where that moves the commit on (offsets never move backwards)."""
+        highest: dict[Partition, int] = {}
+        for message in batch:
+            key = Partition(message.topic, message.partition)
+            if message.offset + 1 > highest.get(key, -1):
+                highest[key] = message.offset + 1
+        owned = set(owned)
+        moved = sorted(f"{p.topic}[{p.partition}]" for p in highest if p not in owned)
+        if moved:
+            # The broker would accept them (it checks the generation, not ownership) and could
+            # move the new owner's offsets: leave those partitions to it.
+            log.info("not committing partitions now owned by another member: %s", ", ".join(moved))
+        return {
+            p: offset for p, offset in highest.items() if p in owned and offset > self._committed.get(p, -1)
+        }
+
+    def _refresh_lag(self, highwaters: Callable[[], Iterable[tuple[Partition, int | None]]]) -> None:
+        """Every ``lag_refresh_s``: each owned partition's lag from its high watermark."""
+        if self.metrics is None:
+            return
+        now = self.clock()
+        if self._lag_refreshed_at is not None and now - self._lag_refreshed_at < self.lag_refresh_s:
+            return
+        self._lag_refreshed_at = now
+        lag = dict(self._lag)
+        for partition, highwater in highwaters():
+            # From the last commit, not the fetch position: records read but never committed (a
+            # stage that cannot make them durable) are still behind.
+            position = self._committed.get(partition, self._next_offset.get(partition))
+            if highwater is None or position is None:
+                continue
+            lag[partition] = max(0, highwater - position)
+        self._lag = lag
+
+    def _lag_samples(self) -> list[collectors.Sample]:
+        return [((p.topic, str(p.partition)), float(n)) for p, n in self._lag.items()]
+
+    def _set_connected(self, connected: bool) -> None:
+        if connected != self._connected:
+            log.info("kafka %s", "connected" if connected else "disconnected")
+        self._connected = connected
+
+    def _count_commit(self, ok: bool) -> None:
+        if self.metrics is not None:
+            self.metrics.commit_result(ok)
+
+    def _partitions_revoked(self, partitions: list[Partition]) -> None:
+        log.info("partitions revoked: %s", _describe(partitions))
+        if self.on_revoked is not None:
+            try:
+                self.on_revoked(partitions)
+            except Exception:
+                # The rebalance must go on; the records will be redelivered to the new owner.
+                log.exception("on_revoked hook failed")
+        for partition in partitions:
+            self._next_offset.pop(partition, None)
+            self._committed.pop(partition, None)
+        # Their lag is the new owner's to report now.
+        self._lag = {p: n for p, n in self._lag.items() if p not in set(partitions)}
+
+    def _partitions_assigned(self, partitions: list[Partition]) -> None:
+        log.info("partitions assigned: %s", _describe(partitions))
+        if self.on_assigned is not None:
+            try:
+                self.on_assigned(partitions)
+            except Exception:
+                log.exception("on_assigned hook failed")
+
+
+class KafkaSource(GroupSource):
+    """The consumer-group source on kafka-python (a pure-Python client)."""
+
+    def __init__(
+        self,
+        kafka_settings: settings.KafkaSettings,
+        *,
+        bootstrap_timeout_s: float = BOOTSTRAP_TIMEOUT_S,
+        **options: Any,
+    ) -> None:
+        super().__init__(kafka_settings, **options)
+        self.bootstrap_timeout_s = bootstrap_timeout_s
+        self._backoff = Backoff(
+            kafka_settings.reconnect_backoff_initial_s, kafka_settings.reconnect_backoff_max_s, self.clock
+        )
+        self._consumer: kafka.KafkaConsumer | None = None
+        self._listener = _RebalanceListener()
+        # Partitions sought during the rebalance hooks of the poll in hand (its records are stale).
+        self._reset: set[Partition] = set()
 
     # -- public surface ---------------------------------------------------------------------
 
@@ -270,21 +445,6 @@ class KafkaSource:
         if consumer is None or not self._connected:
             return False
         return bool(consumer.group_metadata().state == kafka.structs.MemberState.STABLE)
-
-    def status(self) -> str:
-        """One line for ``/readyz``: why the source is not ready (or ``ok``)."""
-        if self._closed:
-            return "kafka source closed"
-        if self._consumer is None:
-            wait = max(0.0, self._backoff.next_attempt_at - self.clock())
-            return (
-                f"kafka consumer not created ({self._last_error or 'starting'}); next attempt in {wait:.1f}s"
-            )
-        if not self._connected:
-            return f"no connection to kafka brokers {self.settings.bootstrap_servers}; reconnecting"
-        if not self.ready:
-            return f"joining consumer group {self.group_id!r}"
-        return "ok"
 
     def assignment(self) -> list[Partition]:
         consumer = self._consumer
@@ -352,40 +512,34 @@ class KafkaSource:
         self._refresh_health(consumer, got_records=bool(batch))
         return batch
 
-    def commit(self, batch: Sequence[RawMessage]) -> bool:
-        """Commit offset+1 of the last record per partition in ``batch``; False when it failed.
+    @property
+    def _created(self) -> bool:
+        return self._consumer is not None
 
-        A failure is not fatal: the records come back after a restart or rebalance (at least
-        once). Offsets never move backwards through this method, and partitions that moved to
-        another member are left out (that is not a failure).
-        """
+    def _not_created(self) -> str:
+        wait = max(0.0, self._backoff.next_attempt_at - self.clock())
+        return f"kafka consumer not created ({self._last_error or 'starting'}); next attempt in {wait:.1f}s"
+
+    def _owned(self) -> Iterable[Partition]:
         consumer = self._consumer
-        if consumer is None or not batch:
-            return not batch
-        offsets = self._offsets_to_commit(batch)
-        owned = consumer.assignment()
-        moved = sorted(f"{tp.topic}[{tp.partition}]" for tp in offsets if tp not in owned)
-        if moved:
-            # The broker would accept them (it checks the generation, not ownership) and could
-            # move the new owner's offsets: leave those partitions to it.
-            log.info("not committing partitions now owned by another member: %s", ", ".join(moved))
-            offsets = {tp: meta for tp, meta in offsets.items() if tp in owned}
-        if not offsets:
-            return True
+        assert consumer is not None
+        return (Partition(tp.topic, tp.partition) for tp in consumer.assignment())
+
+    def _send_commit(self, offsets: Mapping[Partition, int]) -> BaseException | None:
+        consumer = self._consumer
+        assert consumer is not None
         try:
-            consumer.commit(offsets=offsets, timeout_ms=int(self.commit_timeout_s * 1000))
-        except kafka_errors.KafkaError as exc:
-            log.warning(
-                "offset commit failed (%s); the records since the last commit are read again, nothing "
-                "is lost. A rebalance causes this once; check the broker if it repeats",
-                errors.describe(exc),
+            consumer.commit(
+                offsets={
+                    kafka.TopicPartition(p.topic, p.partition): kafka.OffsetAndMetadata(offset, "", -1)
+                    for p, offset in offsets.items()
+                },
+                timeout_ms=int(self.commit_timeout_s * 1000),
             )
-            self._count_commit(False)
-            return False
-        for tp, meta in offsets.items():
-            self._committed[Partition(tp.topic, tp.partition)] = meta.offset
-        self._count_commit(True)
-        return True
+        except kafka_errors.KafkaError as exc:
+            failure: BaseException = exc
+            return failure
+        return None
 
     def close(self) -> None:
         """Leave the group (partitions move to the other members at once)."""
@@ -474,51 +628,13 @@ class KafkaSource:
         self._set_connected(connected)
         if connected:
             self._last_error = None
-        if self.metrics is None:
-            return
-        now = self.clock()
-        if self._lag_refreshed_at is not None and now - self._lag_refreshed_at < self.lag_refresh_s:
-            return
-        self._lag_refreshed_at = now
-        lag = dict(self._lag)
-        for tp in consumer.assignment():
-            # The high watermark comes with every fetch response: no extra request. (Tansu's
-            # ListOffsets answers wrong ends for multi-record batches; fetch responses are right.)
-            highwater = consumer.highwater(tp)
-            # From the last commit, not the fetch position: records read but never committed (a
-            # stage that cannot make them durable) are still behind.
-            partition = Partition(tp.topic, tp.partition)
-            position = self._committed.get(partition, self._next_offset.get(partition))
-            if highwater is None or position is None:
-                continue
-            lag[Partition(tp.topic, tp.partition)] = max(0, highwater - position)
-        self._lag = lag
-
-    def _lag_samples(self) -> list[collectors.Sample]:
-        return [((p.topic, str(p.partition)), float(n)) for p, n in self._lag.items()]
-
-    def _set_connected(self, connected: bool) -> None:
-        if connected != self._connected:
-            log.info("kafka %s", "connected" if connected else "disconnected")
-        self._connected = connected
-
-    def _offsets_to_commit(
-        self, batch: Sequence[RawMessage]
-    ) -> dict[kafka.TopicPartition, kafka.OffsetAndMetadata]:
-        highest: dict[Partition, int] = {}
-        for message in batch:
-            key = Partition(message.topic, message.partition)
-            if message.offset + 1 > highest.get(key, -1):
-                highest[key] = message.offset + 1
-        return {
-            kafka.TopicPartition(p.topic, p.partition): kafka.OffsetAndMetadata(offset, "", -1)
-            for p, offset in highest.items()
-            if offset > self._committed.get(p, -1)
-        }
-
-    def _count_commit(self, ok: bool) -> None:
-        if self.metrics is not None:
-            self.metrics.commit_result(ok)
+        # The high watermark comes with every fetch response: no extra request. (Tansu's
+        # ListOffsets answers wrong ends for multi-record batches; fetch responses are right.)
+        self._refresh_lag(
+            lambda: (
+                (Partition(tp.topic, tp.partition), consumer.highwater(tp)) for tp in consumer.assignment()
+            )
+        )
 
     def _deliver_rebalance_events(self) -> None:
         for kind, partitions in self._listener.take():
@@ -526,28 +642,6 @@ class KafkaSource:
                 self._partitions_revoked(partitions)
             else:
                 self._partitions_assigned(partitions)
-
-    def _partitions_revoked(self, partitions: list[Partition]) -> None:
-        log.info("partitions revoked: %s", _describe(partitions))
-        if self.on_revoked is not None:
-            try:
-                self.on_revoked(partitions)
-            except Exception:
-                # The rebalance must go on; the records will be redelivered to the new owner.
-                log.exception("on_revoked hook failed")
-        for partition in partitions:
-            self._next_offset.pop(partition, None)
-            self._committed.pop(partition, None)
-        # Their lag is the new owner's to report now.
-        self._lag = {p: n for p, n in self._lag.items() if p not in set(partitions)}
-
-    def _partitions_assigned(self, partitions: list[Partition]) -> None:
-        log.info("partitions assigned: %s", _describe(partitions))
-        if self.on_assigned is not None:
-            try:
-                self.on_assigned(partitions)
-            except Exception:
-                log.exception("on_assigned hook failed")
 
 
 def _connection_count(consumer: kafka.KafkaConsumer) -> float:

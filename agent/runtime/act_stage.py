@@ -83,7 +83,7 @@ class ActStage:
     # -- ownership -----------------------------------------------------------------------------
 
     def assigned(
-        self, partitions: Sequence[source.Partition], consumer: source.KafkaSource | None = None
+        self, partitions: Sequence[source.Partition], consumer: source.Source | None = None
     ) -> None:
         partition = source.Partition(self._topic, 0)
         if partition not in partitions:
@@ -166,7 +166,7 @@ class ActStage:
 
     # -- the loop's turn -----------------------------------------------------------------------
 
-    def step(self, consumer: source.KafkaSource) -> None:
+    def step(self, consumer: source.Source) -> None:
         """Hold the partition while not leading or while the lanes are full; commit what is done."""
         if not self._owned:
             return
@@ -186,7 +186,7 @@ class ActStage:
             # Journaled and not final (in progress, or begun by a killed owner): ask the handler again.
             self.executor.resubmit_pending()
 
-    def commit_done(self, consumer: source.KafkaSource) -> None:
+    def commit_done(self, consumer: source.Source) -> None:
         self._last_commit = self._clock()
         last = None
         with self._lock:

@@ -72,7 +72,7 @@ class EvaluateStage:
         self._sends = acks.PendingSends()
         self._interval_s = streams.state_interval_s
         self.topics = frozenset({fragments_topic})
-        self._consumer: source.KafkaSource | None = None
+        self._consumer: source.Source | None = None
         self.evaluators: dict[str, model_mod.ModelEvaluator] = {}
         self._owned: set[int] = set()
         self._uncommitted: dict[tuple[str, int], source.RawMessage] = {}
@@ -152,7 +152,7 @@ class EvaluateStage:
 
     # -- the loop ------------------------------------------------------------------------------
 
-    def attach(self, consumer: source.KafkaSource) -> None:
+    def attach(self, consumer: source.Source) -> None:
         self._consumer = consumer
 
     def handle(self, message: source.RawMessage) -> None:
@@ -221,7 +221,7 @@ class EvaluateStage:
                     evaluator, evaluation, evaluator.joined if evaluation.labelled else evaluator.predictions
                 )
 
-    def make_durable(self, consumer: source.KafkaSource) -> bool:
+    def make_durable(self, consumer: source.Source) -> bool:
         """Actions and changed states acknowledged, then the fragment offsets committed."""
         self._last_durable = self._clock()
         owned = {p.partition for p in consumer.assignment() if p.topic == self._fragments_topic}

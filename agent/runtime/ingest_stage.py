@@ -97,7 +97,7 @@ class IngestStage:
         self.fragments_sent += sent
         return sent
 
-    def make_durable(self, consumer: source.KafkaSource) -> bool:
+    def make_durable(self, consumer: source.Source) -> bool:
         """Fragments acknowledged and dead letters flushed, then the input offsets committed."""
         self._last_durable = self._clock()
         for unjoined in self._worker.expire():
@@ -133,7 +133,7 @@ class IngestStage:
             self._first_uncommitted = {}
         return committed
 
-    def _read_again(self, consumer: source.KafkaSource) -> None:
+    def _read_again(self, consumer: source.Source) -> None:
         """Rewind to the first record since the last commit: the buffered work of this checkpoint
         was handed to the producer and may be lost, so it is done again (fragments that did arrive
         come twice; the evaluator drops entries at positions it has counted)."""
@@ -145,13 +145,13 @@ class IngestStage:
         self._uncommitted = {}
         self._first_uncommitted = {}
 
-    def revoked(self, partitions: Sequence[source.Partition], consumer: source.KafkaSource) -> None:
+    def revoked(self, partitions: Sequence[source.Partition], consumer: source.Source) -> None:
         # Publish what was ingested from them; their offsets are the new owner's now (it re-reads
         # from the last commit; the evaluator drops what it already counted).
         if any(p.topic in self.topics for p in partitions):
             self.make_durable(consumer)
 
-    def close(self, consumer: source.KafkaSource, timeout_s: float) -> None:
+    def close(self, consumer: source.Source, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         self.make_durable(consumer)
         self.dlq.close(timeout_s=max(0.1, deadline - time.monotonic()))

@@ -28,7 +28,7 @@ import kafka
 from kafka import errors as kafka_errors
 
 from agent import settings as settings_mod
-from agent.ingest import source
+from agent.ingest import consumers, source
 from agent.observability import errors
 from agent.observability import metrics as metrics_mod
 from agent.runtime import act_stage, evaluate_stage, heartbeat, ingest_stage, topics
@@ -76,10 +76,10 @@ class Sidecar(Generic[StagesT]):
         )
         self._topology_error: str | None = None
         self.stages: StagesT | None = None
-        self.consumer: source.KafkaSource | None = None
+        self.consumer: source.Source | None = None
         self.stop_requested = threading.Event()
 
-    def _ensure_stages(self) -> tuple[StagesT, source.KafkaSource] | None:
+    def _ensure_stages(self) -> tuple[StagesT, source.Source] | None:
         if self.stages is not None and self.consumer is not None:
             return self.stages, self.consumer
         if not self._backoff.ready():
@@ -99,7 +99,7 @@ class Sidecar(Generic[StagesT]):
         self._backoff.succeeded()
         self._topology_error = None
         stages = self._build(internal, counts)
-        self.consumer = source.KafkaSource(
+        self.consumer = consumers.open_source(
             self._kafka,
             metrics=self._metrics,
             topics=[*source.input_topics(self._kafka), internal.fragments, internal.actions],

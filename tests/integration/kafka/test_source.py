@@ -1,4 +1,5 @@
-"""KafkaSource against a real Tansu broker: batches, commits, rebalances, outages."""
+"""The consumer-group source against a real Tansu broker: batches, commits, rebalances, outages;
+each check on both clients (kafka-python and librdkafka, ``kafka.client``)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,18 @@ import kafka
 import prometheus_client
 import pytest
 
-from agent.ingest import source
+from agent.ingest import consumers, source
 from agent.observability import metrics
 from demo import broker
 from tests.infra import kafka as kafka_infra
 from tests.support.kafka import helpers
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["kafka-python", "librdkafka"])
+def client(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 def committed_offset(bootstrap: str, group_id: str, topic: str, partition: int = 0) -> int | None:
@@ -26,12 +32,14 @@ def committed_offset(bootstrap: str, group_id: str, topic: str, partition: int =
         reader.close(autocommit=False)
 
 
-def test_batches_carry_bytes_and_coordinates(kafka_broker: broker.EmbeddedBroker, topic_name: str) -> None:
+def test_batches_carry_bytes_and_coordinates(
+    kafka_broker: broker.EmbeddedBroker, topic_name: str, client: str
+) -> None:
     values = [helpers.prediction_json(i) for i in range(10)]
     kafka_infra.produce(kafka_broker.bootstrap_servers, topic_name, values, partition=0, key=b"k")
     registry = prometheus_client.CollectorRegistry()
-    kafka_source = source.KafkaSource(
-        helpers.kafka_settings(kafka_broker.bootstrap_servers, topic_name),
+    kafka_source = consumers.open_source(
+        helpers.kafka_settings(kafka_broker.bootstrap_servers, topic_name, client=client),
         metrics=metrics.AgentMetrics(registry),
     )
     try:
@@ -47,12 +55,14 @@ def test_batches_carry_bytes_and_coordinates(kafka_broker: broker.EmbeddedBroker
         kafka_source.close()
 
 
-def test_commit_moves_only_the_given_messages(kafka_broker: broker.EmbeddedBroker, topic_name: str) -> None:
+def test_commit_moves_only_the_given_messages(
+    kafka_broker: broker.EmbeddedBroker, topic_name: str, client: str
+) -> None:
     kafka_infra.produce(
         kafka_broker.bootstrap_servers, topic_name, [b"m%d" % i for i in range(10)], partition=0
     )
-    config = helpers.kafka_settings(kafka_broker.bootstrap_servers, topic_name)
-    first = source.KafkaSource(config)
+    config = helpers.kafka_settings(kafka_broker.bootstrap_servers, topic_name, client=client)
+    first = consumers.open_source(config)
     try:
         got = helpers.poll_until(first, 10)
         assert first.commit(got[:6])
@@ -62,7 +72,7 @@ def test_commit_moves_only_the_given_messages(kafka_broker: broker.EmbeddedBroke
         first.close()
     assert committed_offset(kafka_broker.bootstrap_servers, config.group_id, topic_name) == 6
 
-    second = source.KafkaSource(config)
+    second = consumers.open_source(config)
     try:
         rest = helpers.poll_until(second, 4)
         assert [m.value for m in rest] == [b"m%d" % i for i in range(6, 10)]
@@ -71,13 +81,15 @@ def test_commit_moves_only_the_given_messages(kafka_broker: broker.EmbeddedBroke
 
 
 def test_labels_topic_is_consumed_beside_predictions(
-    kafka_broker: broker.EmbeddedBroker, topic_name: str
+    kafka_broker: broker.EmbeddedBroker, topic_name: str, client: str
 ) -> None:
     labels_topic = topic_name + ".labels"
     kafka_infra.produce(kafka_broker.bootstrap_servers, topic_name, [b"p0", b"p1"])
     kafka_infra.produce(kafka_broker.bootstrap_servers, labels_topic, [b"l0"])
-    config = helpers.kafka_settings(kafka_broker.bootstrap_servers, topic_name, labels_topic=labels_topic)
-    kafka_source = source.KafkaSource(config)
+    config = helpers.kafka_settings(
+        kafka_broker.bootstrap_servers, topic_name, labels_topic=labels_topic, client=client
+    )
+    kafka_source = consumers.open_source(config)
     try:
         got = helpers.poll_until(kafka_source, 3)
         assert sorted((m.topic, m.value) for m in got) == [
@@ -90,12 +102,14 @@ def test_labels_topic_is_consumed_beside_predictions(
 
 
 def test_lag_counts_from_the_last_commit_once_there_is_one(
-    kafka_broker: broker.EmbeddedBroker, topic_name: str
+    kafka_broker: broker.EmbeddedBroker, topic_name: str, client: str
 ) -> None:
     kafka_infra.produce(kafka_broker.bootstrap_servers, topic_name, [b"x"] * 50, partition=0)
     registry = prometheus_client.CollectorRegistry()
-    config = helpers.kafka_settings(kafka_broker.bootstrap_servers, topic_name, max_poll_records=10)
-    kafka_source = source.KafkaSource(config, metrics=metrics.AgentMetrics(registry), lag_refresh_s=0.0)
+    config = helpers.kafka_settings(
+        kafka_broker.bootstrap_servers, topic_name, max_poll_records=10, client=client
+    )
+    kafka_source = consumers.open_source(config, metrics=metrics.AgentMetrics(registry), lag_refresh_s=0.0)
     labels = {"topic": topic_name, "partition": "0"}
     try:
         first = helpers.poll_until(kafka_source, 10)
@@ -114,21 +128,23 @@ def test_lag_counts_from_the_last_commit_once_there_is_one(
         kafka_source.close()
 
 
-def test_rebalance_tells_the_polling_thread_and_commit_skips_moved_partitions(topic_name: str) -> None:
+def test_rebalance_tells_the_polling_thread_and_commit_skips_moved_partitions(
+    topic_name: str, client: str
+) -> None:
     # A broker of its own: after the suite's heavier tests the shared broker's group
     # coordinator can take minutes to settle a two-member rebalance.
     with broker.EmbeddedBroker() as own_broker:
-        check_rebalance(own_broker, topic_name)
+        check_rebalance(own_broker, topic_name, client)
 
 
-def check_rebalance(kafka_broker: broker.EmbeddedBroker, topic_name: str) -> None:
+def check_rebalance(kafka_broker: broker.EmbeddedBroker, topic_name: str, client: str) -> None:
     kafka_broker.create_topics([topic_name], partitions=2)
     kafka_infra.produce(kafka_broker.bootstrap_servers, topic_name, [b"a"], partition=0)
     kafka_infra.produce(kafka_broker.bootstrap_servers, topic_name, [b"b"], partition=1)
-    config = helpers.kafka_settings(kafka_broker.bootstrap_servers, topic_name)
+    config = helpers.kafka_settings(kafka_broker.bootstrap_servers, topic_name, client=client)
     revoked: list[tuple[int, list[source.Partition]]] = []
-    first = source.KafkaSource(config, on_revoked=lambda ps: revoked.append((threading.get_ident(), ps)))
-    second = source.KafkaSource(config)
+    first = consumers.open_source(config, on_revoked=lambda ps: revoked.append((threading.get_ident(), ps)))
+    second = consumers.open_source(config)
     try:
         held = helpers.poll_until(first, 2)
         assert len(first.assignment()) == 2
@@ -163,12 +179,12 @@ def check_rebalance(kafka_broker: broker.EmbeddedBroker, topic_name: str) -> Non
         second.close()
 
 
-def test_broker_outage_then_recovery_on_the_same_port(topic_name: str) -> None:
+def test_broker_outage_then_recovery_on_the_same_port(topic_name: str, client: str) -> None:
     registry = prometheus_client.CollectorRegistry()
     with broker.EmbeddedBroker() as own_broker:
         kafka_infra.produce(own_broker.bootstrap_servers, topic_name, [b"before"])
-        kafka_source = source.KafkaSource(
-            helpers.kafka_settings(own_broker.bootstrap_servers, topic_name),
+        kafka_source = consumers.open_source(
+            helpers.kafka_settings(own_broker.bootstrap_servers, topic_name, client=client),
             metrics=metrics.AgentMetrics(registry),
         )
         try:
@@ -204,15 +220,44 @@ def test_broker_outage_then_recovery_on_the_same_port(topic_name: str) -> None:
             kafka_source.close()
 
 
-def test_starts_before_the_broker_exists(topic_name: str) -> None:
+def test_starts_before_the_broker_exists(topic_name: str, client: str) -> None:
     port = broker.free_port()
-    config = helpers.kafka_settings(f"127.0.0.1:{port}", topic_name)
-    kafka_source = source.KafkaSource(config, bootstrap_timeout_s=0.5)
+    config = helpers.kafka_settings(f"127.0.0.1:{port}", topic_name, client=client)
+    # kafka-python blocks its constructor until a broker answers: not for long here.
+    options = {"bootstrap_timeout_s": 0.5} if client == "kafka-python" else {}
+    kafka_source = consumers.open_source(config, **options)
     try:
         assert kafka_source.poll_batch() == []
         assert not kafka_source.ready
         with broker.EmbeddedBroker(port=port) as late_broker:
             kafka_infra.produce(late_broker.bootstrap_servers, topic_name, [b"late"])
             assert [m.value for m in helpers.poll_until(kafka_source, 1, timeout_s=60)] == [b"late"]
+    finally:
+        kafka_source.close()
+
+
+def test_a_seek_from_the_assignment_hook_is_where_reading_starts(
+    kafka_broker: broker.EmbeddedBroker, topic_name: str, client: str
+) -> None:
+    # The evaluate and act stages seek there (to a state's positions, to a committed offset).
+    kafka_infra.produce(
+        kafka_broker.bootstrap_servers, topic_name, [b"m%d" % i for i in range(8)], partition=0
+    )
+    config = helpers.kafka_settings(kafka_broker.bootstrap_servers, topic_name, client=client)
+    holder: list[source.Source] = []
+
+    def assigned(partitions: list[source.Partition]) -> None:
+        for partition in partitions:
+            holder[0].seek(partition, 5)
+
+    kafka_source = consumers.open_source(config, on_assigned=assigned)
+    holder.append(kafka_source)
+    try:
+        got = helpers.poll_until(kafka_source, 3)
+        assert [m.offset for m in got] == [5, 6, 7]
+        # Between polls, a rewind reads again from there.
+        kafka_source.rewind(source.Partition(topic_name, 0), 6)
+        again = helpers.poll_until(kafka_source, 2)
+        assert [m.value for m in again] == [b"m6", b"m7"]
     finally:
         kafka_source.close()

@@ -33,7 +33,7 @@ def kafka_settings(bootstrap_servers: str, topic: str, **overrides: Any) -> sett
 
 
 def poll_until(
-    kafka_source: source.KafkaSource, count: int, timeout_s: float = 30.0
+    kafka_source: source.Source, count: int, timeout_s: float = 30.0
 ) -> list[source.RawMessage]:
     """Poll until ``count`` messages arrived (or fail after ``timeout_s``)."""
     deadline = time.monotonic() + timeout_s

@@ -9,10 +9,11 @@ import logging
 import pathlib
 from typing import Any
 
+import confluent_kafka
 import pytest
 
 from agent import settings
-from agent.ingest import source
+from agent.ingest import consumers, rdkafka_source, source
 from tests.support.kafka import helpers
 
 
@@ -74,3 +75,47 @@ def test_backoff_doubles_and_caps_on_an_injected_clock() -> None:
     assert backoff.ready()
     backoff.succeeded()
     assert backoff.failed() == 0.5
+
+
+def test_every_connection_setting_reaches_librdkafka_under_its_own_name(tmp_path: pathlib.Path) -> None:
+    password_file = tmp_path / "password"
+    password_file.write_text("s3cret\n")
+    paths = {}
+    for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        paths[name] = tmp_path / name
+        paths[name].write_text("pem")
+    config = helpers.kafka_settings(
+        "127.0.0.1:1, 127.0.0.2:2",
+        "p",
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="agent",
+        sasl_password_file=password_file,
+        **paths,
+    )
+    properties = rdkafka_source.client_properties(source.connection_config(config))
+    assert properties == {
+        "bootstrap.servers": "127.0.0.1:1,127.0.0.2:2",
+        "client.id": "drift-agent",
+        "security.protocol": "SASL_SSL",
+        "reconnect.backoff.ms": 100,
+        "reconnect.backoff.max.ms": 1000,
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "agent",
+        "sasl.password": "s3cret",
+        "ssl.ca.location": str(paths["ssl_cafile"]),
+        "ssl.certificate.location": str(paths["ssl_certfile"]),
+        "ssl.key.location": str(paths["ssl_keyfile"]),
+    }
+    # librdkafka knows every name (an unknown property would raise here; the PEM files it would
+    # also read, and these are not certificates).
+    plain = {name: value for name, value in properties.items() if not name.startswith("ssl.")}
+    confluent_kafka.Consumer({**plain, "group.id": "g"}).close()
+
+
+def test_the_client_setting_picks_the_source() -> None:
+    for client, kind in (("kafka-python", source.KafkaSource), ("librdkafka", rdkafka_source.RdKafkaSource)):
+        opened = consumers.open_source(helpers.kafka_settings("127.0.0.1:1", "p", client=client))
+        assert type(opened) is kind
+        assert opened.status().startswith("kafka consumer not created")
+        opened.close()
