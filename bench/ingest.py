@@ -44,11 +44,12 @@ import timeit
 import uuid
 from collections.abc import Iterator
 
+import confluent_kafka
 import kafka
 import prometheus_client
 
 from agent import settings
-from agent.ingest import fragments, parsing, records, source, worker
+from agent.ingest import consumers, fragments, parsing, records, source, worker
 from agent.observability import metrics
 from agent.pipeline import reference, windows
 from agent.runtime import ingest_stage, process
@@ -193,6 +194,37 @@ def bare_consume(bootstrap: str, topic: str, n: int, consumer_options: dict[str,
         consumer.close(autocommit=False)
 
 
+def bare_consume_librdkafka(bootstrap: str, topic: str, n: int) -> Run:
+    """The same loop on librdkafka (confluent-kafka): what reading costs the evaluate stage with
+    ``kafka.client: librdkafka``."""
+    consumer = confluent_kafka.Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-bare-rd-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "max.poll.interval.ms": 10000,
+            "session.timeout.ms": 6000,
+            "fetch.max.bytes": source.FETCH_MAX_BYTES,
+            "max.partition.fetch.bytes": source.MAX_PARTITION_FETCH_BYTES,
+        }
+    )
+    consumer.subscribe([topic])
+    progress = _Progress(n)
+    timer = _Timer()
+    try:
+        while progress.seen < n:
+            polled = consumer.consume(num_messages=settings.KafkaSettings().max_poll_records, timeout=0.5)
+            if not polled:
+                progress.idle()
+                continue
+            timer.start_once()
+            progress.add(sum(1 for message in polled if message.error() is None))
+        return timer.run(n)
+    finally:
+        consumer.close()
+
+
 class AgentIngest:
     """The agent's ingest stage (``runtime.ingest_stage.IngestStage``) over the same topic.
 
@@ -202,8 +234,16 @@ class AgentIngest:
     offsets. Windows and detectors are the evaluate stage's, on the fragments' owner.
     """
 
-    def __init__(self, bootstrap: str, topic: str, max_poll_records: int, fragments_topic: str) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        max_poll_records: int,
+        fragments_topic: str,
+        client: str = "kafka-python",
+    ) -> None:
         self.kafka_settings = settings.KafkaSettings(
+            client=client,
             bootstrap_servers=bootstrap,
             predictions_topic=topic,
             group_id=f"bench-agent-{uuid.uuid4().hex[:8]}",
@@ -241,7 +281,7 @@ class AgentIngest:
             producer=producer,
             metrics=self.metrics,
         )
-        kafka_source = source.KafkaSource(self.kafka_settings, metrics=self.metrics)
+        kafka_source = consumers.open_source(self.kafka_settings, metrics=self.metrics)
         marks = [int(n * point) for point in PROGRESS_POINTS]
         progress = _Progress(n)
         timer = _Timer()
@@ -400,14 +440,15 @@ def _consumer_options() -> dict[str, int]:
     }
 
 
-def compare(bootstrap: str, topic: str, n: int, repeats: int) -> Comparison:
-    """Alternate ``repeats`` bare and agent passes over the first ``n`` records of ``topic``."""
+def compare(bootstrap: str, topic: str, n: int, repeats: int, client: str = "kafka-python") -> Comparison:
+    """Alternate ``repeats`` bare and agent passes over the first ``n`` records of ``topic``
+    (the agent reading with ``client``, ``kafka.client``)."""
     max_poll_records = settings.KafkaSettings().max_poll_records
     consumer_options = _consumer_options()
     result = Comparison([], [], 0, 0, 0, [], [])
     for attempt in range(repeats):
         result.bare.append(bare_consume(bootstrap, topic, n, consumer_options))
-        ingest = AgentIngest(bootstrap, topic, max_poll_records, f"{topic}.fragments")
+        ingest = AgentIngest(bootstrap, topic, max_poll_records, f"{topic}.fragments", client)
         result.agent_groups.append(ingest.kafka_settings.group_id)
         result.agent.append(ingest.run(n, result.memory if attempt == 0 else None))
         if attempt == 0:
@@ -416,9 +457,10 @@ def compare(bootstrap: str, topic: str, n: int, repeats: int) -> Comparison:
     return result
 
 
-def _report(result: Comparison) -> None:
+def _report(result: Comparison, client: str = "kafka-python") -> None:
     print(f"{'path':<34}{'median msg/s':>14}{'CPU us/msg':>12}   runs (msg/s)")
-    for name, runs in (("bare kafka-python poll loop", result.bare), ("agent ingest path", result.agent)):
+    agent = "agent ingest path" if client == "kafka-python" else f"agent ingest path ({client})"
+    for name, runs in (("bare kafka-python poll loop", result.bare), (agent, result.agent)):
         each = ", ".join(f"{run.msg_per_s:,.0f}" for run in runs)
         rate, cpu = _median(runs, "msg_per_s"), _median(runs, "cpu_us_per_msg")
         print(f"{name:<34}{rate:>14,.0f}{cpu:>12.1f}   {each}")
@@ -510,6 +552,21 @@ WIDE_N = 50_000
 WIDE_GOAL_PER_CORE = 20_000
 
 
+def _per_core(
+    client: str, agent_cpu: float, fetch_us: float, decode_us: float, window_us: float, result: Comparison
+) -> float:
+    per_core = 1e6 / (agent_cpu + fetch_us + decode_us + window_us)
+    bare_per_core = 1e6 / _median(result.bare, "cpu_us_per_msg")
+    verdict = "meets" if per_core >= WIDE_GOAL_PER_CORE else "BELOW"
+    print(
+        f"ingest + windowing per core ({client}): {per_core:,.0f} records/s ({agent_cpu:.1f} + "
+        f"{fetch_us:.1f} + {decode_us:.1f} + {window_us:.1f} us CPU per record; bare kafka-python loop "
+        f"{bare_per_core:,.0f}/s per core, ratio {per_core / bare_per_core:.2f})   ({verdict} the goal of "
+        f"{WIDE_GOAL_PER_CORE:,}/s)"
+    )
+    return per_core
+
+
 def wide(embedded: broker.EmbeddedBroker, n: int, repeats: int, features: int) -> None:
     """Wide records through ingest and windowing: the same comparison, then the cost per core.
 
@@ -539,14 +596,17 @@ def wide(embedded: broker.EmbeddedBroker, n: int, repeats: int, features: int) -
     fetch_us = fetched.cpu_us_per_msg * result.fragments_sent / max(result.accepted, 1)
     print(f"evaluate stage: fetching the fragments {fetch_us:.2f} us CPU per record")
     agent_cpu = _median(result.agent, "cpu_us_per_msg")
-    per_core = 1e6 / (agent_cpu + fetch_us + decode_us + window_us)
-    bare_per_core = 1e6 / _median(result.bare, "cpu_us_per_msg")
-    verdict = "meets" if per_core >= WIDE_GOAL_PER_CORE else "BELOW"
-    print(
-        f"ingest + windowing per core: {per_core:,.0f} records/s ({agent_cpu:.1f} + {fetch_us:.1f} + "
-        f"{decode_us:.1f} + {window_us:.1f} us CPU per record; bare loop {bare_per_core:,.0f}/s per core, "
-        f"ratio {per_core / bare_per_core:.2f})   ({verdict} the goal of {WIDE_GOAL_PER_CORE:,}/s)"
-    )
+    per_core = _per_core("kafka-python", agent_cpu, fetch_us, decode_us, window_us, result)
+    # The same with kafka.client: librdkafka (both stages read through it).
+    print()
+    rd_result = compare(bootstrap, topic, n, repeats, "librdkafka")
+    _report(rd_result, "librdkafka")
+    rd_fetched = bare_consume_librdkafka(bootstrap, f"{topic}.fragments", result.fragments_sent)
+    rd_fetch_us = rd_fetched.cpu_us_per_msg * result.fragments_sent / max(result.accepted, 1)
+    print(f"evaluate stage (librdkafka): fetching the fragments {rd_fetch_us:.2f} us CPU per record")
+    rd_cpu = _median(rd_result.agent, "cpu_us_per_msg")
+    rd_per_core = _per_core("librdkafka", rd_cpu, rd_fetch_us, decode_us, window_us, rd_result)
+    print(f"per core, librdkafka over kafka-python: {rd_per_core / per_core:.2f}")
     # What reading and parsing alone allow: no agent on kafka-python that decodes these records'
     # JSON into Python values can go faster, whatever it does with them. Agents that share work
     # through Kafka also hand every record to its model's evaluator: encode, produce, fetch.

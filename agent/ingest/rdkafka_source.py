@@ -197,6 +197,9 @@ class RdKafkaSource(source.GroupSource):
                 source.MAX_PARTITION_FETCH_BYTES, self.settings.max_message_bytes
             ),
             "receive.message.max.bytes": source.FETCH_MAX_BYTES + 2**20,
+            # What librdkafka prefetches ahead of ``consume`` (64 MiB by default): one fetch's worth,
+            # as kafka-python holds, so the chart's memory limit fits either client.
+            "queued.max.messages.kbytes": source.FETCH_MAX_BYTES // 1024,
             "statistics.interval.ms": STATS_INTERVAL_MS,
             "stats_cb": self._stats,
             "error_cb": self._error,
