@@ -82,9 +82,7 @@ class ActStage:
 
     # -- ownership -----------------------------------------------------------------------------
 
-    def assigned(
-        self, partitions: Sequence[source.Partition], consumer: source.Source | None = None
-    ) -> None:
+    def assigned(self, partitions: Sequence[source.Partition], consumer: source.Source | None = None) -> None:
         partition = source.Partition(self._topic, 0)
         if partition not in partitions:
             return

@@ -32,9 +32,7 @@ def kafka_settings(bootstrap_servers: str, topic: str, **overrides: Any) -> sett
     return settings.KafkaSettings(**values)
 
 
-def poll_until(
-    kafka_source: source.Source, count: int, timeout_s: float = 30.0
-) -> list[source.RawMessage]:
+def poll_until(kafka_source: source.Source, count: int, timeout_s: float = 30.0) -> list[source.RawMessage]:
     """Poll until ``count`` messages arrived (or fail after ``timeout_s``)."""
     deadline = time.monotonic() + timeout_s
     got: list[source.RawMessage] = []
