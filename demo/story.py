@@ -190,8 +190,11 @@ class Story:
         self.drift_window: engine_mod.Evaluation | None = None
 
     def _inject(self, event: Event, change: Callable[[workload.Schedule, int], workload.Schedule]) -> None:
-        event.injected_index = self.server.inject(change)
+        # The moment is taken before the change: a request served with it is stamped after this.
+        # (Taken after, a loaded machine could serve and stamp changed requests first, and the
+        # window that pages would not count as the detection: detected after acted.)
         event.injected_at = time.time()
+        event.injected_index = self.server.inject(change)
         self.say(f"[{event.name}] injected at record {event.injected_index}: {event.description}")
 
     def _detected(self, event: Event, family: str, feature: str | None = None) -> None:
