@@ -23,7 +23,7 @@ from agent import overrides, policy
 from agent import settings as settings_mod
 from agent.evaluate import model as model_mod
 from agent.evaluate import preflight
-from agent.ingest import kserve, parsing, records, source, worker
+from agent.ingest import kserve, parsing, producers, records, source, worker
 from agent.observability import audit as audit_mod
 from agent.observability import collectors, detector_failures, detector_results, gpu
 from agent.observability import metrics as metrics_mod
@@ -71,6 +71,8 @@ class Stages:
             linger_ms=5,
             max_request_size=16 * 1024 * 1024,
         )
+        # kafka.client librdkafka: fragments, one message per few hundred records, on their own.
+        self.fragment_producer = producers.fragment_producer(settings.kafka, self.producer)
         partitions = counts[internal.fragments]
         metrics = agent.metrics
         self.ingest = ingest_stage.IngestStage(
@@ -96,7 +98,7 @@ class Stages:
                 max_future_skew_s=settings.kafka.max_future_skew_s,
                 fragment_format=settings.streams.fragment_format,
             ),
-            producer=self.producer,
+            producer=self.fragment_producer,
             metrics=metrics,
             dead_letter_bytes=settings.memory.bytes_for("dead_letters"),
         )
@@ -345,7 +347,13 @@ class Agent:
         add("canary-state", stop=self._close_canary_stores)
         # Drained first on stop: fragments, state and actions made durable, the executor given
         # what is left of the bound to finish, then the last commits (the elector still runs).
-        add("sidecar", stop=lambda: self.sidecar.drain(finish_actions=self._stop_executor))
+        add("sidecar", stop=self._drain_sidecar)
+
+    def _drain_sidecar(self) -> None:
+        self.sidecar.drain(finish_actions=self._stop_executor)
+        stages = self.sidecar.stages
+        if stages is not None and isinstance(stages.fragment_producer, producers.RdKafkaProducer):
+            stages.fragment_producer.close(timeout=5)
 
     def _close_canary_stores(self) -> None:
         for store in self._canary_stores:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("ingest", "detectors", "logger", "detection", "quality", "memory")
+BENCHMARKS = ("ingest", "ingest_wide", "detectors", "logger", "detection", "quality", "memory")
 
 
 def main(argv: list[str]) -> int:

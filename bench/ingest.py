@@ -17,11 +17,9 @@ first agent run: windows are bounded, so it must stay flat.
     python -m bench ingest                # N = 200 000
     BENCH_INGEST_N=50000 python -m bench ingest
     python -m bench.ingest --n 50000 --repeats 3 --profile
-    python -m bench.ingest --only-wide --wide-n 50000   # 200-feature records: ingest + windowing per core
 
-After the 20-feature comparison and the scale-out, the same comparison runs on 200-feature records
-(~4.4 kB of JSON each) and prints records/s per core through ingest and windowing (the goal is
-20 000/s), beside the bare loop's.
+The same comparison on 200-feature records (~4.5 kB of JSON each), with records/s per core through
+ingest and windowing, is ``bench.ingest_wide`` (next in ``make bench``).
 """
 
 from __future__ import annotations
@@ -44,12 +42,11 @@ import timeit
 import uuid
 from collections.abc import Iterator
 
-import confluent_kafka
 import kafka
 import prometheus_client
 
 from agent import settings
-from agent.ingest import consumers, fragments, parsing, records, source, worker
+from agent.ingest import consumers, fragments, parsing, producers, records, source, worker
 from agent.observability import metrics
 from agent.pipeline import reference, windows
 from agent.runtime import ingest_stage, process
@@ -69,7 +66,7 @@ _partition_of = operator.itemgetter(0, 1)  # RawMessage -> (topic, partition)
 STALL_S = 60.0
 
 
-class _Progress:
+class Progress:
     """Fails a pass that stops receiving records, instead of waiting forever."""
 
     def __init__(self, n: int) -> None:
@@ -148,17 +145,28 @@ class Run:
     cpu_us_per_msg: float
 
 
-class _Timer:
-    """Starts at the first record: group joins and fetch warm-up are not ingest."""
+class Timer:
+    """Starts at the first record: group joins and fetch warm-up are not ingest.
+
+    Except for a client that fetches on its own threads (librdkafka): by the time it hands over
+    its first records it may have fetched the whole topic, so its passes start the CPU clock when
+    the consumer is created (``start_cpu_now``), its group join included: an upper bound.
+    """
 
     def __init__(self) -> None:
         self.wall = 0.0
         self.cpu = 0.0
+        self._cpu_started = False
+
+    def start_cpu_now(self) -> None:
+        self.cpu = time.process_time()
+        self._cpu_started = True
 
     def start_once(self) -> None:
         if not self.wall:
             self.wall = time.perf_counter()
-            self.cpu = time.process_time()
+            if not self._cpu_started:
+                self.cpu = time.process_time()
 
     def run(self, n: int) -> Run:
         wall = time.perf_counter() - self.wall
@@ -179,8 +187,8 @@ def bare_consume(bootstrap: str, topic: str, n: int, consumer_options: dict[str,
         **consumer_options,
     )
     consumer.subscribe([topic])
-    progress = _Progress(n)
-    timer = _Timer()
+    progress = Progress(n)
+    timer = Timer()
     try:
         while progress.seen < n:
             polled = consumer.poll(timeout_ms=500)
@@ -192,37 +200,6 @@ def bare_consume(bootstrap: str, topic: str, n: int, consumer_options: dict[str,
         return timer.run(n)
     finally:
         consumer.close(autocommit=False)
-
-
-def bare_consume_librdkafka(bootstrap: str, topic: str, n: int) -> Run:
-    """The same loop on librdkafka (confluent-kafka): what reading costs the evaluate stage with
-    ``kafka.client: librdkafka``."""
-    consumer = confluent_kafka.Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"bench-bare-rd-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "max.poll.interval.ms": 10000,
-            "session.timeout.ms": 6000,
-            "fetch.max.bytes": source.FETCH_MAX_BYTES,
-            "max.partition.fetch.bytes": source.MAX_PARTITION_FETCH_BYTES,
-        }
-    )
-    consumer.subscribe([topic])
-    progress = _Progress(n)
-    timer = _Timer()
-    try:
-        while progress.seen < n:
-            polled = consumer.consume(num_messages=settings.KafkaSettings().max_poll_records, timeout=0.5)
-            if not polled:
-                progress.idle()
-                continue
-            timer.start_once()
-            progress.add(sum(1 for message in polled if message.error() is None))
-        return timer.run(n)
-    finally:
-        consumer.close()
 
 
 class AgentIngest:
@@ -266,6 +243,7 @@ class AgentIngest:
             linger_ms=5,
             max_request_size=16 * 2**20,
         )
+        fragment_producer = producers.fragment_producer(self.kafka_settings, producer)
         stage = ingest_stage.IngestStage(
             kafka_settings=self.kafka_settings,
             streams=self.streams,
@@ -278,13 +256,16 @@ class AgentIngest:
                 producer="bench",
                 max_fragment_records=self.streams.max_fragment_records,
             ),
-            producer=producer,
+            # As the sidecar does (agent.app): librdkafka's own producer for fragments.
+            producer=fragment_producer,
             metrics=self.metrics,
         )
+        timer = Timer()
+        if self.kafka_settings.client == "librdkafka":
+            timer.start_cpu_now()
         kafka_source = consumers.open_source(self.kafka_settings, metrics=self.metrics)
         marks = [int(n * point) for point in PROGRESS_POINTS]
-        progress = _Progress(n)
-        timer = _Timer()
+        progress = Progress(n)
         try:
             while progress.seen < n:
                 batch = kafka_source.poll_batch()
@@ -308,6 +289,8 @@ class AgentIngest:
             self.accepted = stage.worker_counts.predictions
             kafka_source.close()
             stage.dlq.close(timeout_s=5)
+            if isinstance(fragment_producer, producers.RdKafkaProducer):
+                fragment_producer.close(timeout=5)
             producer.close(timeout=5)
 
 
@@ -327,7 +310,7 @@ def window_us_per_record(values: list[bytes], schema: reference.FeatureSchema) -
     """``WindowManager.add`` alone, closing windows included: CPU time, best of 5, in microseconds.
 
     The records are those the evaluate stage gets: decoded from a fragment (features as rows)."""
-    good = [entry.record for entry in fragments.decode(fragments.encode(_as_fragment(values))).entries]
+    good = [entry.record for entry in fragments.decode(fragments.encode(as_fragment(values))).entries]
 
     def add_all() -> None:
         add = windows.WindowManager(settings.WindowSettings(size=WINDOW_SIZE), schema).add
@@ -337,16 +320,7 @@ def window_us_per_record(values: list[bytes], schema: reference.FeatureSchema) -
     return min(timeit.repeat(add_all, number=1, repeat=5, timer=time.process_time)) / len(good) * 1e6
 
 
-def fragment_decode_us_per_record(values: list[bytes]) -> float:
-    """``fragments.decode`` of the records as one fragment (what the evaluate stage does with each
-    fragment it reads): CPU time, best of 5, in microseconds per record."""
-    fragment = _as_fragment(values)
-    raw = fragments.encode(fragment)
-    best = min(timeit.repeat(lambda: fragments.decode(raw), number=3, repeat=5, timer=time.process_time))
-    return best / (3 * len(fragment.entries)) * 1e6
-
-
-def _as_fragment(values: list[bytes]) -> fragments.Fragment:
+def as_fragment(values: list[bytes]) -> fragments.Fragment:
     """The records that parse, as one fragment of the ingest stage."""
     parser = parsing.RecordParser()
     entries = [
@@ -355,39 +329,6 @@ def _as_fragment(values: list[bytes]) -> fragments.Fragment:
         if isinstance(record, records.PredictionRecord)
     ]
     return fragments.Fragment(fragments.FORMAT, "bench", entries, {0: 0.0}, "bench")
-
-
-def handoff_us_per_record(bootstrap: str, topic: str, values: list[bytes], n: int) -> tuple[float, float]:
-    """What handing records to the evaluator through Kafka costs, whatever the stages do besides:
-    (``fragments.encode_bounded`` of the records in fragments of ``streams.max_fragment_records``,
-    CPU best of 5; producing those messages to ``topic`` as the ingest stage does, acks=all, CPU of
-    all threads) per record, the messages sent over and over until ``n`` records have gone."""
-    entries = _as_fragment(values).entries
-    size = settings.StreamsSettings().max_fragment_records
-    batches = [
-        fragments.Fragment(fragments.FORMAT, "bench", entries[start : start + size], {0: 0.0}, "bench")
-        for start in range(0, len(entries), size)
-    ]
-
-    def encode_all() -> list[bytes]:
-        return [message for batch in batches for message in fragments.encode_bounded(batch)]
-
-    encode_s = min(timeit.repeat(encode_all, number=1, repeat=5, timer=time.process_time))
-    messages = encode_all()
-    producer = kafka.KafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_request_size=16 * 2**20
-    )
-    try:
-        rounds = max(1, n // len(entries))
-        started = time.process_time()
-        for _ in range(rounds):
-            for message in messages:
-                producer.send(topic, key=b"bench", value=message)
-            producer.flush(timeout=300)
-        produce_s = time.process_time() - started
-    finally:
-        producer.close(timeout=5)
-    return encode_s / len(entries) * 1e6, produce_s / (rounds * len(entries)) * 1e6
 
 
 def profile_agent(bootstrap: str, topic: str, n: int, max_poll_records: int) -> str:
@@ -419,19 +360,19 @@ class Comparison:
     @property
     def ratio(self) -> float:
         """Median agent msg/s over median bare msg/s: the number the goal is about."""
-        return _median(self.agent, "msg_per_s") / _median(self.bare, "msg_per_s")
+        return median(self.agent, "msg_per_s") / median(self.bare, "msg_per_s")
 
     @property
     def cpu_ratio(self) -> float:
         """The same ratio from CPU cost per message (less sensitive to other processes)."""
-        return _median(self.bare, "cpu_us_per_msg") / _median(self.agent, "cpu_us_per_msg")
+        return median(self.bare, "cpu_us_per_msg") / median(self.agent, "cpu_us_per_msg")
 
 
-def _median(runs: list[Run], field: str) -> float:
+def median(runs: list[Run], field: str) -> float:
     return float(statistics.median(getattr(run, field) for run in runs))
 
 
-def _consumer_options() -> dict[str, int]:
+def agent_consumer_options() -> dict[str, int]:
     """The agent's consumer settings, for the bare loop too."""
     return {
         "max_poll_records": settings.KafkaSettings().max_poll_records,
@@ -444,7 +385,7 @@ def compare(bootstrap: str, topic: str, n: int, repeats: int, client: str = "kaf
     """Alternate ``repeats`` bare and agent passes over the first ``n`` records of ``topic``
     (the agent reading with ``client``, ``kafka.client``)."""
     max_poll_records = settings.KafkaSettings().max_poll_records
-    consumer_options = _consumer_options()
+    consumer_options = agent_consumer_options()
     result = Comparison([], [], 0, 0, 0, [], [])
     for attempt in range(repeats):
         result.bare.append(bare_consume(bootstrap, topic, n, consumer_options))
@@ -457,12 +398,12 @@ def compare(bootstrap: str, topic: str, n: int, repeats: int, client: str = "kaf
     return result
 
 
-def _report(result: Comparison, client: str = "kafka-python") -> None:
+def report(result: Comparison, client: str = "kafka-python") -> None:
     print(f"{'path':<34}{'median msg/s':>14}{'CPU us/msg':>12}   runs (msg/s)")
     agent = "agent ingest path" if client == "kafka-python" else f"agent ingest path ({client})"
     for name, runs in (("bare kafka-python poll loop", result.bare), (agent, result.agent)):
         each = ", ".join(f"{run.msg_per_s:,.0f}" for run in runs)
-        rate, cpu = _median(runs, "msg_per_s"), _median(runs, "cpu_us_per_msg")
+        rate, cpu = median(runs, "msg_per_s"), median(runs, "cpu_us_per_msg")
         print(f"{name:<34}{rate:>14,.0f}{cpu:>12.1f}   {each}")
     verdict = "meets" if result.ratio >= GOAL_RATIO else "BELOW"
     print(f"{'ratio agent / bare (wall)':<34}{result.ratio:>14.2f}   ({verdict} the goal of {GOAL_RATIO})")
@@ -547,94 +488,11 @@ def scale(bootstrap: str, topic: str, n: int, processes: int) -> float:
     return float(n / (finished - started))
 
 
-WIDE_FEATURES = 200
-WIDE_N = 50_000
-WIDE_GOAL_PER_CORE = 20_000
-
-
-def _per_core(
-    client: str, agent_cpu: float, fetch_us: float, decode_us: float, window_us: float, result: Comparison
-) -> float:
-    per_core = 1e6 / (agent_cpu + fetch_us + decode_us + window_us)
-    bare_per_core = 1e6 / _median(result.bare, "cpu_us_per_msg")
-    verdict = "meets" if per_core >= WIDE_GOAL_PER_CORE else "BELOW"
-    print(
-        f"ingest + windowing per core ({client}): {per_core:,.0f} records/s ({agent_cpu:.1f} + "
-        f"{fetch_us:.1f} + {decode_us:.1f} + {window_us:.1f} us CPU per record; bare kafka-python loop "
-        f"{bare_per_core:,.0f}/s per core, ratio {per_core / bare_per_core:.2f})   ({verdict} the goal of "
-        f"{WIDE_GOAL_PER_CORE:,}/s)"
-    )
-    return per_core
-
-
-def wide(embedded: broker.EmbeddedBroker, n: int, repeats: int, features: int) -> None:
-    """Wide records through ingest and windowing: the same comparison, then the cost per core.
-
-    Per core = one second of CPU over (the agent path's CPU per message, all its threads: consumer,
-    parse, fragments, producer) plus the evaluate stage's per record on the fragments' owner:
-    reading the fragments from Kafka (a bare poll loop over the first pass's fragments),
-    ``fragments.decode`` and ``WindowManager.add``. Detectors are per window, not per record:
-    excluded.
-    """
-    bootstrap = embedded.bootstrap_servers
-    topic = f"bench-ingest-wide-{features}"
-    embedded.create_topics([topic, f"{topic}.fragments", f"{topic}.handoff"], partitions=1)
-    mean_size = produce(bootstrap, topic, n, features)
-    sample = list(iter_records(PARSE_SAMPLE, features))
-    parse_us = parse_us_per_record(sample)
-    window_us = window_us_per_record(sample, bench_schema(features))
-    decode_us = fragment_decode_us_per_record(sample)
-    print(f"wide records: {features} features, {mean_size:.0f} bytes (mean), {n} records")
-    print(
-        f"without Kafka (CPU, best of 5): parse_prediction {parse_us:.2f} us, "
-        f"fragments.decode {decode_us:.2f} us, WindowManager.add {window_us:.2f} us"
-    )
-    result = compare(bootstrap, topic, n, repeats)
-    _report(result)
-    # The first agent pass's fragments, read back as the evaluate stage's consumer reads them.
-    fetched = bare_consume(bootstrap, f"{topic}.fragments", result.fragments_sent, _consumer_options())
-    fetch_us = fetched.cpu_us_per_msg * result.fragments_sent / max(result.accepted, 1)
-    print(f"evaluate stage: fetching the fragments {fetch_us:.2f} us CPU per record")
-    agent_cpu = _median(result.agent, "cpu_us_per_msg")
-    per_core = _per_core("kafka-python", agent_cpu, fetch_us, decode_us, window_us, result)
-    # The same with kafka.client: librdkafka (both stages read through it).
-    print()
-    rd_result = compare(bootstrap, topic, n, repeats, "librdkafka")
-    _report(rd_result, "librdkafka")
-    rd_fetched = bare_consume_librdkafka(bootstrap, f"{topic}.fragments", result.fragments_sent)
-    rd_fetch_us = rd_fetched.cpu_us_per_msg * result.fragments_sent / max(result.accepted, 1)
-    print(f"evaluate stage (librdkafka): fetching the fragments {rd_fetch_us:.2f} us CPU per record")
-    rd_cpu = _median(rd_result.agent, "cpu_us_per_msg")
-    rd_per_core = _per_core("librdkafka", rd_cpu, rd_fetch_us, decode_us, window_us, rd_result)
-    print(f"per core, librdkafka over kafka-python: {rd_per_core / per_core:.2f}")
-    # What reading and parsing alone allow: no agent on kafka-python that decodes these records'
-    # JSON into Python values can go faster, whatever it does with them. Agents that share work
-    # through Kafka also hand every record to its model's evaluator: encode, produce, fetch.
-    bare_cpu = _median(result.bare, "cpu_us_per_msg")
-    encode_us, produce_us = handoff_us_per_record(bootstrap, f"{topic}.handoff", sample, n)
-    floor = bare_cpu + parse_us + encode_us + produce_us + fetch_us
-    print(
-        f"ceiling of consuming + parsing alone: {1e6 / (bare_cpu + parse_us):,.0f} records/s per core "
-        f"(bare loop {bare_cpu:.1f} + parse_prediction {parse_us:.1f} us CPU per record)"
-    )
-    print(
-        f"ceiling with the hand-off to the evaluator, windows free: {1e6 / floor:,.0f} records/s per "
-        f"core (+ encode {encode_us:.1f} + produce {produce_us:.1f} + fetch {fetch_us:.1f} us)"
-    )
-
-
 def run(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="bench.ingest", description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=int(os.environ.get("BENCH_INGEST_N", DEFAULT_N)))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the agent path")
-    parser.add_argument(
-        "--wide-n",
-        type=int,
-        default=int(os.environ.get("BENCH_INGEST_WIDE_N", WIDE_N)),
-        help=f"records of the {WIDE_FEATURES}-feature comparison (0 skips it)",
-    )
-    parser.add_argument("--only-wide", action="store_true", help="run the wide-record comparison alone")
     parser.add_argument(
         "--scale-worker", nargs=4, metavar=("BOOTSTRAP", "TOPIC", "GROUP", "N"), help=argparse.SUPPRESS
     )
@@ -644,11 +502,6 @@ def run(argv: list[str] | None = None) -> None:
         scale_worker(bootstrap, topic, group, int(count))
         return
     n, repeats = args.n, args.repeats
-    if args.only_wide:
-        process.tune_gc()
-        with broker.EmbeddedBroker() as embedded:
-            wide(embedded, args.wide_n, repeats, WIDE_FEATURES)
-        return
     print(f"ingest benchmark: {n} records, {FEATURES} features, 1 partition")
     print(f"load average at start: {_load()}")
     sample = list(iter_records(PARSE_SAMPLE))
@@ -676,7 +529,7 @@ def run(argv: list[str] | None = None) -> None:
         )
         print()
         result = compare(bootstrap, topic, n, repeats)
-        _report(result)
+        report(result)
         print(f"load average at end: {_load()}")
         if result.ratio < GOAL_RATIO or args.profile:
             print()
@@ -699,9 +552,6 @@ def run(argv: list[str] | None = None) -> None:
         for count, rate in rates.items():
             print(f"  {count} agent process(es): {rate:,.0f} msg/s (median of {repeats})")
         print(f"  two over one: {factor:.2f}x   ({verdict} the goal of {SCALE_GOAL}x)")
-        if args.wide_n:
-            print()
-            wide(embedded, args.wide_n, repeats, WIDE_FEATURES)
 
 
 if __name__ == "__main__":

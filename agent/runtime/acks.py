@@ -3,21 +3,22 @@
 ``KafkaProducer.flush`` returns once every record sent before it has completed, acknowledged *or
 failed* (a record over the topic's ``max.message.bytes``, retries used up): it raises only on its
 own timeout. A stage that commits its input offsets after a flush must therefore look at its sends'
-futures, or a failed fragment, state or action would be committed past and lost.
+futures, or a failed fragment, state or action would be committed past and lost. A librdkafka
+producer's sends (``ingest.producers``) have the same shape.
 """
 
 from __future__ import annotations
 
-from kafka.producer.future import FutureRecordMetadata
+from agent.ingest import producers
 
 
 class PendingSends:
     """The futures of the sends since the last checkpoint."""
 
     def __init__(self) -> None:
-        self._futures: list[FutureRecordMetadata] = []
+        self._futures: list[producers.Delivery] = []
 
-    def add(self, future: FutureRecordMetadata) -> None:
+    def add(self, future: producers.Delivery) -> None:
         self._futures.append(future)
 
     def take_failure(self) -> BaseException | None:

@@ -361,6 +361,14 @@ class StreamsSettings(Group):
         le=60,
         description="How often each stage makes its work durable (produce, flush, commit its input).",
     )
+    checkpoint_input_mib: float = pydantic.Field(
+        32.0,
+        gt=0,
+        le=1024,
+        description="Input the ingest stage holds (MiB of raw records) before it makes it durable without "
+        "waiting for commit_interval_s: bounds what one checkpoint holds in memory at high rates (about "
+        "7 000 records of 200 features).",
+    )
     state_interval_s: float = pydantic.Field(
         5.0,
         gt=0,

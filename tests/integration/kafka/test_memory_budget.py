@@ -123,3 +123,46 @@ def test_wide_records_with_labels_stay_within_the_joins_byte_bound(
     assert stage.worker_counts.joined == join.joined
     evicted = registry.get_sample_value("drift_agent_buffer_evicted_total", {"buffer": "label_join"})
     assert evicted == join.evicted_predictions + join.evicted_labels
+
+
+def test_a_checkpoint_comes_early_once_its_input_bytes_reach_the_bound(
+    kafka_broker: broker.EmbeddedBroker, topic_name: str
+) -> None:
+    """At high rates ``commit_interval_s`` alone would let one checkpoint hold seconds of records:
+    ``streams.checkpoint_input_mib`` makes it due as soon as that much input is held."""
+    bootstrap = kafka_broker.bootstrap_servers
+    values = [helpers.prediction_json(i, n_features=FEATURES) for i in range(300)]
+    kafka_infra.produce(bootstrap, topic_name, values, partition=0)
+    bound_mib = 0.25  # about 60 of these 200-feature records
+    streams = settings.StreamsSettings(commit_interval_s=60, checkpoint_input_mib=bound_mib)
+    config = helpers.kafka_settings(bootstrap, topic_name)
+    agent_metrics = metrics.AgentMetrics(prometheus_client.CollectorRegistry())
+    producer = kafka.KafkaProducer(bootstrap_servers=bootstrap, max_request_size=16 * 1024 * 1024)
+    stage = helpers.ingest_stage_of(
+        config, producer, agent_metrics, fragments_topic=f"{topic_name}.fragments", streams=streams
+    )
+    kafka_source = source.KafkaSource(config, metrics=agent_metrics)
+    bound = int(bound_mib * 2**20)
+    held_at_checkpoint: list[int] = []
+    try:
+        held = 0
+        for message in helpers.poll_until(kafka_source, len(values)):
+            assert not stage.due(), f"due with {held} bytes held, under the bound of {bound}"
+            stage.handle(message)
+            held += len(message.value)
+            if stage.due():
+                held_at_checkpoint.append(held)
+                assert stage.make_durable(kafka_source)
+                assert not stage.due()
+                committed = kafka_source.committed(source.Partition(topic_name, 0))
+                assert committed == message.offset + 1
+                held = 0
+    finally:
+        stage.dlq.close(timeout_s=2)
+        producer.close(timeout=2)
+        kafka_source.close()
+    # Each checkpoint came with the record that reached the bound, not one later.
+    assert len(held_at_checkpoint) >= sum(len(v) for v in values) // (bound + max(map(len, values)))
+    assert len(held_at_checkpoint) > 1
+    record = max(map(len, values))
+    assert all(bound <= held < bound + record for held in held_at_checkpoint), held_at_checkpoint

@@ -192,10 +192,19 @@ def test_drift_confined_to_one_input_partition_is_alerted(
     ]
 
 
+@pytest.mark.parametrize("client", ["kafka-python", "librdkafka"])
 def test_agents_joining_and_leaving_never_count_a_record_twice(
-    tmp_path: pathlib.Path, kafka_broker: broker.EmbeddedBroker, alerts: receiver.AlertReceiver
+    tmp_path: pathlib.Path, kafka_broker: broker.EmbeddedBroker, alerts: receiver.AlertReceiver, client: str
 ) -> None:
-    with shared_group(tmp_path, kafka_broker, alerts.url, agents=3, started=2) as (agents, stem):
+    # Both clients (``kafka.client``): each has its own consumer and, on librdkafka, its own
+    # fragment producer; a rebalance, a drain and a rejoin must lose and repeat nothing on either.
+    def use_client(settings: dict[str, Any]) -> None:
+        settings["kafka"]["client"] = client
+
+    with shared_group(tmp_path, kafka_broker, alerts.url, agents=3, started=2, configure=use_client) as (
+        agents,
+        stem,
+    ):
         first, _, joiner = agents.agents
         third = RECORDS // 3
         produce = {"count": third, "drift_from": None, "seed": 11, "rate": RATE}

@@ -68,11 +68,12 @@ def ingest_stage_of(
     labels_topic: str | None = None,
     join: label_join.LabelJoin | None = None,
     max_fragment_records: int = 100,
+    streams: settings.StreamsSettings | None = None,
 ) -> ingest_stage.IngestStage:
     """The ingest stage an agent runs, on one fragments partition, with its own worker."""
     return ingest_stage.IngestStage(
         kafka_settings=config,
-        streams=settings.StreamsSettings(),
+        streams=streams if streams is not None else settings.StreamsSettings(),
         fragments_topic=fragments_topic,
         fragment_partitions=1,
         ingest=worker.IngestWorker(
