@@ -252,8 +252,18 @@ class Story:
             lambda alert: f"alert ({alert.request.severity})",
         )
         self._end_shift()
+        ended_at = time.time()
         self.say(f"[{event.name}] inputs back to normal; waiting for the incident to resolve")
-        return self._alerted_and_recovered(event)
+        self._alerted_and_recovered(event)
+        return self._settled(event, ended_at)
+
+    def _settled(self, event: Event, ended_at: float) -> Event:
+        """Waits for a window of traffic served wholly after ``ended_at`` judged free of data drift:
+        the incident may resolve while windows still holding changed traffic are on their way, and
+        one of them would page again, in the next scenario's time, as if the next change did."""
+        if not self.observer.wait_for(lambda: self.observer.healthy_since(ended_at, labelled=(False,))):
+            event.notes.append(f"no window free of data drift {WAIT_S:.0f}s after the change ended")
+        return event
 
     def _alerted_and_recovered(self, event: Event) -> Event:
         """Waits for the incident to resolve; the event passed when it was detected, alerted and
@@ -284,8 +294,10 @@ class Story:
             lambda alert: f"alert ({alert.request.severity}, {alert.request.incident_id})",
         )
         self.server.inject(lambda s, i: dataclasses.replace(s, encoder=workload.Encoder()))
+        ended_at = time.time()
         self.say(f"[{event.name}] the encoder is rolled back upstream; waiting for the incident to resolve")
-        return self._alerted_and_recovered(event)
+        self._alerted_and_recovered(event)
+        return self._settled(event, ended_at)
 
     def bad_release(self) -> Event:
         event = Event("bad_release", "version 4 released with two input columns swapped", "rollback to 3")

@@ -139,10 +139,10 @@ class Observer:
                 return at, done
         return None
 
-    def healthy_since(self, moment: float) -> bool:
+    def healthy_since(self, moment: float, labelled: tuple[bool, ...] = (False, True)) -> bool:
         """Whether traffic served wholly after ``moment`` has been judged healthy: an unlabelled
         window without data drift and a labelled one without a performance drop (labels lag the
-        traffic: the second comes last)."""
+        traffic: the second comes last); ``labelled=(False,)``: the unlabelled one alone."""
         healthy: set[bool] = set()
         for _, evaluation in self.evaluations:
             family = "performance" if evaluation.labelled else "data_drift"
@@ -150,7 +150,7 @@ class Observer:
                 result.drifted for result in evaluation.results if result.family.value == family
             ):
                 healthy.add(evaluation.labelled)
-        return healthy == {True, False}
+        return healthy >= set(labelled)
 
     def actions_since(self, after: float) -> list[executor.Executed]:
         return [done for at, done in self.actions if at >= after]

@@ -13,7 +13,10 @@ and committing input offsets, a rebalance) is never counted twice in a window.
 On the wire (format 2) each distinct set of feature names travels once per message, and each
 record's scalar features as a list of values in that order: the evaluator decodes them into a
 ``records.FeatureRow`` instead of a dict per record (at 200 features: about a third of the bytes,
-and 8 us a record to decode against 24). Format 1 (a dict per record) is still read.
+and 8 us a record to decode against 24). Format 3 is format 2 where a record whose values are all
+floats carries them packed in one bytes value (``float_rows``): the evaluator decodes no Python
+float for it, and its window reads the packed rows as one numpy view. Formats 1 (a dict per
+record) and 2 are still read, and written on request (``streams.fragment_format``).
 
 A fragment is published as one or more messages of at most ``MAX_MESSAGE_BYTES`` each
 (``encode_bounded``): wide records and embeddings (768 float32 components are 3 KiB a record)
@@ -30,14 +33,15 @@ from typing import Annotated, Any, Final
 
 import msgspec
 
-from agent.ingest import records
+from agent.ingest import float_rows, records
 
-FORMAT = 2
-# Written by earlier agents (each record's features as a dict); still read, so that fragments
-# left in the topic across an upgrade are counted, and written on request
-# (``streams.fragment_format``) while agents that read nothing else still run.
+FORMAT = 3
+# Written by earlier agents (each record's features as a dict; then as values, never packed);
+# still read, so that fragments left in the topic across an upgrade are counted, and written on
+# request (``streams.fragment_format``) while agents that read nothing else still run.
 FORMAT_DICT_FEATURES: Final = 1
-FORMATS: Final = (FORMAT_DICT_FEATURES, FORMAT)
+FORMAT_VALUES: Final = 2
+FORMATS: Final = (FORMAT_DICT_FEATURES, FORMAT_VALUES, FORMAT)
 # Under Kafka's default message.max.bytes (1048588) with room for the record's key and headers:
 # the fragments topic then needs no broker or topic configuration.
 MAX_MESSAGE_BYTES: Final = 1_000_000
@@ -72,18 +76,19 @@ class Fragment(msgspec.Struct, array_like=True, gc=False):
     producer: str
 
 
-# -- the wire form (format 2) ------------------------------------------------------------------------
+# -- the wire form (formats 2 and 3) -----------------------------------------------------------------
 
 
 class _WireRecord(msgspec.Struct, array_like=True, frozen=True, gc=False):
-    """``PredictionRecord`` with its features as values in the order of ``layouts[layout]``."""
+    """``PredictionRecord`` with its features as values in the order of ``layouts[layout]``
+    (format 3: packed when they are all floats)."""
 
     request_id: str
     timestamp: float
     model_name: str
     model_version: str
     layout: Annotated[int, msgspec.Meta(ge=0)]
-    values: tuple[records.WireFeatureValue, ...]
+    values: tuple[records.WireFeatureValue, ...] | bytes
     prediction: float | str
     confidence: float | None
     probabilities: dict[str, float] | None
@@ -144,9 +149,11 @@ def _picker(names: tuple[str, ...]) -> _Picker:
 
 
 class _LayoutTable:
-    """Assigns each record's feature names to a layout of the message being encoded."""
+    """Assigns each record's feature names to a layout of the message being encoded; with ``pack``
+    (format 3), a row of floats only goes as its packed bytes."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, pack: bool) -> None:
+        self._pack = pack
         self.layouts: list[tuple[str, ...]] = []
         self._numbers: dict[tuple[str, ...], int] = {}
         # The layout of the previous record: records of one model nearly always share it.
@@ -156,24 +163,33 @@ class _LayoutTable:
 
     def values(
         self, features: Mapping[str, records.WireFeatureValue]
-    ) -> tuple[int, tuple[records.WireFeatureValue, ...]]:
+    ) -> tuple[int, tuple[records.WireFeatureValue, ...] | bytes]:
         if type(features) is records.FeatureRow:  # a row (parsed, or decoded): its values as they are
             layout = features.layout
             if layout is not self._last_row_layout:  # hashing 200 names is 1 us: once per layout
                 self._last_row_layout, self._last_row_number = layout, self._number(layout.names)
-            return self._last_row_number, features.ordered_values
+            if self._pack and features.packed is not None:
+                return self._last_row_number, features.packed
+            return self._last_row_number, self._packed(features.ordered_values)
         last = self._last
         if last is not None and len(features) == last[1]:
             # As many names, and every one of the layout's present: the same set, whatever the order.
             try:
-                return last[0], last[2](features)
+                return last[0], self._packed(last[2](features))
             except KeyError:
                 pass
         names = tuple(features)
         number = self._number(names)
         picker = _picker(names)
         self._last = (number, len(names), picker)
-        return number, picker(features)
+        return number, self._packed(picker(features))
+
+    def _packed(
+        self, values: tuple[records.WireFeatureValue, ...]
+    ) -> tuple[records.WireFeatureValue, ...] | bytes:
+        """``values`` packed when this message packs and they are all floats; else as they are."""
+        packed = float_rows.pack(values) if self._pack else None
+        return values if packed is None else packed
 
     def _number(self, names: tuple[str, ...]) -> int:
         number = self._numbers.get(names)
@@ -183,8 +199,8 @@ class _LayoutTable:
         return number
 
 
-def _to_wire(fragment: Fragment) -> _WireFragment:
-    table = _LayoutTable()
+def _to_wire(fragment: Fragment, *, pack: bool) -> _WireFragment:
+    table = _LayoutTable(pack=pack)
     entries = []
     for entry in fragment.entries:
         record = entry.record
@@ -222,7 +238,12 @@ def _from_wire(wire: _WireFragment) -> Fragment:
     try:
         for entry in wire.entries:
             record = entry.record
-            features = records.FeatureRow(layouts[record.layout], record.values)
+            values = record.values
+            features = (
+                records.FeatureRow.of_packed(layouts[record.layout], values)
+                if isinstance(values, bytes)
+                else records.FeatureRow(layouts[record.layout], values)
+            )
             fields: tuple[Any, ...] = (*_BEFORE_FEATURES(record), features, *_AFTER_FEATURES(record))
             entries.append(
                 Entry(
@@ -250,8 +271,8 @@ _DICT_FEATURES_ENCODER = msgspec.msgpack.Encoder(enc_hook=records.encode_hook)
 
 def encode(fragment: Fragment) -> bytes:
     """``fragment`` in its own format (``fragment.format``, one of ``FORMATS``)."""
-    if fragment.format == FORMAT:
-        return _ENCODER.encode(_to_wire(fragment))
+    if fragment.format in (FORMAT, FORMAT_VALUES):
+        return _ENCODER.encode(_to_wire(fragment, pack=fragment.format == FORMAT))
     if fragment.format == FORMAT_DICT_FEATURES:
         return _DICT_FEATURES_ENCODER.encode(fragment)
     raise ValueError(f"fragment format {fragment.format}: this agent writes formats {FORMATS}")
@@ -298,13 +319,13 @@ def _encode_part(part: Fragment, max_bytes: int) -> list[bytes]:
 
 
 def decode(raw: bytes) -> Fragment:
-    """A fragment of format 2, or of format 1 (each record's features as a dict)."""
+    """A fragment of format 3 or 2, or of format 1 (each record's features as a dict)."""
     try:
         wire = _DECODER.decode(raw)
     except msgspec.DecodeError as exc:
         return _decode_dict_features(raw, exc)
-    if wire.format != FORMAT:
-        raise FragmentError(f"fragment format {wire.format}; this agent reads formats 1 and {FORMAT}")
+    if wire.format not in (FORMAT_VALUES, FORMAT):
+        raise FragmentError(f"fragment format {wire.format}; this agent reads formats {FORMATS}")
     return _from_wire(wire)
 
 
@@ -314,7 +335,7 @@ def _decode_dict_features(raw: bytes, error: msgspec.DecodeError) -> Fragment:
     except msgspec.DecodeError:
         raise FragmentError(f"not a window fragment: {error}") from error
     if fragment.format != FORMAT_DICT_FEATURES:
-        raise FragmentError(f"fragment format {fragment.format}; this agent reads formats 1 and {FORMAT}")
+        raise FragmentError(f"fragment format {fragment.format}; this agent reads formats {FORMATS}")
     return fragment
 
 

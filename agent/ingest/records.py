@@ -33,9 +33,11 @@ from __future__ import annotations
 import dataclasses
 import datetime
 from collections.abc import Iterator, Mapping
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import msgspec
+
+from agent.ingest import float_rows
 
 FeatureValue = float | str | bool | None
 # What a scalar feature holds on the wire: int kept apart from float, so that a categorical "3"
@@ -113,16 +115,38 @@ class FeatureRow(Mapping[str, WireFeatureValue]):
     A fragment carries each distinct set of feature names once and every record's values in order
     (``agent.ingest.fragments``). Decoding them into a dict per record cost more than parsing the
     JSON did (200 keys: about 20 us a record); a row shares its layout's names and index, and
-    ``reference.to_window`` takes its values as they are.
+    ``reference.to_window`` takes its values as they are. A row of floats only may come packed
+    (``float_rows``, ``packed``): its values are unpacked the first time they are asked for, and a
+    window reads the packed rows without unpacking them.
     """
 
-    __slots__ = ("layout", "ordered_values")
+    __slots__ = ("_values", "layout", "packed")
 
     def __init__(self, layout: FeatureLayout, values: tuple[WireFeatureValue, ...]) -> None:
         if len(values) != len(layout.names):
             raise ValueError(f"{len(values)} feature values for a layout of {len(layout.names)} names")
         self.layout = layout
-        self.ordered_values = values
+        self._values: tuple[WireFeatureValue, ...] | None = values
+        self.packed: bytes | None = None
+
+    @classmethod
+    def of_packed(cls, layout: FeatureLayout, packed: bytes) -> FeatureRow:
+        """A row of ``float_rows.pack``'s bytes (ValueError when they are not that many floats)."""
+        if not float_rows.is_packed(packed, len(layout.names)):
+            raise ValueError(f"{len(packed)} bytes are not {len(layout.names)} packed floats")
+        row = cls.__new__(cls)
+        row.layout = layout
+        row._values = None
+        row.packed = packed
+        return row
+
+    @property
+    def ordered_values(self) -> tuple[WireFeatureValue, ...]:
+        values = self._values
+        if values is None:
+            # Built with values, or packed (``of_packed``): one of the two is always there.
+            values = self._values = float_rows.unpack(cast("bytes", self.packed))
+        return values
 
     def __getitem__(self, name: str) -> WireFeatureValue:
         return self.ordered_values[self.layout.positions[name]]
@@ -131,7 +155,7 @@ class FeatureRow(Mapping[str, WireFeatureValue]):
         return iter(self.layout.names)
 
     def __len__(self) -> int:
-        return len(self.ordered_values)
+        return len(self.layout.names)
 
     def __repr__(self) -> str:
         return f"FeatureRow({dict(self)!r})"

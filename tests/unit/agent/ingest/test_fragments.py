@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import zlib
+from collections.abc import Sequence
+from typing import cast
 
 import msgspec
 import pytest
 
-from agent.ingest import fragments, kserve, label_join, parsing, records, source, worker
+from agent.ingest import float_rows, fragments, kserve, label_join, parsing, records, source, worker
 from tests.support.kserve import payloads
 
 
@@ -32,13 +35,13 @@ def test_a_fragment_of_another_format_or_no_fragment_at_all_is_refused() -> None
         wire = msgspec.msgpack.decode(
             fragments.encode(fragments.Fragment(written, "churn", entries, {}, "agent-0"))
         )
-        wire[0] = 3  # a format from a later agent, laid out as either of ours
+        wire[0] = 4  # a format from a later agent, laid out as one of ours
         with pytest.raises(
-            fragments.FragmentError, match="fragment format 3; this agent reads formats 1 and 2"
+            fragments.FragmentError, match=re.escape("fragment format 4; this agent reads formats (1, 2, 3)")
         ):
             fragments.decode(msgspec.msgpack.encode(wire))
     with pytest.raises(ValueError, match="writes formats"):
-        fragments.encode(fragments.Fragment(3, "churn", entries, {}, "agent-0"))
+        fragments.encode(fragments.Fragment(4, "churn", entries, {}, "agent-0"))
     with pytest.raises(fragments.FragmentError, match="not a window fragment"):
         fragments.decode(msgspec.msgpack.encode({"hello": "world"}))
 
@@ -309,4 +312,85 @@ def test_the_worker_writes_the_fragment_format_it_is_given() -> None:
         ingest.add_prediction(record(0), 0, 0)
         assert [fragment.format for fragment in ingest.take()] == [fragment_format]
     with pytest.raises(ValueError, match="fragment_format must be one of"):
-        worker_of(3)
+        worker_of(4)
+
+
+def rows_of(values: Sequence[tuple[object, ...]]) -> list[fragments.Entry]:
+    layout = records.FeatureLayout(tuple(f"f{i}" for i in range(len(values[0]))))
+    return [
+        fragments.Entry(
+            # Values of any type: what the parser never produces is tested too.
+            msgspec.structs.replace(
+                record(index),
+                features=records.FeatureRow(layout, cast("tuple[records.WireFeatureValue, ...]", row)),
+            ),
+            index,
+            fragments.PREDICTIONS,
+            0,
+            index,
+        )
+        for index, row in enumerate(values)
+    ]
+
+
+def test_rows_of_floats_travel_packed_and_read_back_as_the_same_floats() -> None:
+    floats = [tuple(float(i) * 0.25 + j for j in range(20)) for i in range(5)]
+    floats.append(tuple([1e308, -0.0, 5e-324, 123456.789, -1.5]) * 4)
+    entries = rows_of(floats)
+    fragment = fragments.Fragment(fragments.FORMAT, "churn", entries, {0: 1.0}, "agent-0")
+    back = fragments.decode(fragments.encode(fragment))
+    rows = [cast("records.FeatureRow", entry.record.features) for entry in back.entries]
+    assert all(isinstance(row, records.FeatureRow) and row.packed is not None for row in rows)
+    assert [row.ordered_values for row in rows] == floats
+    assert all(type(value) is float for row in rows for value in row.values())
+    assert back == fragment
+    # Written as format 2 (streams.fragment_format: 2), the same rows go as values: what agents
+    # that read only format 2 read.
+    as_values = fragments.decode(fragments.encode(msgspec.structs.replace(fragment, format=2)))
+    assert all(entry.record.features.packed is None for entry in as_values.entries)  # type: ignore[attr-defined]
+    assert as_values.entries == fragment.entries
+    # A packed row decoded here and published again stays packed, not unpacked and packed anew.
+    again = fragments.decode(fragments.encode(back))
+    assert [entry.record.features.packed for entry in again.entries] == [row.packed for row in rows]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "odd_one",
+    [3, True, None, "a string", "8 chars!", 2**63 - 1, -(2**63), 1.0j, float("nan")],
+    ids=repr,
+)
+def test_a_row_with_anything_but_floats_travels_as_its_values(odd_one: object) -> None:
+    """An int, a bool, a null or a string (of 8 characters too: 9 bytes on the wire, as a float
+    is) keeps its type; a NaN (never from the parser) is a float and may be packed."""
+    row = (0.5, odd_one, 2.5)
+    if isinstance(odd_one, complex):
+        with pytest.raises(TypeError):  # msgpack has no complex numbers, packed or not
+            float_rows.pack(row)
+        return
+    packed = float_rows.pack(row)
+    assert (packed is not None) == (type(odd_one) is float)
+    if packed is None:
+        back = fragments.decode(
+            fragments.encode(
+                fragments.Fragment(fragments.FORMAT, "churn", rows_of([row]), {0: 1.0}, "agent-0")
+            )
+        )
+        values = back.entries[0].record.features.ordered_values  # type: ignore[attr-defined]
+        assert values == row and [type(v) for v in values] == [type(v) for v in row]
+
+
+def test_bytes_that_are_not_packed_floats_are_refused() -> None:
+    layout = records.FeatureLayout(("a", "b"))
+    good = float_rows.pack((1.0, 2.0))
+    assert good is not None
+    assert records.FeatureRow.of_packed(layout, good).ordered_values == (1.0, 2.0)
+    for bad in (good[:-1], good + b"\x00", b"\xcc" + good[1:], b""):
+        with pytest.raises(ValueError, match="packed floats"):
+            records.FeatureRow.of_packed(layout, bad)
+    # In a fragment: refused as a fragment, never misread.
+    wire = msgspec.msgpack.decode(
+        fragments.encode(fragments.Fragment(fragments.FORMAT, "churn", rows_of([(1.0, 2.0)]), {}, "a"))
+    )
+    wire[2][0][0][5] = b"\xcb" + b"\x00" * 7  # 8 bytes for 2 values
+    with pytest.raises(fragments.FragmentError, match="packed floats"):
+        fragments.decode(msgspec.msgpack.encode(wire))

@@ -181,6 +181,47 @@ def test_rows_decoded_from_a_fragment_make_the_same_window_as_dicts(names: tuple
 # -- collector ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("names", "categorical"),
+    [(("x", "y", "z"), ()), (("z", "x"), ()), (("y",), ()), (("x", "y", "z"), ("z",)), (("x", "w"), ())],
+    ids=["layout-order", "reordered", "one", "a-float-category", "one-never-sent"],
+)
+def test_packed_rows_make_the_same_window_as_dicts(
+    names: tuple[str, ...], categorical: tuple[str, ...]
+) -> None:
+    """Rows of floats only travel packed (format 3); the window read from the packed bytes is the
+    window of the same records as dicts, whatever the schema asks of them."""
+    feature_sets: list[dict[str, records.FeatureValue]] = [
+        {"x": 1.5 + i, "y": -2.25 * i, "z": 1e-300 * i} for i in range(6)
+    ]
+    schema = reference.FeatureSchema(
+        names, tuple(reference.CATEGORICAL if name in categorical else reference.NUMERIC for name in names)
+    )
+    items = [rec(i, features) for i, features in enumerate(feature_sets)]
+    mixed = [*items[:3], rec(3, {"x": 4.5, "y": 1, "z": 0.5}), *items[4:]]  # one row with an int
+    for subset in (items, mixed):
+        rows = through_a_fragment(subset)
+        packed = [
+            type(item.features) is records.FeatureRow and item.features.packed is not None for item in rows
+        ]
+        assert packed == [item.features.get("y") != 1 for item in subset]
+        # Read from the packed bytes only when every row is packed and has every numeric name.
+        read_packed = reference._packed_matrix([item.features for item in rows], schema.numeric_names)
+        assert (read_packed is not None) == (all(packed) and "w" not in names)
+        by_dict, by_row = reference.ColumnStats(), reference.ColumnStats()
+        expected = reference.to_window(subset, schema, stats=by_dict)
+        got = reference.to_window(rows, schema, stats=by_row)
+        for name in names:
+            np.testing.assert_array_equal(got.features[name], expected.features[name])
+            assert got.features[name].dtype == expected.features[name].dtype
+            assert got.features[name].flags.c_contiguous
+        assert got.fields == expected.fields
+        assert (by_row.type_mismatches, by_row.unknown_features) == (
+            by_dict.type_mismatches,
+            by_dict.unknown_features,
+        )
+
+
 def test_reference_collector_keeps_the_first_n() -> None:
     collector = reference.ReferenceCollector(3)
     done = [collector.add(rec(i, {"x": float(i)})) for i in range(5)]
