@@ -47,10 +47,11 @@ class KafkaSettings(Group):
         "drift-agent", description="Consumer group; sidecars sharing it split the partitions."
     )
     client: Literal["kafka-python", "librdkafka"] = pydantic.Field(
-        "kafka-python",
-        description="The client that reads the agent's topics: kafka-python (pure Python), or librdkafka "
-        "(confluent-kafka, C), which costs about 3 us of CPU a record where kafka-python costs 20 at 200 "
-        "features (bench/ingest.py). Producers stay on kafka-python either way.",
+        "librdkafka",
+        description="The client that reads the agent's topics and publishes its window fragments: "
+        "librdkafka (confluent-kafka, C), or kafka-python (pure Python), which costs about 20 us of CPU a "
+        "record to read where librdkafka costs 3 at 200 features (python -m bench.ingest_wide). The "
+        "agent's other producers (state, actions, dead letters, audit) are kafka-python either way.",
     )
     client_id: str = pydantic.Field("drift-agent", description="Client id reported to the brokers.")
     auto_offset_reset: Literal["earliest", "latest"] = pydantic.Field(
