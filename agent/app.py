@@ -23,7 +23,7 @@ from agent import overrides, policy
 from agent import settings as settings_mod
 from agent.evaluate import model as model_mod
 from agent.evaluate import preflight
-from agent.ingest import kserve, parsing, producers, records, source, worker
+from agent.ingest import connection, kserve, parsing, producers, records, worker
 from agent.observability import audit as audit_mod
 from agent.observability import collectors, detector_failures, detector_results, gpu
 from agent.observability import metrics as metrics_mod
@@ -66,7 +66,7 @@ class Stages:
     def __init__(self, agent: Agent, internal: topics.InternalTopics, counts: dict[str, int]) -> None:
         settings = agent.settings
         self.producer = kafka.KafkaProducer(
-            **source.connection_config(settings.kafka),
+            **connection.connection_config(settings.kafka),
             acks="all",
             linger_ms=5,
             max_request_size=16 * 1024 * 1024,
@@ -352,8 +352,8 @@ class Agent:
     def _drain_sidecar(self) -> None:
         self.sidecar.drain(finish_actions=self._stop_executor)
         stages = self.sidecar.stages
-        if stages is not None and isinstance(stages.fragment_producer, producers.RdKafkaProducer):
-            stages.fragment_producer.close(timeout=5)
+        if stages is not None:
+            producers.close_fragment_producer(stages.fragment_producer, timeout=5)
 
     def _close_canary_stores(self) -> None:
         for store in self._canary_stores:

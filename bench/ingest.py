@@ -46,7 +46,7 @@ import kafka
 import prometheus_client
 
 from agent import settings
-from agent.ingest import consumers, fragments, parsing, producers, records, source, worker
+from agent.ingest import connection, consumers, fragments, parsing, producers, records, source, worker
 from agent.observability import metrics
 from agent.pipeline import reference, windows
 from agent.runtime import ingest_stage, process
@@ -238,7 +238,7 @@ class AgentIngest:
 
     def run(self, n: int, memory_samples: list[tuple[int, int, int]] | None = None) -> Run:
         producer = kafka.KafkaProducer(
-            **source.connection_config(self.kafka_settings),
+            **connection.connection_config(self.kafka_settings),
             acks="all",
             linger_ms=5,
             max_request_size=16 * 2**20,
@@ -289,8 +289,7 @@ class AgentIngest:
             self.accepted = stage.worker_counts.predictions
             kafka_source.close()
             stage.dlq.close(timeout_s=5)
-            if isinstance(fragment_producer, producers.RdKafkaProducer):
-                fragment_producer.close(timeout=5)
+            producers.close_fragment_producer(fragment_producer, timeout=5)
             producer.close(timeout=5)
 
 
@@ -431,7 +430,7 @@ def scale_worker(bootstrap: str, topic: str, group: str, n: int) -> None:
     )
     streams = settings.StreamsSettings()
     agent_metrics = metrics.AgentMetrics(prometheus_client.CollectorRegistry())
-    producer = kafka.KafkaProducer(**source.connection_config(kafka_settings), acks="all", linger_ms=5)
+    producer = kafka.KafkaProducer(**connection.connection_config(kafka_settings), acks="all", linger_ms=5)
     stage = ingest_stage.IngestStage(
         kafka_settings=kafka_settings,
         streams=streams,

@@ -105,8 +105,7 @@ def handoff_us_per_record(
                 producer.flush(timeout=300)
             produce_us[client] = (time.process_time() - started) / (rounds * len(entries)) * 1e6
         finally:
-            if isinstance(producer, producers.RdKafkaProducer):
-                producer.close(timeout=5)
+            producers.close_fragment_producer(producer, timeout=5)
             shared.close(timeout=5)
     return encode_s / len(entries) * 1e6, produce_us
 

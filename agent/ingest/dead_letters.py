@@ -26,7 +26,7 @@ import kafka
 from kafka import errors as kafka_errors
 
 from agent import settings
-from agent.ingest import records, source
+from agent.ingest import connection, records, source
 from agent.observability import collectors, errors
 from agent.observability import metrics as metrics_mod
 
@@ -119,7 +119,7 @@ class DeadLetterQueue:
         self.wall_clock = wall_clock
         self.max_pending = max_pending
         self.max_original_bytes = max_original_bytes
-        self._connection = source.connection_config(kafka_settings)
+        self._connection = connection.connection_config(kafka_settings)
         self._delivery_timeout_ms = int(delivery_timeout_s * 1000)
         self._bootstrap_timeout_ms = int(bootstrap_timeout_s * 1000)
         self._producer: kafka.KafkaProducer | None = None

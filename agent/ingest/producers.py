@@ -26,7 +26,7 @@ import kafka
 from kafka import errors as kafka_errors
 
 from agent import settings
-from agent.ingest import rdkafka_source, source
+from agent.ingest import connection, rdkafka_source
 
 # What the shared producer is given (``agent.app``): one message may be a whole fragment part.
 MAX_REQUEST_BYTES: Final = 16 * 2**20
@@ -86,7 +86,7 @@ class RdKafkaProducer:
         """``properties``: librdkafka producer properties over these (tests shorten timeouts)."""
         self._producer = confluent_kafka.Producer(
             {
-                **rdkafka_source.client_properties(source.connection_config(kafka_settings)),
+                **rdkafka_source.client_properties(connection.connection_config(kafka_settings)),
                 "acks": "all",
                 "enable.idempotence": True,
                 "linger.ms": 5,
@@ -130,3 +130,10 @@ def fragment_producer(
     if kafka_settings.client == "librdkafka":
         return RdKafkaProducer(kafka_settings)
     return shared  # type: ignore[no-any-return]
+
+
+def close_fragment_producer(producer: FragmentProducer, timeout: float) -> None:
+    """Closes a producer that ``fragment_producer`` opened for the stage; the shared one is left
+    to its owner."""
+    if isinstance(producer, RdKafkaProducer):
+        producer.close(timeout=timeout)

@@ -27,7 +27,7 @@ from typing import Any, Final
 import confluent_kafka
 
 from agent import settings
-from agent.ingest import source
+from agent.ingest import connection, source
 from agent.ingest.source import Partition, RawMessage
 from agent.observability import errors
 
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 # How often librdkafka reports its brokers' states (the connected gauge and /readyz follow them).
 STATS_INTERVAL_MS: Final = 1000
 FETCH_QUEUE_BACKOFF_MS: Final = 10
-# kafka-python's keyword arguments (``source.connection_config``) as librdkafka properties.
+# kafka-python's keyword arguments (``connection.connection_config``) as librdkafka properties.
 _PROPERTIES: Final = {
     "client_id": "client.id",
     "security_protocol": "security.protocol",
@@ -55,7 +55,7 @@ _DOWN_CODES: Final = frozenset(
 
 
 def client_properties(connection: dict[str, Any]) -> dict[str, Any]:
-    """``source.connection_config``'s settings (servers, TLS, SASL) as librdkafka properties."""
+    """``connection.connection_config``'s settings (servers, TLS, SASL) as librdkafka properties."""
     properties: dict[str, Any] = {"bootstrap.servers": ",".join(connection["bootstrap_servers"])}
     for name, value in connection.items():
         if name != "bootstrap_servers":
@@ -218,7 +218,9 @@ class RdKafkaSource(source.GroupSource):
         except (confluent_kafka.KafkaException, ValueError) as exc:
             # Only a bad configuration fails here (the client connects in the background).
             self._last_error = errors.describe(exc)
-            raise source.SourceConfigError(f"kafka client configuration refused: {self._last_error}") from exc
+            raise connection.SourceConfigError(
+                f"kafka client configuration refused: {self._last_error}"
+            ) from exc
         self._consumer = consumer
         return consumer
 

@@ -18,8 +18,7 @@ import kafka
 from kafka import errors as kafka_errors
 
 from agent import settings
-from agent.ingest.connection import SourceConfigError as SourceConfigError  # noqa: PLC0414 (re-exported)
-from agent.ingest.connection import connection_config as connection_config  # noqa: PLC0414 (re-exported)
+from agent.ingest.connection import connection_config
 from agent.observability import collectors, errors
 from agent.observability import metrics as metrics_mod
 
@@ -334,12 +333,7 @@ class GroupSource:
 
     def _partitions_revoked(self, partitions: list[Partition]) -> None:
         log.info("partitions revoked: %s", _describe(partitions))
-        if self.on_revoked is not None:
-            try:
-                self.on_revoked(partitions)
-            except Exception:
-                # The rebalance must go on; the records will be redelivered to the new owner.
-                log.exception("on_revoked hook failed")
+        _run_hook(self.on_revoked, partitions, "on_revoked")
         for partition in partitions:
             self._next_offset.pop(partition, None)
             self._committed.pop(partition, None)
@@ -348,11 +342,17 @@ class GroupSource:
 
     def _partitions_assigned(self, partitions: list[Partition]) -> None:
         log.info("partitions assigned: %s", _describe(partitions))
-        if self.on_assigned is not None:
-            try:
-                self.on_assigned(partitions)
-            except Exception:
-                log.exception("on_assigned hook failed")
+        _run_hook(self.on_assigned, partitions, "on_assigned")
+
+
+def _run_hook(hook: PartitionsHook | None, partitions: list[Partition], name: str) -> None:
+    """A stage's rebalance hook: one that raises is logged and the rebalance goes on."""
+    if hook is None:
+        return
+    try:
+        hook(partitions)
+    except Exception:
+        log.exception("%s hook failed", name)
 
 
 class KafkaSource(GroupSource):

@@ -18,7 +18,7 @@ import prometheus_client
 from kafka import errors as kafka_errors
 
 from agent import settings as settings_mod
-from agent.ingest import source
+from agent.ingest import connection, source
 from agent.observability import errors
 from agent.observability import metrics as metrics_mod
 
@@ -48,7 +48,7 @@ class AuditProducer:
         self._topic = topic
         self._buffer_bytes = buffer_bytes
         self.unacknowledged_bytes = 0
-        self._connection = source.connection_config(kafka_settings)
+        self._connection = connection.connection_config(kafka_settings)
         self._backoff = source.Backoff(
             kafka_settings.reconnect_backoff_initial_s, kafka_settings.reconnect_backoff_max_s, clock
         )

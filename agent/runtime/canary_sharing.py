@@ -28,7 +28,7 @@ import msgspec
 
 from actions.canary import state as canary_state
 from agent import settings as settings_mod
-from agent.ingest import source
+from agent.ingest import connection
 from agent.pipeline import window_codec
 from agent.runtime import table, topic_follower
 from detectors import window as window_mod
@@ -163,6 +163,6 @@ class TableCanaryStore:
 
     def _open(self) -> table.CompactedTable:
         if self._table is None:
-            self._producer = kafka.KafkaProducer(**source.connection_config(self._settings), acks="all")
+            self._producer = kafka.KafkaProducer(**connection.connection_config(self._settings), acks="all")
             self._table = table.CompactedTable(self._settings, self._topic, self._producer)
         return self._table

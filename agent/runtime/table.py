@@ -20,7 +20,7 @@ import kafka
 from kafka.producer.future import FutureRecordMetadata
 
 from agent import settings as settings_mod
-from agent.ingest import source
+from agent.ingest import connection, source
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class CompactedTable:
         if not wanted:
             return values
         consumer = kafka.KafkaConsumer(
-            **source.connection_config(self._settings),
+            **connection.connection_config(self._settings),
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

@@ -18,7 +18,7 @@ import kafka
 from kafka import errors as kafka_errors
 
 from agent import settings as settings_mod
-from agent.ingest import source
+from agent.ingest import connection, source
 from agent.observability import errors
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ class TopicFollower:
 
     def _open(self) -> kafka.KafkaConsumer:
         consumer = kafka.KafkaConsumer(
-            **source.connection_config(self._settings),
+            **connection.connection_config(self._settings),
             group_id=None,
             enable_auto_commit=False,
             max_partition_fetch_bytes=max(source.MAX_PARTITION_FETCH_BYTES, self._settings.max_message_bytes),

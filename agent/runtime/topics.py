@@ -25,7 +25,7 @@ from kafka import admin as kafka_admin
 from kafka import errors as kafka_errors
 
 from agent import settings as settings_mod
-from agent.ingest import source
+from agent.ingest import connection, source
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +101,11 @@ def ensure(
 ) -> tuple[InternalTopics, dict[str, int]]:
     """Create missing internal topics (when allowed), then check the topology; partition counts back."""
     topics = InternalTopics.of(config)
-    connection = {
-        **source.connection_config(kafka_settings),
+    admin_connection = {
+        **connection.connection_config(kafka_settings),
         "client_id": f"{kafka_settings.client_id}-admin",
     }
-    admin = kafka_admin.KafkaAdminClient(**connection, request_timeout_ms=ADMIN_TIMEOUT_MS)
+    admin = kafka_admin.KafkaAdminClient(**admin_connection, request_timeout_ms=ADMIN_TIMEOUT_MS)
     try:
         wanted = _wanted(topics, config)
         existing = partition_counts(admin, [t.name for t in wanted])

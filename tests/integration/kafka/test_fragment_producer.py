@@ -50,8 +50,7 @@ def test_sends_are_acknowledged_once_and_in_order(
         assert sends.take_failure() is None
         assert _values(bootstrap, topic_name, len(values)) == values
     finally:
-        if isinstance(producer, producers.RdKafkaProducer):
-            producer.close(timeout=5)
+        producers.close_fragment_producer(producer, timeout=5)
         shared.close(timeout=5)
 
 

@@ -13,7 +13,7 @@ import confluent_kafka
 import pytest
 
 from agent import settings
-from agent.ingest import consumers, rdkafka_source, source
+from agent.ingest import connection, consumers, rdkafka_source, source
 from tests.support.kafka import helpers
 
 
@@ -21,19 +21,19 @@ def test_sasl_needs_mechanism_and_readable_password_file(tmp_path: pathlib.Path)
     def sasl(**extra: Any) -> settings.KafkaSettings:
         return helpers.kafka_settings("127.0.0.1:1", "p", security_protocol="SASL_SSL", **extra)
 
-    with pytest.raises(source.SourceConfigError, match=r"kafka\.sasl_mechanism"):
+    with pytest.raises(connection.SourceConfigError, match=r"kafka\.sasl_mechanism"):
         source.KafkaSource(sasl())
     missing = tmp_path / "absent"
-    with pytest.raises(source.SourceConfigError, match=r"kafka\.sasl_password_file"):
+    with pytest.raises(connection.SourceConfigError, match=r"kafka\.sasl_password_file"):
         source.KafkaSource(
             sasl(sasl_mechanism="SCRAM-SHA-512", sasl_username="agent", sasl_password_file=missing)
         )
     empty = tmp_path / "empty"
     empty.write_text("\n")
-    with pytest.raises(source.SourceConfigError, match="is empty"):
+    with pytest.raises(connection.SourceConfigError, match="is empty"):
         source.KafkaSource(sasl(sasl_mechanism="PLAIN", sasl_username="agent", sasl_password_file=empty))
-    with pytest.raises(source.SourceConfigError, match=r"kafka\.ssl_cafile"):
-        source.connection_config(
+    with pytest.raises(connection.SourceConfigError, match=r"kafka\.ssl_cafile"):
+        connection.connection_config(
             helpers.kafka_settings("127.0.0.1:1", "p", security_protocol="SSL", ssl_cafile=missing)
         )
 
@@ -52,7 +52,7 @@ def test_password_reaches_the_client_but_never_the_log(
         sasl_username="agent",
         sasl_password_file=password_file,
     )
-    assert source.connection_config(config)["sasl_plain_password"] == secret
+    assert connection.connection_config(config)["sasl_plain_password"] == secret
     caplog.set_level(logging.DEBUG)
     kafka_source = source.KafkaSource(config, bootstrap_timeout_s=0.5)
     try:
@@ -93,7 +93,7 @@ def test_every_connection_setting_reaches_librdkafka_under_its_own_name(tmp_path
         sasl_password_file=password_file,
         **paths,
     )
-    properties = rdkafka_source.client_properties(source.connection_config(config))
+    properties = rdkafka_source.client_properties(connection.connection_config(config))
     assert properties == {
         "bootstrap.servers": "127.0.0.1:1,127.0.0.2:2",
         "client.id": "drift-agent",
